@@ -1,0 +1,127 @@
+"""The `trt` command: one entry point with a subcommand per task.
+
+Exit codes: 0 done, 1 unexpected failure, 2 bad configuration or usage, 3 database schema behind.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import sys
+from collections.abc import Callable, Sequence
+
+from trt import __version__
+from trt.config import Config, ConfigError, load_config
+from trt.telemetry.logs import configure_logging, get_logger, resolve_format
+
+EXIT_OK = 0
+EXIT_FAILURE = 1
+EXIT_CONFIG = 2
+EXIT_SCHEMA_BEHIND = 3
+
+log = get_logger(__name__)
+
+
+def _setup(command: str) -> Config:
+    config = load_config()
+    configure_logging(
+        resolve_format(config.logging.format, command=command),
+        config.logging.level,
+        secrets=config.secrets(),
+    )
+    return config
+
+
+def cmd_run(_args: argparse.Namespace) -> int:
+    from trt.app import SchemaBehindError, run
+
+    config = _setup("run")
+    config.require()
+    try:
+        asyncio.run(run(config))
+    except SchemaBehindError as exc:
+        log.error("schema_behind", current=exc.current, head=exc.head, fix="trt migrate")
+        print(f"trt: {exc}", file=sys.stderr)
+        return EXIT_SCHEMA_BEHIND
+    return EXIT_OK
+
+
+def cmd_migrate(args: argparse.Namespace) -> int:
+    from trt.db import migrate
+    from trt.db.database import Database
+
+    config = _setup("migrate")
+
+    async def go() -> str | None:
+        database = Database(config.database.url)
+        try:
+            await migrate.upgrade(database, args.revision)
+            return (await migrate.schema_state(database)).current
+        finally:
+            await database.dispose()
+
+    current = asyncio.run(go())
+    print(f"database at revision {current} (head {migrate.head_revision()})")
+    return EXIT_OK
+
+
+def cmd_config(args: argparse.Namespace) -> int:
+    config = load_config()
+    values = config.masked()
+    if args.json:
+        print(json.dumps(values, ensure_ascii=False, indent=2))
+    else:
+        width = max(len(name) for name in values)
+        for name, value in values.items():
+            print(f"{name.ljust(width)}  {value}")
+    return EXIT_OK
+
+
+def cmd_version(_args: argparse.Namespace) -> int:
+    print(f"trt {__version__}")
+    return EXIT_OK
+
+
+Handler = Callable[[argparse.Namespace], int]
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="trt",
+        description="TRT: AI generation in Telegram, paid from a rouble balance.",
+        epilog="Configuration comes from the environment and .env; see `trt config`.",
+    )
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    def add(name: str, handler: Handler, help_text: str) -> argparse.ArgumentParser:
+        command = sub.add_parser(name, help=help_text, description=help_text)
+        command.set_defaults(handler=handler)
+        return command
+
+    add(
+        "run",
+        cmd_run,
+        "Run the bot: migrate an SQLite database (a Postgres one must be current), serve "
+        "until SIGINT/SIGTERM. Needs BOT_TOKEN and KIE_API_KEY.",
+    )
+    migrate_parser = add("migrate", cmd_migrate, "Upgrade the database schema (DATABASE_URL).")
+    migrate_parser.add_argument(
+        "revision", nargs="?", default="head", help="target revision (default: head)"
+    )
+    config_parser = add("config", cmd_config, "Print the effective configuration, secrets masked.")
+    config_parser.add_argument("--json", action="store_true", help="print JSON")
+    add("version", cmd_version, "Print the version.")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    handler: Handler = args.handler
+    try:
+        return handler(args)
+    except ConfigError as exc:
+        print(f"trt: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except KeyboardInterrupt:
+        return EXIT_OK

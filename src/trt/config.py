@@ -1,0 +1,386 @@
+"""Runtime configuration: one settings class per concern, composed into one frozen `Config`.
+
+Variable names and defaults follow the runtime contract in DESIGN.md; they are fixed because
+tools and docs depend on them. Every class reads the process environment and `.env`.
+Loading collects every problem of every class before failing, so an operator fixes the whole
+configuration in one go (`ConfigError` lists each variable and why).
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from decimal import Decimal
+from enum import StrEnum
+from typing import Annotated, Any
+
+from pydantic import (
+    AliasChoices,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+)
+from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+ENV_FILE = ".env"
+
+
+def _settings_config(prefix: str = "") -> SettingsConfigDict:
+    return SettingsConfigDict(
+        env_prefix=prefix,
+        env_file=ENV_FILE,
+        env_file_encoding="utf-8",
+        extra="ignore",
+        frozen=True,
+        case_sensitive=False,
+    )
+
+
+class BotMode(StrEnum):
+    POLLING = "polling"
+    WEBHOOK = "webhook"
+
+
+class LogFormat(StrEnum):
+    JSON = "json"
+    CONSOLE = "console"
+
+
+class TelegramSettings(BaseSettings):
+    """How TRT reaches Telegram and how Telegram reaches TRT."""
+
+    model_config = _settings_config()
+
+    bot_token: SecretStr | None = Field(default=None, validation_alias="BOT_TOKEN")
+    api_base: str = Field(default="https://api.telegram.org", validation_alias="TELEGRAM_API_BASE")
+    mode: BotMode = Field(default=BotMode.POLLING, validation_alias="BOT_MODE")
+    webhook_secret: SecretStr | None = Field(default=None, validation_alias="WEBHOOK_SECRET")
+
+    @field_validator("bot_token")
+    @classmethod
+    def _token_shape(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None:
+            return None
+        raw = value.get_secret_value().strip()
+        if not raw:
+            return None
+        bot_id, sep, secret = raw.partition(":")
+        if not sep or not bot_id.isdigit() or len(secret) < 8:
+            raise ValueError("must look like '123456789:AA…' (bot id, colon, secret)")
+        return SecretStr(raw)
+
+    @field_validator("api_base")
+    @classmethod
+    def _strip_slash(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("webhook_secret")
+    @classmethod
+    def _secret_charset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value():
+            return None
+        raw = value.get_secret_value()
+        allowed = set("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+        if not 1 <= len(raw) <= 256 or not set(raw) <= allowed:
+            raise ValueError("1-256 characters, only A-Z, a-z, 0-9, _ and - (Telegram's rule)")
+        return value
+
+    @property
+    def bot_id(self) -> int | None:
+        """The numeric bot id, which is the part of the token before the colon."""
+        if self.bot_token is None:
+            return None
+        return int(self.bot_token.get_secret_value().split(":", 1)[0])
+
+    def effective_webhook_secret(self) -> SecretStr | None:
+        """`WEBHOOK_SECRET`, or one derived from the token so restarts agree without config."""
+        if self.webhook_secret is not None:
+            return self.webhook_secret
+        if self.bot_token is None:
+            return None
+        digest = hashlib.sha256(b"trt-webhook:" + self.bot_token.get_secret_value().encode())
+        return SecretStr(digest.hexdigest()[:48])
+
+
+class HttpSettings(BaseSettings):
+    """The aiohttp server: Telegram webhook, KIE callback, health and metrics."""
+
+    model_config = _settings_config()
+
+    host: str = Field(default="127.0.0.1", validation_alias="HTTP_HOST")
+    port: int = Field(
+        default=8080, ge=1, le=65535, validation_alias=AliasChoices("HTTP_PORT", "PORT")
+    )
+    public_base_url: str | None = Field(default=None, validation_alias="PUBLIC_BASE_URL")
+
+    @field_validator("public_base_url")
+    @classmethod
+    def _public_url(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        return _http_url(value)
+
+
+class DatabaseSettings(BaseSettings):
+    """Where TRT keeps its state."""
+
+    model_config = _settings_config()
+
+    url: str = Field(default="sqlite+aiosqlite:///./trt.db", validation_alias="DATABASE_URL")
+
+    @field_validator("url")
+    @classmethod
+    def _async_driver(cls, value: str) -> str:
+        return normalize_database_url(value)
+
+    @property
+    def is_sqlite(self) -> bool:
+        return self.url.startswith("sqlite")
+
+
+class KieSettings(BaseSettings):
+    """KIE.ai, the API in front of the generation models."""
+
+    model_config = _settings_config("KIE_")
+
+    api_key: SecretStr | None = None
+    base_url: str = "https://api.kie.ai"
+    upload_base_url: str = "https://kieai.redpandaai.co"
+    webhook_hmac_key: SecretStr | None = None
+
+    @field_validator("base_url", "upload_base_url")
+    @classmethod
+    def _urls(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("api_key", "webhook_hmac_key")
+    @classmethod
+    def _blank_is_unset(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
+
+
+class PricingSettings(BaseSettings):
+    """How a KIE cost in USD becomes a price in roubles."""
+
+    model_config = _settings_config()
+
+    usd_rub_rate: Decimal = Field(
+        default=Decimal("95"), gt=0, le=10_000, validation_alias="USD_RUB_RATE"
+    )
+    price_markup: Decimal = Field(
+        default=Decimal("2.0"), ge=1, le=100, validation_alias="PRICE_MARKUP"
+    )
+
+
+class AdminSettings(BaseSettings):
+    """Who may operate TRT from inside Telegram."""
+
+    model_config = _settings_config()
+
+    admin_ids: Annotated[frozenset[int], NoDecode] = Field(
+        default=frozenset(), validation_alias="ADMIN_IDS"
+    )
+
+    @field_validator("admin_ids", mode="before")
+    @classmethod
+    def _comma_list(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            parts = [part.strip() for part in value.split(",") if part.strip()]
+            bad = [part for part in parts if not part.lstrip("-").isdigit()]
+            if bad:
+                raise ValueError(f"comma-separated Telegram user ids expected, got {bad!r}")
+            return frozenset(int(part) for part in parts)
+        return value
+
+
+class LoggingSettings(BaseSettings):
+    """Log output. Format unset means JSON under `trt run`, console in a terminal."""
+
+    model_config = _settings_config("LOG_")
+
+    format: LogFormat | None = None
+    level: str = "INFO"
+
+    @field_validator("format", mode="before")
+    @classmethod
+    def _blank_format(cls, value: Any) -> Any:
+        if isinstance(value, str):
+            value = value.strip().lower()
+            return value or None
+        return value
+
+    @field_validator("level")
+    @classmethod
+    def _level(cls, value: str) -> str:
+        level = value.strip().upper()
+        if level not in {"DEBUG", "INFO", "WARNING", "ERROR", "CRITICAL"}:
+            raise ValueError("one of DEBUG, INFO, WARNING, ERROR, CRITICAL")
+        return level
+
+
+SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
+    TelegramSettings,
+    HttpSettings,
+    DatabaseSettings,
+    KieSettings,
+    PricingSettings,
+    AdminSettings,
+    LoggingSettings,
+)
+
+# Variables `trt run` cannot do without; other commands (config, migrate, demo) run without them.
+RUN_REQUIRED = ("BOT_TOKEN", "KIE_API_KEY")
+
+
+@dataclass(frozen=True, slots=True)
+class ConfigProblem:
+    variable: str
+    reason: str
+
+
+class ConfigError(Exception):
+    """The configuration cannot be used; `problems` names each variable and why."""
+
+    def __init__(self, problems: list[ConfigProblem]) -> None:
+        self.problems = problems
+        lines = [f"  {p.variable}: {p.reason}" for p in problems]
+        super().__init__("Configuration is invalid:\n" + "\n".join(lines))
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    """Everything TRT reads from its environment, validated and frozen."""
+
+    telegram: TelegramSettings
+    http: HttpSettings
+    database: DatabaseSettings
+    kie: KieSettings
+    pricing: PricingSettings
+    admin: AdminSettings
+    logging: LoggingSettings
+
+    def require(self, variables: tuple[str, ...] = RUN_REQUIRED) -> None:
+        """Raise `ConfigError` naming every listed variable that is unset."""
+        present = {
+            "BOT_TOKEN": self.telegram.bot_token is not None,
+            "KIE_API_KEY": self.kie.api_key is not None,
+        }
+        missing = [
+            ConfigProblem(name, "is required for `trt run` and is not set")
+            for name in variables
+            if not present.get(name, True)
+        ]
+        if missing:
+            raise ConfigError(missing)
+
+    def secrets(self) -> list[str]:
+        """Every secret value, so log output can be scrubbed of them."""
+        values = [
+            self.telegram.bot_token,
+            self.telegram.effective_webhook_secret(),
+            self.kie.api_key,
+            self.kie.webhook_hmac_key,
+        ]
+        return [v.get_secret_value() for v in values if v is not None]
+
+    def masked(self) -> dict[str, str]:
+        """The effective configuration by variable name, secrets masked."""
+        return {
+            "BOT_TOKEN": _mask(self.telegram.bot_token),
+            "TELEGRAM_API_BASE": self.telegram.api_base,
+            "BOT_MODE": self.telegram.mode.value,
+            "PUBLIC_BASE_URL": self.http.public_base_url or "(unset: no callbacks, KIE is polled)",
+            "WEBHOOK_SECRET": _mask(self.telegram.webhook_secret)
+            if self.telegram.webhook_secret
+            else ("(derived from BOT_TOKEN)" if self.telegram.bot_token else "(unset)"),
+            "HTTP_HOST": self.http.host,
+            "HTTP_PORT": str(self.http.port),
+            "DATABASE_URL": mask_database_url(self.database.url),
+            "KIE_API_KEY": _mask(self.kie.api_key),
+            "KIE_BASE_URL": self.kie.base_url,
+            "KIE_UPLOAD_BASE_URL": self.kie.upload_base_url,
+            "KIE_WEBHOOK_HMAC_KEY": _mask(self.kie.webhook_hmac_key),
+            "ADMIN_IDS": ",".join(str(i) for i in sorted(self.admin.admin_ids)) or "(none)",
+            "USD_RUB_RATE": str(self.pricing.usd_rub_rate),
+            "PRICE_MARKUP": str(self.pricing.price_markup),
+            "LOG_FORMAT": self.logging.format.value if self.logging.format else "(auto)",
+            "LOG_LEVEL": self.logging.level,
+        }
+
+
+def load_config(**overrides: dict[str, Any]) -> Config:
+    """Read every settings class; raise one `ConfigError` listing all problems.
+
+    `overrides` maps a `Config` field name (e.g. ``"database"``) to init values for that class,
+    which take precedence over the environment (used by `trt demo` and tests).
+    """
+    built: dict[str, BaseSettings] = {}
+    problems: list[ConfigProblem] = []
+    for field_name, cls in zip(Config.__dataclass_fields__, SETTINGS_CLASSES, strict=True):
+        try:
+            built[field_name] = cls(**overrides.get(field_name, {}))
+        except ValidationError as exc:
+            problems.extend(_problems_from(cls, exc))
+    if problems:
+        raise ConfigError(problems)
+    return Config(**built)  # type: ignore[arg-type]
+
+
+def _problems_from(cls: type[BaseSettings], exc: ValidationError) -> list[ConfigProblem]:
+    prefix = str(cls.model_config.get("env_prefix", "")).upper()
+    problems = []
+    for error in exc.errors(include_url=False):
+        loc = str(error["loc"][0]) if error["loc"] else "?"
+        field = cls.model_fields.get(loc)
+        if field is not None and isinstance(field.validation_alias, str):
+            variable = field.validation_alias
+        elif field is not None and isinstance(field.validation_alias, AliasChoices):
+            variable = str(field.validation_alias.choices[0])
+        elif loc in cls.model_fields:
+            variable = prefix + loc.upper()
+        else:
+            variable = loc.upper()
+        message = str(error["msg"]).removeprefix("Value error, ")
+        value = error.get("input")
+        shown = "" if variable.endswith(("TOKEN", "KEY", "SECRET")) else f" (got {value!r})"
+        problems.append(ConfigProblem(variable, message + shown))
+    return problems
+
+
+def normalize_database_url(url: str) -> str:
+    """Accept the URL a PaaS hands out (`postgres://…`) and choose the async driver."""
+    url = url.strip()
+    for plain in ("postgres://", "postgresql://"):
+        if url.startswith(plain):
+            return "postgresql+asyncpg://" + url[len(plain) :]
+    if url.startswith("sqlite://"):
+        return "sqlite+aiosqlite://" + url[len("sqlite://") :]
+    if url.startswith(("postgresql+asyncpg://", "sqlite+aiosqlite://")):
+        return url
+    raise ValueError("use sqlite+aiosqlite:///path.db or postgresql+asyncpg://user@host/db")
+
+
+def mask_database_url(url: str) -> str:
+    """The URL with its password replaced, for logs and `trt config`."""
+    scheme, sep, rest = url.partition("://")
+    if not sep or "@" not in rest:
+        return url
+    credentials, at, location = rest.rpartition("@")
+    user, colon, _password = credentials.partition(":")
+    return f"{scheme}://{user}{':***' if colon else ''}{at}{location}"
+
+
+def _http_url(value: str) -> str:
+    value = value.strip().rstrip("/")
+    if not value.startswith(("http://", "https://")):
+        raise ValueError("must start with http:// or https://")
+    return value
+
+
+def _mask(secret: SecretStr | None) -> str:
+    if secret is None:
+        return "(unset)"
+    return "*** (set)"

@@ -1,0 +1,1 @@
+"""Alembic migrations; run them with `trt migrate` (see trt.db.migrate)."""

@@ -1,0 +1,1 @@
+"""Telemetry: structured logs now; the event contract, sinks and metrics join here."""

@@ -1,0 +1,104 @@
+"""Structured logging: JSON lines for machines, readable console lines for people.
+
+Everything that logs (TRT, aiogram, SQLAlchemy, Alembic, aiohttp) goes through structlog's
+processor chain, so every line has the same shape, carries the context variables bound for the
+current update (the `cid`) and has secrets scrubbed before it leaves the process.
+"""
+
+from __future__ import annotations
+
+import logging
+import sys
+from collections.abc import Iterable, MutableMapping
+from typing import Any
+
+import structlog
+
+from trt.config import LogFormat
+
+_REDACTED = "[REDACTED]"
+_secrets: tuple[str, ...] = ()
+
+
+def resolve_format(configured: LogFormat | None, *, command: str) -> LogFormat:
+    """JSON under `trt run` unless configured otherwise; console when a person watches."""
+    if configured is not None:
+        return configured
+    if command == "run" or not sys.stderr.isatty():
+        return LogFormat.JSON
+    return LogFormat.CONSOLE
+
+
+def _scrub_secrets(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # Secrets can reach a log line inside URLs or exception texts (a Bot API URL holds the
+    # token); replacing known values is cheap and catches every such path.
+    if not _secrets:
+        return event_dict
+    for key, value in event_dict.items():
+        if isinstance(value, str):
+            for secret in _secrets:
+                if secret in value:
+                    value = value.replace(secret, _REDACTED)
+            event_dict[key] = value
+    return event_dict
+
+
+def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -> None:
+    """Route structlog and the standard library through one chain; idempotent."""
+    global _secrets
+    # Short values would redact ordinary words; real secrets are long.
+    _secrets = tuple(sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True))
+
+    shared: list[structlog.types.Processor] = [
+        structlog.contextvars.merge_contextvars,
+        structlog.stdlib.add_log_level,
+        structlog.stdlib.add_logger_name,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+    ]
+    renderer: structlog.types.Processor
+    if fmt is LogFormat.JSON:
+        renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
+        tail: list[structlog.types.Processor] = [
+            structlog.processors.dict_tracebacks,
+            _scrub_secrets,
+        ]
+    else:
+        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        tail = [_scrub_secrets]
+
+    structlog.configure(
+        processors=[
+            *shared,
+            structlog.stdlib.PositionalArgumentsFormatter(),
+            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+        ],
+        logger_factory=structlog.stdlib.LoggerFactory(),
+        wrapper_class=structlog.stdlib.BoundLogger,
+        cache_logger_on_first_use=False,
+    )
+    formatter = structlog.stdlib.ProcessorFormatter(
+        foreign_pre_chain=[*shared, structlog.stdlib.ExtraAdder()],
+        processors=[
+            structlog.stdlib.ProcessorFormatter.remove_processors_meta,
+            *tail,
+            renderer,
+        ],
+    )
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(formatter)
+    root = logging.getLogger()
+    for old in list(root.handlers):
+        root.removeHandler(old)
+    root.addHandler(handler)
+    root.setLevel(level)
+    # Third-party chatter at INFO would drown the event stream; their warnings still show.
+    for noisy in ("aiohttp.access", "sqlalchemy.engine", "alembic.runtime.migration"):
+        logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
+
+
+def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+    """A logger bound to a module name."""
+    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    return logger
