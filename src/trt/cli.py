@@ -8,11 +8,15 @@ from __future__ import annotations
 import argparse
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable, Sequence
 
 from trt import __version__
+from trt.catalog import commands as catalog_commands
+from trt.catalog.loader import CatalogError
 from trt.config import Config, ConfigError, load_config
+from trt.pipeline import UnknownModelError
 from trt.telemetry.logs import configure_logging, get_logger, resolve_format
 
 EXIT_OK = 0
@@ -112,6 +116,7 @@ def build_parser() -> argparse.ArgumentParser:
     config_parser = add("config", cmd_config, "Print the effective configuration, secrets masked.")
     config_parser.add_argument("--json", action="store_true", help="print JSON")
     add("version", cmd_version, "Print the version.")
+    catalog_commands.add_parser(sub)
     return parser
 
 
@@ -123,5 +128,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     except ConfigError as exc:
         print(f"trt: {exc}", file=sys.stderr)
         return EXIT_CONFIG
+    except CatalogError as exc:
+        print(f"trt: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
+    except UnknownModelError as exc:
+        print(f"trt: {exc}", file=sys.stderr)
+        return EXIT_CONFIG
     except KeyboardInterrupt:
+        return EXIT_OK
+    except BrokenPipeError:
+        # Output piped into `head` and the reader left: not an error of ours.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
         return EXIT_OK

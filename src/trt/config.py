@@ -173,6 +173,7 @@ class PricingSettings(BaseSettings):
     price_markup: Decimal = Field(
         default=Decimal("2.0"), ge=1, le=100, validation_alias="PRICE_MARKUP"
     )
+    free_daily_quota: int = Field(default=3, ge=0, le=1000, validation_alias="FREE_DAILY_QUOTA")
 
 
 class AdminSettings(BaseSettings):
@@ -306,6 +307,7 @@ class Config:
             "ADMIN_IDS": ",".join(str(i) for i in sorted(self.admin.admin_ids)) or "(none)",
             "USD_RUB_RATE": str(self.pricing.usd_rub_rate),
             "PRICE_MARKUP": str(self.pricing.price_markup),
+            "FREE_DAILY_QUOTA": str(self.pricing.free_daily_quota),
             "LOG_FORMAT": self.logging.format.value if self.logging.format else "(auto)",
             "LOG_LEVEL": self.logging.level,
         }

@@ -1,0 +1,1 @@
+"""The Telegram side: aiogram routers, middlewares, callback data, keyboards."""

@@ -1,0 +1,70 @@
+"""Callback-data factories: every button's payload, short prefixes, ≤ 64 bytes (Telegram's rule).
+
+Parameters and enum values travel as indexes into the catalogue (stable for one catalogue
+version); names would not fit 64 bytes for long parameter names. `catalogue_budget` computes the
+longest payload any screen can produce for a model, which the catalogue checks at load.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+from aiogram.filters.callback_data import CallbackData
+
+if TYPE_CHECKING:
+    from trt.catalog.schema import ModelSpec
+
+MAX_CALLBACK_BYTES = 64
+# The widest page index a paginated list may show (a generous bound for the budget check).
+MAX_PAGE_INDEX = 99
+
+
+class ModelCard(CallbackData, prefix="md"):
+    slug: str
+
+
+class StartModel(CallbackData, prefix="go"):
+    slug: str
+
+
+class ParamMenu(CallbackData, prefix="pm"):
+    slug: str
+
+
+class ParamOpen(CallbackData, prefix="po"):
+    slug: str
+    param: int
+    page: int = 0
+
+
+class ParamSet(CallbackData, prefix="ps"):
+    slug: str
+    param: int
+    value: int
+
+
+def model_callbacks(model: ModelSpec) -> list[CallbackData]:
+    """The widest instance of every model-dependent button for `model`."""
+    params = list(model.params.values())
+    last_param = max(len(params) - 1, 0)
+    widest_value = max([len(p.enum or ()) + len(p.choices or ()) for p in params] + [2], default=2)
+    return [
+        ModelCard(slug=model.slug),
+        StartModel(slug=model.slug),
+        ParamMenu(slug=model.slug),
+        ParamOpen(slug=model.slug, param=last_param, page=MAX_PAGE_INDEX),
+        ParamSet(slug=model.slug, param=last_param, value=widest_value - 1),
+    ]
+
+
+def catalogue_budget(model: ModelSpec) -> tuple[int, str]:
+    """(bytes, payload) of the longest callback data `model`'s screens can produce."""
+    packed = [_unchecked_pack(callback) for callback in model_callbacks(model)]
+    longest = max(packed, key=lambda data: len(data.encode()))
+    return len(longest.encode()), longest
+
+
+def _unchecked_pack(callback: CallbackData) -> str:
+    # aiogram's pack() refuses payloads over 64 bytes; the budget check must measure them.
+    values = [str(int(v) if isinstance(v, bool) else v) for v in callback.model_dump().values()]
+    return callback.__separator__.join([callback.__prefix__, *values])

@@ -1,0 +1,1 @@
+"""The model catalogue (SSOT): schema, loader with cross-checks, pricing, vendor drift."""

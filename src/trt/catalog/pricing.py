@@ -1,0 +1,97 @@
+"""The one price function: KIE credits → USD → roubles, in integer kopecks.
+
+Every price a user ever sees comes from `quote`. Money is `Decimal` until the final rounding,
+which is always up (to whole kopecks for the charge, to whole roubles for display), so TRT never
+sells below cost × markup.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from decimal import ROUND_CEILING, Decimal
+from typing import Any
+
+from trt.catalog.schema import ModelSpec, PriceSpec, table_key
+
+USD_PER_CREDIT = Decimal("0.005")
+
+
+class PricingError(ValueError):
+    """The parameters do not determine a price (a missing or unpriced value)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Rates:
+    """What turns credits into roubles: exchange rate and markup (both from config or admin)."""
+
+    usd_rub_rate: Decimal
+    price_markup: Decimal
+
+    def __post_init__(self) -> None:
+        assert self.usd_rub_rate > 0, "USD_RUB_RATE must be positive"
+        assert self.price_markup >= 1, "PRICE_MARKUP below 1 sells under cost"
+
+
+@dataclass(frozen=True, slots=True)
+class Quote:
+    credits: Decimal
+    usd: Decimal
+    amount_kopecks: int
+
+    @property
+    def display_rubles(self) -> int:
+        """Whole roubles shown to users, rounded up."""
+        return -(-self.amount_kopecks // 100)
+
+
+def credits_for(price: PriceSpec, params: dict[str, Any]) -> Decimal:
+    """KIE credits one run with `params` costs; raises `PricingError` when undetermined."""
+    if price.table is not None:
+        try:
+            values = [params[name] for name in price.by]
+        except KeyError as missing:
+            raise PricingError(f"priced parameter {missing} has no value") from None
+        key = table_key(values)
+        if key not in price.table:
+            raise PricingError(f"no price for {dict(zip(price.by, values, strict=True))}")
+        credits = price.table[key]
+    else:
+        assert price.credits is not None
+        credits = price.credits
+    for name in price.multiply_by:
+        factor = _decimal(params.get(name), name)
+        credits *= factor
+    if price.per_1000_chars is not None:
+        text = params.get(price.per_1000_chars)
+        if not isinstance(text, str):
+            raise PricingError(f"{price.per_1000_chars} has no text")
+        credits = credits * Decimal(len(text)) / Decimal(1000)
+    assert credits >= 0
+    return credits
+
+
+def quote(model: ModelSpec, params: dict[str, Any], rates: Rates) -> Quote:
+    """The price of one run of `model` with `params` (which include the defaults)."""
+    credits = credits_for(model.price, params)
+    usd = credits * USD_PER_CREDIT
+    rubles = usd * rates.usd_rub_rate * rates.price_markup
+    kopecks = int((rubles * 100).to_integral_value(rounding=ROUND_CEILING))
+    return Quote(credits=credits, usd=usd, amount_kopecks=kopecks)
+
+
+def format_rubles(amount_kopecks: int) -> str:
+    """«1 234 ₽» from kopecks, rounded up to whole roubles, thin-space thousands."""
+    rubles = -(-amount_kopecks // 100)
+    return f"{rubles:,}".replace(",", "\u202f") + " ₽"
+
+
+def _decimal(value: Any, name: str) -> Decimal:
+    if isinstance(value, bool) or value is None:
+        raise PricingError(f"{name} has no numeric value")
+    try:
+        number = Decimal(str(value))
+    except ArithmeticError:
+        raise PricingError(f"{name}={value!r} is not a number") from None
+    if not number.is_finite() or number < 0:
+        raise PricingError(f"{name}={value!r} is not a usable multiplier")
+    return number
