@@ -18,7 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from aiohttp import ClientSession, ClientTimeout, web
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from trt.sandbox.botapi import FileRef, Problem, load_spec, parse_html
 from trt.sandbox.media import image_mime, image_size
@@ -494,9 +494,7 @@ class TelegramServer:
                         failure = (
                             f"Wrong response from the webhook: {response.status} {response.reason}"
                         )
-            except (OSError, TimeoutError) as exc:
-                failure = f"Connection failed: {exc.__class__.__name__}"
-            except Exception as exc:  # any client error is a failed delivery, retried
+            except (OSError, TimeoutError, ClientError) as exc:  # a failed delivery, retried
                 failure = f"Connection failed: {exc.__class__.__name__}"
             if failure is None:
                 if self.updates and self.updates[0] is update:
