@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format run demo clean lock
+.PHONY: setup test lint format run demo clean lock browser
 
 setup: $(STAMP)
 
@@ -31,11 +31,23 @@ format: setup
 	$(BIN)/ruff format src tests
 	$(BIN)/ruff check --fix src tests
 
-test: lint
+test: lint browser
 	$(BIN)/pytest
 
 run: setup
 	$(BIN)/trt run
 
+demo: setup
+	$(BIN)/trt demo
+
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache
+
+# Debian's Chromium for the browser test (Playwright drives it; it never downloads a browser).
+CHROMIUM := /usr/bin/chromium
+EMOJI_FONT := /usr/share/fonts/truetype/noto/NotoColorEmoji.ttf
+$(CHROMIUM) $(EMOJI_FONT):
+	@command -v apt-get >/dev/null || { echo "need $(CHROMIUM): install Debian's chromium package"; exit 1; }
+	apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium fonts-noto-color-emoji >/dev/null
+
+browser: $(CHROMIUM) $(EMOJI_FONT)

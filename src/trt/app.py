@@ -3,13 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import signal
 import sys
 
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+
 from trt import __version__
-from trt.config import Config, mask_database_url
+from trt.bot.app import create_bot, create_dispatcher, set_commands
+from trt.catalog.loader import default_catalog
+from trt.catalog.pricing import Rates
+from trt.config import BotMode, Config, mask_database_url
 from trt.db import migrate
 from trt.db.database import Database
+from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
@@ -49,14 +56,39 @@ async def prepare_storage(config: Config) -> Database:
     return database
 
 
-async def run(config: Config, stop: asyncio.Event | None = None) -> None:
+async def run(
+    config: Config, stop: asyncio.Event | None = None, *, install_signal_handlers: bool = True
+) -> None:
     """Serve until SIGINT/SIGTERM (or until `stop` is set)."""
     stop = stop or asyncio.Event()
     loop = asyncio.get_running_loop()
-    for signum in (signal.SIGINT, signal.SIGTERM):
+    signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
+    for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     database = await prepare_storage(config)
+    pipeline = UnifiedModelPipeline(
+        default_catalog(), Rates(config.pricing.usd_rub_rate, config.pricing.price_markup)
+    )
+    bot = create_bot(config)
+    dispatcher = create_dispatcher(config, database, pipeline)
+    polling: asyncio.Task[None] | None = None
     try:
+        try:
+            await set_commands(bot)
+        except (TelegramAPIError, TelegramNetworkError) as error:
+            # The command menu is cosmetic; Telegram being unreachable must not stop start-up
+            # (polling retries on its own).
+            log.warning("set_commands_failed", error=str(error))
+        if config.telegram.mode is BotMode.POLLING:
+            polling = asyncio.create_task(
+                dispatcher.start_polling(
+                    bot,
+                    handle_signals=False,
+                    close_bot_session=False,
+                    allowed_updates=dispatcher.resolve_used_update_types(),
+                ),
+                name="telegram-polling",
+            )
         log.info(
             "ready",
             version=__version__,
@@ -64,11 +96,17 @@ async def run(config: Config, stop: asyncio.Event | None = None) -> None:
             database=mask_database_url(config.database.url),
             bot_mode=config.telegram.mode.value,
             bot_id=config.telegram.bot_id,
+            models=len(pipeline.catalog),
         )
         await stop.wait()
         log.info("stopping", reason="signal")
     finally:
+        if polling is not None:
+            with contextlib.suppress(RuntimeError):  # polling already stopped
+                await dispatcher.stop_polling()
+            await polling
+        await bot.session.close()
         await database.dispose()
-        for signum in (signal.SIGINT, signal.SIGTERM):
+        for signum in signals:
             loop.remove_signal_handler(signum)
     log.info("stopped")

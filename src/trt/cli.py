@@ -82,6 +82,15 @@ def cmd_config(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
+def cmd_demo(args: argparse.Namespace) -> int:
+    from trt.config import LogFormat
+    from trt.sandbox import demo
+
+    config = load_config()
+    configure_logging(config.logging.format or LogFormat.CONSOLE, config.logging.level)
+    return demo.main(args.port, args.database)
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"trt {__version__}")
     return EXIT_OK
@@ -115,6 +124,21 @@ def build_parser() -> argparse.ArgumentParser:
     )
     config_parser = add("config", cmd_config, "Print the effective configuration, secrets masked.")
     config_parser.add_argument("--json", action="store_true", help="print JSON")
+    demo_parser = add(
+        "demo",
+        cmd_demo,
+        "Run the sandbox: local Telegram and KIE servers, the bot against them, and a web "
+        "chat to play the users in. Needs no tokens and no network.",
+    )
+    demo_parser.add_argument(
+        "--port",
+        type=int,
+        default=8080,
+        help="web chat / Telegram sandbox port; KIE uses the next one (default 8080)",
+    )
+    demo_parser.add_argument(
+        "--database", default="trt-demo.db", help="SQLite file for the demo (default ./trt-demo.db)"
+    )
     add("version", cmd_version, "Print the version.")
     catalog_commands.add_parser(sub)
     return parser

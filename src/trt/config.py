@@ -56,6 +56,7 @@ class TelegramSettings(BaseSettings):
     api_base: str = Field(default="https://api.telegram.org", validation_alias="TELEGRAM_API_BASE")
     mode: BotMode = Field(default=BotMode.POLLING, validation_alias="BOT_MODE")
     webhook_secret: SecretStr | None = Field(default=None, validation_alias="WEBHOOK_SECRET")
+    support_contact: str = Field(default="@trt_support", validation_alias="SUPPORT_CONTACT")
 
     @field_validator("bot_token")
     @classmethod
@@ -110,7 +111,7 @@ class HttpSettings(BaseSettings):
 
     host: str = Field(default="127.0.0.1", validation_alias="HTTP_HOST")
     port: int = Field(
-        default=8080, ge=1, le=65535, validation_alias=AliasChoices("HTTP_PORT", "PORT")
+        default=8080, ge=0, le=65535, validation_alias=AliasChoices("HTTP_PORT", "PORT")
     )
     public_base_url: str | None = Field(default=None, validation_alias="PUBLIC_BASE_URL")
 
@@ -297,6 +298,7 @@ class Config:
             "WEBHOOK_SECRET": _mask(self.telegram.webhook_secret)
             if self.telegram.webhook_secret
             else ("(derived from BOT_TOKEN)" if self.telegram.bot_token else "(unset)"),
+            "SUPPORT_CONTACT": self.telegram.support_contact,
             "HTTP_HOST": self.http.host,
             "HTTP_PORT": str(self.http.port),
             "DATABASE_URL": mask_database_url(self.database.url),

@@ -277,6 +277,31 @@ class UnifiedModelPipeline:
     def quote(self, model_id: str, params: dict[str, Any]) -> Quote:
         return quote(self.resolve_model(model_id), params, self.rates)
 
+    def cheapest_quote(self, model: ModelSpec) -> Quote:
+        """The lowest price a run of `model` can have: the «от N ₽» of lists and cards.
+
+        Every priced parameter takes its cheapest allowed value; a per-character price is
+        quoted for 1000 characters.
+        """
+        price = model.price
+        candidates: list[dict[str, Any]] = [{}]
+        for name in (*price.by, *price.multiply_by):
+            spec = model.params[name]
+            values = _value_domain(spec)
+            candidates = [{**c, name: v} for c in candidates for v in values]
+        if price.per_1000_chars is not None:
+            candidates = [{**c, price.per_1000_chars: "x" * 1000} for c in candidates]
+        quotes = []
+        for candidate in candidates:
+            if self._incompatibilities(model, candidate, "en"):
+                continue
+            try:
+                quotes.append(quote(model, candidate, self.rates))
+            except PricingError:
+                continue
+        assert quotes, f"{model.slug} has no priceable combination (checked at load)"
+        return min(quotes, key=lambda q: q.amount_kopecks)
+
     def build_kie_payload(
         self, model_id: str, params: dict[str, Any], callback_url: str | None = None
     ) -> dict[str, Any]:
@@ -344,6 +369,18 @@ class UnifiedModelPipeline:
                 lines.append(t(lang, "confirm.missing", missing=format_rubles(-after)))
         lines.append(t(lang, "confirm.eta", eta=format_eta(model.typical_duration_s, lang)))
         return "\n".join(lines)
+
+
+def _value_domain(spec: ParamSpec) -> list[Any]:
+    """The values a priced parameter can take (its bounds, for a free number)."""
+    if spec.enum is not None:
+        return list(spec.enum)
+    if spec.type is ParamType.BOOLEAN:
+        return [False, True]
+    values = [
+        v for v in (spec.minimum, *(spec.choices or ()), spec.effective_default) if v is not None
+    ]
+    return values or [1]
 
 
 def model_values_labelled(catalog: Catalog, name: str) -> bool:

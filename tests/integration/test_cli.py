@@ -6,6 +6,7 @@ import json
 import signal
 import subprocess
 import sys
+from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
@@ -13,6 +14,8 @@ import pytest
 from tests.processes import TrtProcess, trt_env
 from trt.db import migrate
 from trt.db.database import Database
+from trt.sandbox.runner import start_app
+from trt.sandbox.telegram import TelegramServer
 
 TOKEN = "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 KIE_KEY = "kie-test-key-0123456789"
@@ -48,14 +51,24 @@ def test_bad_variable_is_named_with_its_rule(tmp_path: Path) -> None:
     assert "Traceback" not in result.stderr
 
 
+@pytest.fixture
+async def telegram_url() -> AsyncIterator[str]:
+    """A sandbox Telegram for `trt run` to poll (no process may reach the real one)."""
+    server = TelegramServer(TOKEN)
+    running = await start_app(server.app)
+    yield running.url
+    await running.stop()
+
+
 async def test_run_migrates_empty_sqlite_logs_ready_and_stops_on_sigterm(
-    tmp_path: Path,
+    tmp_path: Path, telegram_url: str
 ) -> None:
     db_file = tmp_path / "fresh.db"
     env = trt_env(
         BOT_TOKEN=TOKEN,
         KIE_API_KEY=KIE_KEY,
         DATABASE_URL=f"sqlite+aiosqlite:///{db_file}",
+        TELEGRAM_API_BASE=telegram_url,
     )
     process = await TrtProcess.start("run", env=env, cwd=str(tmp_path))
     try:
@@ -71,7 +84,9 @@ async def test_run_migrates_empty_sqlite_logs_ready_and_stops_on_sigterm(
         assert isinstance(json.loads(line), dict), line
     assert TOKEN not in process.output
     assert KIE_KEY not in process.output
-    assert [e["event"] for e in process.events][-2:] == ["stopping", "stopped"]
+    names = [e["event"] for e in process.events]
+    assert names[-1] == "stopped"
+    assert names.index("ready") < names.index("stopping") < names.index("stopped")
     database = Database(f"sqlite+aiosqlite:///{db_file}")
     try:
         assert (await migrate.schema_state(database)).is_current
@@ -81,9 +96,14 @@ async def test_run_migrates_empty_sqlite_logs_ready_and_stops_on_sigterm(
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_run_refuses_a_postgres_schema_behind(
-    empty_database_url: str, tmp_path: Path
+    empty_database_url: str, tmp_path: Path, telegram_url: str
 ) -> None:
-    env = trt_env(BOT_TOKEN=TOKEN, KIE_API_KEY=KIE_KEY, DATABASE_URL=empty_database_url)
+    env = trt_env(
+        BOT_TOKEN=TOKEN,
+        KIE_API_KEY=KIE_KEY,
+        DATABASE_URL=empty_database_url,
+        TELEGRAM_API_BASE=telegram_url,
+    )
     result = run_trt("run", env=env, cwd=tmp_path)
     assert result.returncode == 3
     assert "trt migrate" in result.stderr

@@ -19,6 +19,23 @@ MAX_CALLBACK_BYTES = 64
 MAX_PAGE_INDEX = 99
 
 
+class Menu(CallbackData, prefix="mn"):
+    """A top-level screen: main, help (balance and history join them)."""
+
+    screen: str
+
+
+class Category(CallbackData, prefix="cat"):
+    """A category's model list, first page (`cat:image`)."""
+
+    category: str
+
+
+class CategoryPage(CallbackData, prefix="cp"):
+    category: str
+    page: int
+
+
 class ModelCard(CallbackData, prefix="md"):
     slug: str
 

@@ -44,11 +44,8 @@ def _sample_params(
 
 
 def _start_price(pipeline: UnifiedModelPipeline, slug: str) -> str:
-    try:
-        quote = pipeline.quote(slug, _sample_params(pipeline, slug, {}))
-    except ValueError:
-        return "?"
-    return format_rubles(quote.amount_kopecks)
+    model = pipeline.resolve_model(slug)
+    return format_rubles(pipeline.cheapest_quote(model).amount_kopecks)
 
 
 def cmd_list(args: argparse.Namespace) -> int:

@@ -238,6 +238,7 @@ class TelegramServer:
         self._event_seq = itertools.count(1)
         self._changed = asyncio.Condition()
         self._poll_generation = 0
+        self._closing = False
         self._pusher: asyncio.Task[None] | None = None
         self._http: ClientSession | None = None
         self._media_groups = itertools.count(1)
@@ -278,8 +279,14 @@ class TelegramServer:
         app.router.add_route("*", "/bot{token}/{method}", self._handle_api)
         app.router.add_get("/file/bot{token}/{path:.+}", self._handle_file)
         app.on_startup.append(self._on_startup)
+        app.on_shutdown.append(self._on_shutdown)
         app.on_cleanup.append(self._on_cleanup)
         return app
+
+    async def _on_shutdown(self, _app: web.Application) -> None:
+        # Long polls (getUpdates, the users' event stream) end now instead of at their timeout.
+        self._closing = True
+        await self._notify()
 
     async def _on_startup(self, _app: web.Application) -> None:
         self._http = ClientSession(timeout=ClientTimeout(total=30))
@@ -293,6 +300,11 @@ class TelegramServer:
             await self._http.close()
 
     async def _handle_api(self, request: web.Request) -> web.Response:
+        response = await self._dispatch_api(request)
+        await self._notify()  # tests wait on recorded requests
+        return response
+
+    async def _dispatch_api(self, request: web.Request) -> web.Response:
         if request.match_info["token"] != self.token:
             return _error_response(ApiError(401, "Unauthorized"))
         requested = request.match_info["method"]
@@ -400,7 +412,7 @@ class TelegramServer:
         await self._notify()  # an older waiting poll ends with 409; tests see the new poller
         deadline = time.monotonic() + timeout_s
         async with self._changed:
-            while not self.updates:
+            while not self.updates and not self._closing:
                 if generation != self._poll_generation:
                     raise ApiError(
                         409,
@@ -1060,7 +1072,9 @@ class TelegramServer:
     async def wait_for(self, condition: Callable[[], bool], timeout_s: float = 10.0) -> None:
         """Block until `condition()` holds (re-checked on every state change)."""
         async with self._changed:
-            await asyncio.wait_for(self._changed.wait_for(condition), timeout_s)
+            await asyncio.wait_for(
+                self._changed.wait_for(lambda: self._closing or condition()), timeout_s
+            )
 
     def callback_waits_s(self) -> list[float]:
         return [r.wait_s for r in self.callbacks.values() if r.wait_s is not None]

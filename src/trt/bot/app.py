@@ -1,0 +1,54 @@
+"""The app factory: one Bot, one Dispatcher with its routers and middlewares, composed here."""
+
+from __future__ import annotations
+
+from aiogram import Bot, Dispatcher
+from aiogram.client.default import DefaultBotProperties
+from aiogram.client.session.aiohttp import AiohttpSession
+from aiogram.client.telegram import TelegramAPIServer
+from aiogram.enums import ParseMode
+from aiogram.types import BotCommand, BotCommandScopeDefault
+
+from trt.bot.middlewares import AnswerFirstMiddleware, UserMiddleware
+from trt.bot.routers import catalog, fallback, start
+from trt.config import Config
+from trt.db.database import Database
+from trt.i18n import LANGUAGES, t
+from trt.pipeline import UnifiedModelPipeline
+from trt.users import UserService
+
+COMMANDS = ("start", "help")
+
+
+def create_bot(config: Config) -> Bot:
+    """A Bot talking HTML to the configured Bot API server (Telegram, self-hosted, sandbox)."""
+    token = config.telegram.bot_token
+    assert token is not None, "BOT_TOKEN is checked by Config.require()"
+    session = AiohttpSession(api=TelegramAPIServer.from_base(config.telegram.api_base))
+    return Bot(
+        token.get_secret_value(),
+        session=session,
+        default=DefaultBotProperties(parse_mode=ParseMode.HTML),
+    )
+
+
+def create_dispatcher(
+    config: Config, database: Database, pipeline: UnifiedModelPipeline
+) -> Dispatcher:
+    """Routers in order, fallback last; app-wide objects injected into every handler."""
+    dispatcher = Dispatcher(config=config, database=database, pipeline=pipeline)
+    dispatcher.update.outer_middleware(UserMiddleware(UserService(database)))
+    dispatcher.callback_query.middleware(AnswerFirstMiddleware())
+    dispatcher.include_routers(start.build(), catalog.build(), fallback.build())
+    return dispatcher
+
+
+async def set_commands(bot: Bot) -> None:
+    """The command menu in both languages (Russian is the default scope)."""
+    for lang in LANGUAGES:
+        commands = [
+            BotCommand(command=name, description=t(lang, f"commands.{name}")) for name in COMMANDS
+        ]
+        await bot.set_my_commands(
+            commands, scope=BotCommandScopeDefault(), language_code=None if lang == "ru" else lang
+        )

@@ -1,0 +1,83 @@
+"""Inline keyboards, built from the catalogue and the locale files only."""
+
+from __future__ import annotations
+
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.utils.keyboard import InlineKeyboardBuilder
+
+from trt.bot.callbacks import Category, CategoryPage, Menu, ModelCard
+from trt.catalog.schema import Category as ModelCategory
+from trt.catalog.schema import ModelSpec
+from trt.i18n import t
+
+MODELS_PER_PAGE = 8
+
+
+def main_menu(lang: str) -> InlineKeyboardMarkup:
+    builder = InlineKeyboardBuilder()
+    for category in ModelCategory:
+        builder.button(
+            text=t(lang, f"menu.{category.value}"), callback_data=Category(category=category.value)
+        )
+    builder.button(text=t(lang, "menu.help"), callback_data=Menu(screen="help"))
+    builder.adjust(1, 2, 2, 1)
+    return builder.as_markup()
+
+
+def home_button(lang: str) -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=t(lang, "menu.home"), callback_data=Menu(screen="main").pack())
+
+
+def back_to_menu(lang: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[home_button(lang)]])
+
+
+def model_list(
+    lang: str, category: ModelCategory, models: list[tuple[ModelSpec, str]], page: int
+) -> InlineKeyboardMarkup:
+    """One button per model («Title · from N ₽»), paginated, then navigation."""
+    pages = max(1, -(-len(models) // MODELS_PER_PAGE))
+    page = min(max(page, 0), pages - 1)
+    builder = InlineKeyboardBuilder()
+    for model, price in models[page * MODELS_PER_PAGE : (page + 1) * MODELS_PER_PAGE]:
+        builder.row(
+            InlineKeyboardButton(
+                text=t(lang, "catalog.model_button", title=model.title.get(lang), price=price),
+                callback_data=ModelCard(slug=model.slug).pack(),
+            )
+        )
+    if pages > 1:
+        navigation = []
+        if page > 0:
+            navigation.append(
+                InlineKeyboardButton(
+                    text=t(lang, "menu.prev"),
+                    callback_data=CategoryPage(category=category.value, page=page - 1).pack(),
+                )
+            )
+        if page < pages - 1:
+            navigation.append(
+                InlineKeyboardButton(
+                    text=t(lang, "menu.next"),
+                    callback_data=CategoryPage(category=category.value, page=page + 1).pack(),
+                )
+            )
+        builder.row(*navigation)
+    builder.row(
+        InlineKeyboardButton(text=t(lang, "menu.back"), callback_data=Menu(screen="main").pack())
+    )
+    return builder.as_markup()
+
+
+def model_card(lang: str, model: ModelSpec) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t(lang, "menu.back"),
+                    callback_data=Category(category=model.category.value).pack(),
+                ),
+                home_button(lang),
+            ]
+        ]
+    )

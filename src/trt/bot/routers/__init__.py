@@ -1,0 +1,1 @@
+"""One router per screen family; `trt.bot.app` composes them in order, fallback last."""

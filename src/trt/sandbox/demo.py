@@ -1,0 +1,115 @@
+"""`trt demo`: the sandbox Telegram and KIE servers, the bot against them, and the web chat.
+
+Everything runs in one process on local ports; nothing needs a token or the network. The web
+chat (served by the sandbox Telegram server) is where a person plays the users.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from dataclasses import dataclass
+from pathlib import Path
+
+from aiohttp import web
+
+from trt import app as runtime
+from trt.config import Config, load_config
+from trt.sandbox.client_api import add_client_api
+from trt.sandbox.kie import KieServer
+from trt.sandbox.runner import RunningApp, start_app
+from trt.sandbox.telegram import TelegramServer
+from trt.telemetry.logs import get_logger
+
+DEMO_TOKEN = "777000:SANDBOX-demo-token-not-secret"  # noqa: S105 - the sandbox's, public
+DEMO_KIE_KEY = "sandbox-kie-key"
+WEBCHAT_DIR = Path(__file__).with_name("webchat")
+DEMO_USERS = (
+    (100001, "Алиса", "ru"),
+    (100002, "Борис", "ru"),
+    (100003, "Emma", "en"),
+)
+
+log = get_logger(__name__)
+
+
+@dataclass
+class Sandbox:
+    telegram: TelegramServer
+    kie: KieServer
+    telegram_app: RunningApp
+    kie_app: RunningApp
+
+    async def stop(self) -> None:
+        await self.telegram_app.stop()
+        await self.kie_app.stop()
+
+
+def add_webchat(server: TelegramServer) -> None:
+    """Serve the web chat page and its assets from the Telegram sandbox."""
+
+    async def index(_request: web.Request) -> web.FileResponse:
+        return web.FileResponse(WEBCHAT_DIR / "index.html")
+
+    server.app.router.add_get("/", index)
+    server.app.router.add_static("/webchat/", WEBCHAT_DIR)
+
+
+async def start_sandbox(
+    *,
+    host: str = "127.0.0.1",
+    telegram_port: int = 0,
+    kie_port: int = 0,
+    token: str = DEMO_TOKEN,
+    kie_key: str = DEMO_KIE_KEY,
+    kie_step_s: float = 1.0,
+    kie_generate_s: float = 3.0,
+) -> Sandbox:
+    """Both sandbox servers with the web chat, on the given ports (0: any free port)."""
+    telegram = TelegramServer(token)
+    add_client_api(telegram)
+    add_webchat(telegram)
+    for user_id, name, lang in DEMO_USERS:
+        telegram.ensure_user(user_id, name, language_code=lang)
+    kie = KieServer(kie_key, step_s=kie_step_s, generate_s=kie_generate_s)
+    telegram_app = await start_app(telegram.app, host, telegram_port)
+    kie_app = await start_app(kie.app, host, kie_port)
+    kie.base_url = kie_app.url
+    return Sandbox(telegram, kie, telegram_app, kie_app)
+
+
+def demo_config(sandbox: Sandbox, database_path: Path, http_port: int) -> Config:
+    return load_config(
+        telegram={"BOT_TOKEN": DEMO_TOKEN, "TELEGRAM_API_BASE": sandbox.telegram_app.url},
+        kie={
+            "api_key": DEMO_KIE_KEY,
+            "base_url": sandbox.kie_app.url,
+            "upload_base_url": sandbox.kie_app.url,
+        },
+        database={"DATABASE_URL": f"sqlite+aiosqlite:///{database_path}"},
+        http={"HTTP_PORT": http_port, "PUBLIC_BASE_URL": ""},
+    )
+
+
+async def run_demo(port: int, database_path: Path) -> None:
+    """Serve the demo until Ctrl-C."""
+    sandbox = await start_sandbox(telegram_port=port, kie_port=port + 1)
+    stop = asyncio.Event()
+    try:
+        config = demo_config(sandbox, database_path, http_port=port + 2)
+        bot_task = asyncio.create_task(runtime.run(config, stop), name="trt-bot")
+        print(  # noqa: T201 - the demo's one line for the person who started it
+            f"\nTRT demo is running: open {sandbox.telegram_app.url} in a browser "
+            f"(Telegram sandbox {sandbox.telegram_app.url}, KIE sandbox {sandbox.kie_app.url}, "
+            f"database {database_path}). Press Ctrl-C to stop.\n",
+            flush=True,
+        )
+        await bot_task
+    finally:
+        await sandbox.stop()
+
+
+def main(port: int, database: str) -> int:
+    with contextlib.suppress(KeyboardInterrupt):
+        asyncio.run(run_demo(port, Path(database).resolve()))
+    return 0
