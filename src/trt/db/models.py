@@ -3,8 +3,23 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime
+from typing import Any
 
-from sqlalchemy import BigInteger, Boolean, DateTime, MetaData, String, false, func
+from sqlalchemy import (
+    JSON,
+    BigInteger,
+    Boolean,
+    CheckConstraint,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    MetaData,
+    String,
+    UniqueConstraint,
+    false,
+    func,
+)
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 from sqlalchemy.types import TypeDecorator
 
@@ -60,3 +75,187 @@ class User(Base):
         UtcDateTime, default=utcnow, server_default=func.current_timestamp()
     )
     is_blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+
+
+# --------------------------------------------------------------------------- the ledger
+class LedgerAccount(Base):
+    """A wallet (one per user) or a system account (revenue, top-up sources, bonuses).
+
+    Counters are kept in the same transaction as the entries that move them (TigerBeetle
+    style): `posted_kop` is the sum of the account's entries; `pending_debit_kop` the sum of
+    its open holds. Available = posted − pending.
+    """
+
+    __tablename__ = "ledger_accounts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger, ForeignKey("users.id"), unique=True)
+    posted_kop: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    pending_debit_kop: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+
+    __table_args__ = (CheckConstraint("pending_debit_kop >= 0", name="pending_non_negative"),)
+
+
+class LedgerPosting(Base):
+    """One balanced money movement; `idempotency_key` makes replays no-ops."""
+
+    __tablename__ = "ledger_postings"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    idempotency_key: Mapped[str] = mapped_column(String(255), unique=True)
+    memo: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    cid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp(), index=True
+    )
+
+
+class LedgerEntry(Base):
+    __tablename__ = "ledger_entries"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    posting_id: Mapped[int] = mapped_column(ForeignKey("ledger_postings.id"), index=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    amount_kop: Mapped[int] = mapped_column(BigInteger)  # + credit, − debit
+
+
+class Hold(Base):
+    """Money reserved on a wallet; immutable. Its one resolution lives in `hold_resolutions`."""
+
+    __tablename__ = "holds"
+
+    id: Mapped[str] = mapped_column(String(36), primary_key=True)
+    account_id: Mapped[int] = mapped_column(ForeignKey("ledger_accounts.id"), index=True)
+    amount_kop: Mapped[int] = mapped_column(BigInteger)
+    reason: Mapped[str] = mapped_column(String(64))
+    cid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+    expires_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+
+    __table_args__ = (CheckConstraint("amount_kop > 0", name="amount_positive"),)
+
+
+class HoldResolution(Base):
+    """How a hold ended: captured (fully or partly), released or expired — exactly once."""
+
+    __tablename__ = "hold_resolutions"
+
+    hold_id: Mapped[str] = mapped_column(ForeignKey("holds.id"), primary_key=True)
+    outcome: Mapped[str] = mapped_column(String(16))  # captured | released | expired
+    captured_kop: Mapped[int] = mapped_column(BigInteger, default=0, server_default="0")
+    posting_id: Mapped[int | None] = mapped_column(ForeignKey("ledger_postings.id"))
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+
+
+# --------------------------------------------------------------------------- generation jobs
+class Job(Base):
+    """One paid (or free) generation, from confirmation to delivery."""
+
+    __tablename__ = "jobs"
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    draft_key: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    lang: Mapped[str] = mapped_column(String(8))
+    model_slug: Mapped[str] = mapped_column(String(64), index=True)
+    family: Mapped[str] = mapped_column(String(16))
+    kie_model: Mapped[str] = mapped_column(String(128))
+    output_kind: Mapped[str] = mapped_column(String(16))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON)
+    price_kop: Mapped[int] = mapped_column(BigInteger)
+    is_free: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    hold_id: Mapped[str | None] = mapped_column(ForeignKey("holds.id"))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    kie_task_id: Mapped[str | None] = mapped_column(String(128), index=True)
+    callback_token: Mapped[str] = mapped_column(String(64), unique=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_run_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    deadline_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    lease_owner: Mapped[str | None] = mapped_column(String(64))
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    callback_payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)
+    result_urls: Mapped[list[str] | None] = mapped_column(JSON)
+    error_code: Mapped[str | None] = mapped_column(String(32))
+    error_message: Mapped[str | None] = mapped_column(String(512))
+    status_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    cid: Mapped[str | None] = mapped_column(String(64), index=True)
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp(), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class JobResult(Base):
+    """A downloaded result file, kept until delivered; the Telegram file_id after that."""
+
+    __tablename__ = "job_results"
+
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"), primary_key=True)
+    position: Mapped[int] = mapped_column(Integer, primary_key=True)
+    url: Mapped[str] = mapped_column(String(2048))
+    mime_type: Mapped[str] = mapped_column(String(128))
+    size_bytes: Mapped[int] = mapped_column(BigInteger)
+    data: Mapped[bytes | None] = mapped_column(LargeBinary)
+    telegram_file_id: Mapped[str | None] = mapped_column(String(256))
+    sent_as: Mapped[str | None] = mapped_column(String(16))
+
+
+class Outbox(Base):
+    """A message to a user decided in a job transaction; the relay sends it at least once."""
+
+    __tablename__ = "outbox"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
+    kind: Mapped[str] = mapped_column(String(16))  # running | result | failure
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    next_attempt_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    outcome: Mapped[str | None] = mapped_column(String(32))
+    telegram_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    cid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+
+    __table_args__ = (UniqueConstraint("job_id", "kind"),)
+
+
+class FreeUsage(Base):
+    """Free runs a user took on one UTC day (the daily free quota)."""
+
+    __tablename__ = "free_usage"
+
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), primary_key=True)
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # YYYY-MM-DD, UTC
+    used: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+
+
+class KieCallback(Base):
+    """Every KIE callback as received (also orphans whose task we cannot match)."""
+
+    __tablename__ = "kie_callbacks"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    job_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    task_id: Mapped[str | None] = mapped_column(String(128))
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    received_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )

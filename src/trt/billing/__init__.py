@@ -1,0 +1,1 @@
+"""Money: the ledger (kopecks, double entry, wallets, holds)."""

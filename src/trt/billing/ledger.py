@@ -1,0 +1,424 @@
+"""The ledger: integer kopecks, double entry, wallets with holds (place / capture / release).
+
+Every method works inside the caller's unit of work and never commits: a service decides what
+lands together (a job's state change, its capture and its outbox message, say). Rules from
+docs/reliability (shared/reference/reliability.md §1):
+
+- a posting is ≥ 2 entries summing to zero; entries are immutable; counters on the account
+  move in the same transaction as its entries;
+- available = posted − open holds; placing a hold is one conditional UPDATE (never
+  check-then-write), so concurrent holds cannot overdraw a wallet;
+- a hold resolves exactly once (a unique resolution row); a repeated capture or release
+  returns the first outcome and moves nothing;
+- every posting carries an idempotency key; replaying it changes nothing, and the same key
+  with other entries is refused.
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass
+from datetime import timedelta
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from trt.db.models import (
+    Hold,
+    HoldResolution,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerPosting,
+    utcnow,
+)
+
+REVENUE = "revenue"  # captured generation payments
+ADJUSTMENTS = "adjustments"  # admin corrections
+BONUS = "bonus"  # welcome, referral and promo credits
+HOLD_NAMESPACE = uuid.UUID("6f1c2a5e-7d39-4a55-9d0e-2f4b8c1a7e10")
+
+
+class LedgerError(Exception):
+    pass
+
+
+class InsufficientFundsError(LedgerError):
+    def __init__(self, needed_kop: int, available_kop: int) -> None:
+        self.needed_kop = needed_kop
+        self.available_kop = available_kop
+        super().__init__(f"needs {needed_kop} kop, {available_kop} available")
+
+
+class IdempotencyConflictError(LedgerError):
+    """The same idempotency key came back with different entries."""
+
+
+class HoldNotFoundError(LedgerError):
+    pass
+
+
+@dataclass(frozen=True, slots=True)
+class Balance:
+    posted_kop: int
+    held_kop: int
+
+    @property
+    def available_kop(self) -> int:
+        return self.posted_kop - self.held_kop
+
+
+@dataclass(frozen=True, slots=True)
+class PostingResult:
+    posting_id: int
+    created: bool  # False when the key was seen before (a replay)
+
+
+@dataclass(frozen=True, slots=True)
+class HoldOutcome:
+    hold_id: str
+    outcome: str  # captured | released | expired
+    held_kop: int
+    captured_kop: int
+    first_time: bool
+
+
+def hold_id_for(job_id: str) -> str:
+    """The hold id derived from a job, stored before any retryable call (reliability §1.2)."""
+    return str(uuid.uuid5(HOLD_NAMESPACE, f"job:{job_id}"))
+
+
+def wallet_code(user_id: int) -> str:
+    return f"wallet:{user_id}"
+
+
+class Ledger:
+    """Ledger operations on a session; `is_sqlite` picks the dialect's upsert."""
+
+    def __init__(self, *, is_sqlite: bool) -> None:
+        self._insert = sqlite_insert if is_sqlite else pg_insert
+
+    # -- accounts ---------------------------------------------------------------------
+    async def account(self, session: AsyncSession, code: str, user_id: int | None = None) -> int:
+        """The id of the account `code`, created on first use (safe under concurrency)."""
+        found = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
+        if found is not None:
+            return int(found)
+        await session.execute(
+            self._insert(LedgerAccount)
+            .values(code=code, user_id=user_id, posted_kop=0, pending_debit_kop=0)
+            .on_conflict_do_nothing(index_elements=[LedgerAccount.code])
+        )
+        created = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
+        assert created is not None
+        return int(created)
+
+    async def wallet(self, session: AsyncSession, user_id: int) -> int:
+        return await self.account(session, wallet_code(user_id), user_id)
+
+    async def balance(self, session: AsyncSession, user_id: int) -> Balance:
+        row = (
+            await session.execute(
+                select(LedgerAccount.posted_kop, LedgerAccount.pending_debit_kop).where(
+                    LedgerAccount.code == wallet_code(user_id)
+                )
+            )
+        ).one_or_none()
+        if row is None:
+            return Balance(0, 0)
+        return Balance(int(row[0]), int(row[1]))
+
+    # -- postings ---------------------------------------------------------------------
+    async def post(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        idempotency_key: str,
+        entries: list[tuple[int, int]],
+        memo: str = "",
+        cid: str | None = None,
+    ) -> PostingResult:
+        """Apply one balanced posting (account id, signed kopecks) exactly once per key.
+
+        A debit that would take a wallet's available balance below zero raises
+        `InsufficientFundsError` (the caller's unit of work rolls everything back).
+        """
+        assert len(entries) >= 2, "a posting has at least two entries"
+        assert sum(amount for _, amount in entries) == 0, "a posting must sum to zero"
+        assert all(isinstance(amount, int) for _, amount in entries), "kopecks are integers"
+        inserted = await session.scalar(
+            self._insert(LedgerPosting)
+            .values(
+                kind=kind,
+                idempotency_key=idempotency_key,
+                memo=memo[:255],
+                cid=cid,
+                created_at=utcnow(),
+            )
+            .on_conflict_do_nothing(index_elements=[LedgerPosting.idempotency_key])
+            .returning(LedgerPosting.id)
+        )
+        if inserted is None:
+            return await self._replay(session, idempotency_key, entries)
+        for account_id, amount in entries:
+            session.add(LedgerEntry(posting_id=inserted, account_id=account_id, amount_kop=amount))
+            await self._move_posted(session, account_id, amount)
+        await session.flush()
+        return PostingResult(int(inserted), True)
+
+    async def _replay(
+        self, session: AsyncSession, key: str, entries: list[tuple[int, int]]
+    ) -> PostingResult:
+        posting_id = await session.scalar(
+            select(LedgerPosting.id).where(LedgerPosting.idempotency_key == key)
+        )
+        assert posting_id is not None
+        stored = (
+            await session.execute(
+                select(LedgerEntry.account_id, LedgerEntry.amount_kop).where(
+                    LedgerEntry.posting_id == posting_id
+                )
+            )
+        ).all()
+        if sorted((int(a), int(b)) for a, b in stored) != sorted(entries):
+            raise IdempotencyConflictError(f"key {key!r} was used for a different posting")
+        return PostingResult(int(posting_id), False)
+
+    async def _move_posted(self, session: AsyncSession, account_id: int, amount: int) -> None:
+        statement = (
+            update(LedgerAccount)
+            .where(LedgerAccount.id == account_id)
+            .values(posted_kop=LedgerAccount.posted_kop + amount)
+        )
+        if amount < 0:
+            # Wallets never go below their holds; system accounts may be negative (they are
+            # where money enters from outside).
+            statement = statement.where(
+                (LedgerAccount.user_id.is_(None))
+                | (LedgerAccount.posted_kop + amount - LedgerAccount.pending_debit_kop >= 0)
+            )
+        moved = await session.execute(statement.returning(LedgerAccount.id))
+        if moved.scalar_one_or_none() is None:
+            available = await session.scalar(
+                select(LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop).where(
+                    LedgerAccount.id == account_id
+                )
+            )
+            raise InsufficientFundsError(-amount, int(available or 0))
+
+    async def transfer(
+        self,
+        session: AsyncSession,
+        *,
+        kind: str,
+        idempotency_key: str,
+        debit: int,
+        credit: int,
+        amount_kop: int,
+        memo: str = "",
+        cid: str | None = None,
+    ) -> PostingResult:
+        """Move `amount_kop` from account `debit` to account `credit`."""
+        assert amount_kop > 0
+        return await self.post(
+            session,
+            kind=kind,
+            idempotency_key=idempotency_key,
+            entries=[(debit, -amount_kop), (credit, amount_kop)],
+            memo=memo,
+            cid=cid,
+        )
+
+    # -- holds --------------------------------------------------------------------------
+    async def place_hold(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: int,
+        amount_kop: int,
+        hold_id: str,
+        reason: str,
+        ttl_s: float,
+        cid: str | None = None,
+    ) -> str:
+        """Reserve `amount_kop` on the user's wallet in one conditional write.
+
+        Raises `InsufficientFundsError` when available < amount (nothing changes). Placing the
+        same `hold_id` again returns it without reserving twice.
+        """
+        assert amount_kop > 0
+        existing = await session.get(Hold, hold_id)
+        if existing is not None:
+            return hold_id
+        wallet_id = await self.wallet(session, user_id)
+        reserved = await session.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.id == wallet_id)
+            .where(LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop >= amount_kop)
+            .values(pending_debit_kop=LedgerAccount.pending_debit_kop + amount_kop)
+            .returning(LedgerAccount.id)
+        )
+        if reserved.scalar_one_or_none() is None:
+            balance = await self.balance(session, user_id)
+            raise InsufficientFundsError(amount_kop, balance.available_kop)
+        now = utcnow()
+        session.add(
+            Hold(
+                id=hold_id,
+                account_id=wallet_id,
+                amount_kop=amount_kop,
+                reason=reason,
+                cid=cid,
+                created_at=now,
+                expires_at=now + timedelta(seconds=ttl_s),
+            )
+        )
+        await session.flush()
+        return hold_id
+
+    async def capture(
+        self,
+        session: AsyncSession,
+        hold_id: str,
+        *,
+        amount_kop: int | None = None,
+        memo: str = "",
+        cid: str | None = None,
+    ) -> HoldOutcome:
+        """Turn the hold into a payment (all of it, or less: the rest returns to the user)."""
+        hold = await self._hold(session, hold_id)
+        captured = hold.amount_kop if amount_kop is None else amount_kop
+        if not 0 <= captured <= hold.amount_kop:
+            raise LedgerError(f"cannot capture {captured} of a {hold.amount_kop} hold")
+        first = await self._resolve(session, hold, "captured", captured)
+        if first is not None:
+            return first
+        await self._unreserve(session, hold)
+        posting_id = None
+        if captured > 0:
+            revenue = await self.account(session, REVENUE)
+            result = await self.transfer(
+                session,
+                kind="capture",
+                idempotency_key=f"capture:{hold.id}",
+                debit=hold.account_id,
+                credit=revenue,
+                amount_kop=captured,
+                memo=memo,
+                cid=cid,
+            )
+            posting_id = result.posting_id
+        await session.execute(
+            update(HoldResolution)
+            .where(HoldResolution.hold_id == hold.id)
+            .values(posting_id=posting_id)
+        )
+        return HoldOutcome(hold.id, "captured", hold.amount_kop, captured, True)
+
+    async def release(
+        self, session: AsyncSession, hold_id: str, *, expired: bool = False
+    ) -> HoldOutcome:
+        """Give the held money back (a failure, a timeout, or the sweeper's expiry)."""
+        hold = await self._hold(session, hold_id)
+        outcome = "expired" if expired else "released"
+        first = await self._resolve(session, hold, outcome, 0)
+        if first is not None:
+            return first
+        await self._unreserve(session, hold)
+        return HoldOutcome(hold.id, outcome, hold.amount_kop, 0, True)
+
+    async def _hold(self, session: AsyncSession, hold_id: str) -> Hold:
+        hold = await session.get(Hold, hold_id)
+        if hold is None:
+            raise HoldNotFoundError(hold_id)
+        return hold
+
+    async def _resolve(
+        self, session: AsyncSession, hold: Hold, outcome: str, captured_kop: int
+    ) -> HoldOutcome | None:
+        """Claim the hold's single resolution; the earlier outcome if it was already taken."""
+        claimed = await session.scalar(
+            self._insert(HoldResolution)
+            .values(
+                hold_id=hold.id, outcome=outcome, captured_kop=captured_kop, created_at=utcnow()
+            )
+            .on_conflict_do_nothing(index_elements=[HoldResolution.hold_id])
+            .returning(HoldResolution.hold_id)
+        )
+        if claimed is not None:
+            return None
+        earlier = await session.get(HoldResolution, hold.id)
+        assert earlier is not None
+        return HoldOutcome(hold.id, earlier.outcome, hold.amount_kop, earlier.captured_kop, False)
+
+    async def _unreserve(self, session: AsyncSession, hold: Hold) -> None:
+        await session.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.id == hold.account_id)
+            .values(pending_debit_kop=LedgerAccount.pending_debit_kop - hold.amount_kop)
+        )
+
+    async def open_holds_due(self, session: AsyncSession, limit: int = 100) -> list[str]:
+        """Ids of unresolved holds past their expiry (for the sweeper)."""
+        rows = await session.scalars(
+            select(Hold.id)
+            .outerjoin(HoldResolution, HoldResolution.hold_id == Hold.id)
+            .where(HoldResolution.hold_id.is_(None), Hold.expires_at < utcnow())
+            .limit(limit)
+        )
+        return list(rows)
+
+
+async def check_invariants(session: AsyncSession) -> list[str]:
+    """Every broken ledger invariant (I1–I5 of reliability.md §1.4); empty when all hold."""
+    problems: list[str] = []
+    total = await session.scalar(select(func.coalesce(func.sum(LedgerAccount.posted_kop), 0)))
+    if total != 0:
+        problems.append(f"I1: account balances sum to {total}, not 0")
+    overdrawn = (
+        await session.execute(
+            select(LedgerAccount.code, LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop)
+            .where(LedgerAccount.user_id.is_not(None))
+            .where(LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop < 0)
+        )
+    ).all()
+    problems.extend(f"I2: {code} available {amount} < 0" for code, amount in overdrawn)
+    open_sum = await session.scalar(
+        select(func.coalesce(func.sum(Hold.amount_kop), 0))
+        .outerjoin(HoldResolution, HoldResolution.hold_id == Hold.id)
+        .where(HoldResolution.hold_id.is_(None))
+    )
+    pending_sum = await session.scalar(
+        select(func.coalesce(func.sum(LedgerAccount.pending_debit_kop), 0))
+    )
+    if open_sum != pending_sum:
+        problems.append(f"I3: open holds {open_sum} != pending {pending_sum}")
+    over_captured = (
+        await session.execute(
+            select(Hold.id)
+            .join(HoldResolution, HoldResolution.hold_id == Hold.id)
+            .where(HoldResolution.captured_kop > Hold.amount_kop)
+        )
+    ).all()
+    problems.extend(f"I5: hold {row[0]} captured more than held" for row in over_captured)
+    mismatched = (
+        await session.execute(
+            select(LedgerAccount.code, LedgerAccount.posted_kop, func.sum(LedgerEntry.amount_kop))
+            .outerjoin(LedgerEntry, LedgerEntry.account_id == LedgerAccount.id)
+            .group_by(LedgerAccount.id, LedgerAccount.code, LedgerAccount.posted_kop)
+        )
+    ).all()
+    for code, posted, summed in mismatched:
+        if int(posted) != int(summed or 0):
+            problems.append(f"counters: {code} posted {posted} != entries {summed}")
+    unbalanced = (
+        await session.execute(
+            select(LedgerEntry.posting_id)
+            .group_by(LedgerEntry.posting_id)
+            .having(func.sum(LedgerEntry.amount_kop) != 0)
+        )
+    ).all()
+    problems.extend(f"posting {row[0]} does not sum to zero" for row in unbalanced)
+    return problems
