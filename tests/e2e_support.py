@@ -4,13 +4,30 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from trt import app as runtime
+from trt.billing.ledger import Ledger, check_invariants
+from trt.db.models import User
 from trt.sandbox.demo import Sandbox, demo_config, start_sandbox
 from trt.sandbox.driver import SandboxClient
+
+FAST_ENGINE = {
+    "poll_scale": 0.02,
+    "idle_poll_s": 0.05,
+    "deadline_min_s": 1.0,
+    "reconcile_window_s": 1.0,
+}
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
 
 
 @dataclass
@@ -19,31 +36,84 @@ class RunningBot:
     client: SandboxClient
     task: asyncio.Task[None]
     stop: asyncio.Event
+    services: runtime.Services
 
     @property
     def url(self) -> str:
         return self.sandbox.telegram_app.url
 
+    async def give_money(self, user_id: int, amount_kop: int, key: str | None = None) -> None:
+        """Credit a wallet as a top-up would (payments arrive in a later issue)."""
+        database = self.services.database
+        ledger = Ledger(is_sqlite=database.is_sqlite)
+        async with database.unit_of_work() as session:
+            if await session.get(User, user_id) is None:
+                session.add(User(id=user_id))
+                await session.flush()
+            source = await ledger.account(session, "topup:test")
+            wallet = await ledger.wallet(session, user_id)
+            await ledger.transfer(
+                session,
+                kind="topup",
+                idempotency_key=key or f"t:{user_id}",
+                debit=source,
+                credit=wallet,
+                amount_kop=amount_kop,
+            )
+
+    async def balance(self, user_id: int) -> tuple[int, int]:
+        """(posted, held) kopecks of the user's wallet."""
+        database = self.services.database
+        ledger = Ledger(is_sqlite=database.is_sqlite)
+        async with database.unit_of_work(readonly=True) as session:
+            balance = await ledger.balance(session, user_id)
+        return balance.posted_kop, balance.held_kop
+
+    async def ledger_problems(self) -> list[str]:
+        async with self.services.database.unit_of_work(readonly=True) as session:
+            return await check_invariants(session)
+
 
 @contextlib.asynccontextmanager
 async def running_bot(
-    tmp_path: Path, *, kie_step_s: float = 0.01, kie_generate_s: float = 0.05
+    tmp_path: Path,
+    *,
+    kie_step_s: float = 0.01,
+    kie_generate_s: float = 0.05,
+    callbacks: bool = False,
+    database_url: str | None = None,
+    engine: dict[str, Any] | None = None,
+    hmac_key: str | None = None,
 ) -> AsyncIterator[RunningBot]:
-    """Sandbox servers plus `trt run`'s runtime, polling (ready once it called getMe)."""
+    """Sandbox servers plus `trt run`'s runtime, polling, with a fast engine."""
     sandbox = await start_sandbox(kie_step_s=kie_step_s, kie_generate_s=kie_generate_s)
+    sandbox.kie.hmac_key = hmac_key
     stop = asyncio.Event()
     task: asyncio.Task[None] | None = None
+    ready: asyncio.Future[runtime.Services] = asyncio.get_running_loop().create_future()
+
+    async def on_ready(services: runtime.Services) -> None:
+        ready.set_result(services)
+
     try:
-        config = demo_config(sandbox, tmp_path / "e2e.db", http_port=0)
-        task = asyncio.create_task(runtime.run(config, stop, install_signal_handlers=False))
-        started = task
-        await sandbox.telegram.wait_for(
-            lambda: started.done() or any(r.method == "getMe" for r in sandbox.telegram.requests)
+        port = free_port() if callbacks else 0
+        config = demo_config(
+            sandbox,
+            tmp_path / "e2e.db",
+            http_port=port,
+            public_base_url=f"http://127.0.0.1:{port}" if callbacks else "",
+            database_url=database_url,
+            engine={**FAST_ENGINE, **(engine or {})},
+            hmac_key=hmac_key,
         )
-        if task.done():
-            task.result()  # raises the startup error
+        task = asyncio.create_task(
+            runtime.run(config, stop, install_signal_handlers=False, on_ready=on_ready)
+        )
+        done, _pending = await asyncio.wait({task, ready}, return_when=asyncio.FIRST_COMPLETED)
+        if task in done:
+            task.result()  # raises the start-up error
         async with SandboxClient(sandbox.telegram_app.url) as client:
-            yield RunningBot(sandbox, client, task, stop)
+            yield RunningBot(sandbox, client, task, stop, ready.result())
     finally:
         stop.set()
         if task is not None:

@@ -1,23 +1,43 @@
-"""The application runtime behind `trt run`: storage first, then the services, until a signal."""
+"""The application runtime behind `trt run`: storage first, then the services, until a signal.
+
+Everything app-wide is built once here (`Services`) and injected: the database, the pipeline,
+the KIE client, the Telegram bot and dispatcher, the job service, the engine and the outbox
+relay, and the HTTP server for KIE callbacks and health checks.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 import signal
+import socket
 import sys
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any
 
+from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiohttp import web
 
 from trt import __version__
 from trt.bot.app import create_bot, create_dispatcher, set_commands
+from trt.bot.keyboards import back_to_menu
+from trt.bot.sender import Sender
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
 from trt.config import BotMode, Config, mask_database_url
 from trt.db import migrate
 from trt.db.database import Database
+from trt.jobs.engine import JobEngine
+from trt.jobs.outbox import OutboxRelay
+from trt.jobs.service import JobService
+from trt.kie.client import KieClient
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.logs import get_logger
+from trt.web.app import CallbackReceiver, create_web_app
 
 log = get_logger(__name__)
 
@@ -32,6 +52,24 @@ class SchemaBehindError(Exception):
             f"database schema is at {current or 'an empty schema'}, this version needs {head}: "
             "run `trt migrate` (same DATABASE_URL) before starting"
         )
+
+
+@dataclass
+class Services:
+    """Everything app-wide, built once per process."""
+
+    config: Config
+    owner: str
+    database: Database
+    pipeline: UnifiedModelPipeline
+    kie: KieClient
+    bot: Bot
+    dispatcher: Dispatcher
+    jobs: JobService
+    engine: JobEngine
+    relay: OutboxRelay
+    wake: asyncio.Event
+    http_url: str = ""
 
 
 async def prepare_storage(config: Config) -> Database:
@@ -56,8 +94,86 @@ async def prepare_storage(config: Config) -> Database:
     return database
 
 
+def instance_id() -> str:
+    """Who holds leases: host, pid and a random part (a restarted pid is someone else)."""
+    return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
+
+
+async def build_services(config: Config, database: Database) -> Services:
+    pipeline = UnifiedModelPipeline(
+        default_catalog(), Rates(config.pricing.usd_rub_rate, config.pricing.price_markup)
+    )
+    api_key = config.kie.api_key
+    assert api_key is not None, "KIE_API_KEY is checked by Config.require()"
+    kie = KieClient(api_key.get_secret_value(), config.kie.base_url, config.kie.upload_base_url)
+    await kie.start()
+    owner = instance_id()
+    wake = asyncio.Event()
+    jobs = JobService(
+        database, pipeline, config.engine, free_daily_quota=config.pricing.free_daily_quota
+    )
+    bot = create_bot(config)
+    engine = JobEngine(
+        database,
+        pipeline,
+        kie,
+        config.engine,
+        owner=owner,
+        public_base_url=config.http.public_base_url,
+        wake=wake,
+    )
+    relay = OutboxRelay(
+        database,
+        Sender(bot),
+        owner=owner,
+        result_keyboard=back_to_menu,
+        failure_keyboard=back_to_menu,
+        lease_s=config.engine.lease_s,
+        idle_poll_s=config.engine.idle_poll_s,
+        wake=asyncio.Event(),
+    )
+    dispatcher = create_dispatcher(config, database, pipeline, jobs)
+    return Services(
+        config, owner, database, pipeline, kie, bot, dispatcher, jobs, engine, relay, wake
+    )
+
+
+async def start_http(services: Services) -> web.AppRunner:
+    config = services.config
+    hmac_key = config.kie.webhook_hmac_key
+    receiver = CallbackReceiver(
+        services.database,
+        hmac_key=hmac_key.get_secret_value() if hmac_key else None,
+        wake=services.wake,
+    )
+
+    async def ready() -> dict[str, Any]:
+        try:
+            await services.database.ping()
+        except Exception as error:  # any failure means not ready; the probe reports it
+            return {"ready": False, "database": str(error)[:200]}
+        return {"ready": True, "database": "ok", "version": __version__}
+
+    runner = web.AppRunner(create_web_app(receiver, ready), access_log=None, handle_signals=False)
+    await runner.setup()
+    site = web.TCPSite(runner, config.http.host, config.http.port)
+    await site.start()
+    server = site._server  # the bound port, when HTTP_PORT=0
+    sockets = getattr(server, "sockets", None) or []
+    port = sockets[0].getsockname()[1] if sockets else config.http.port
+    services.http_url = f"http://{config.http.host}:{port}"
+    return runner
+
+
+OnReady = Callable[[Services], Awaitable[None]]
+
+
 async def run(
-    config: Config, stop: asyncio.Event | None = None, *, install_signal_handlers: bool = True
+    config: Config,
+    stop: asyncio.Event | None = None,
+    *,
+    install_signal_handlers: bool = True,
+    on_ready: OnReady | None = None,
 ) -> None:
     """Serve until SIGINT/SIGTERM (or until `stop` is set)."""
     stop = stop or asyncio.Event()
@@ -66,29 +182,33 @@ async def run(
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
     database = await prepare_storage(config)
-    pipeline = UnifiedModelPipeline(
-        default_catalog(), Rates(config.pricing.usd_rub_rate, config.pricing.price_markup)
-    )
-    bot = create_bot(config)
-    dispatcher = create_dispatcher(config, database, pipeline)
-    polling: asyncio.Task[None] | None = None
+    services = await build_services(config, database)
+    tasks: list[asyncio.Task[None]] = []
+    http: web.AppRunner | None = None
     try:
+        http = await start_http(services)
         try:
-            await set_commands(bot)
+            await set_commands(services.bot)
         except (TelegramAPIError, TelegramNetworkError) as error:
             # The command menu is cosmetic; Telegram being unreachable must not stop start-up
             # (polling retries on its own).
             log.warning("set_commands_failed", error=str(error))
+        tasks.append(asyncio.create_task(services.engine.run(stop), name="job-engine"))
+        tasks.append(asyncio.create_task(services.relay.run(stop), name="outbox-relay"))
         if config.telegram.mode is BotMode.POLLING:
-            polling = asyncio.create_task(
-                dispatcher.start_polling(
-                    bot,
-                    handle_signals=False,
-                    close_bot_session=False,
-                    allowed_updates=dispatcher.resolve_used_update_types(),
-                ),
-                name="telegram-polling",
+            tasks.append(
+                asyncio.create_task(
+                    services.dispatcher.start_polling(
+                        services.bot,
+                        handle_signals=False,
+                        close_bot_session=False,
+                        allowed_updates=services.dispatcher.resolve_used_update_types(),
+                    ),
+                    name="telegram-polling",
+                )
             )
+        if on_ready is not None:
+            await on_ready(services)
         log.info(
             "ready",
             version=__version__,
@@ -96,16 +216,22 @@ async def run(
             database=mask_database_url(config.database.url),
             bot_mode=config.telegram.mode.value,
             bot_id=config.telegram.bot_id,
-            models=len(pipeline.catalog),
+            models=len(services.pipeline.catalog),
+            http=services.http_url,
+            owner=services.owner,
         )
         await stop.wait()
         log.info("stopping", reason="signal")
     finally:
-        if polling is not None:
-            with contextlib.suppress(RuntimeError):  # polling already stopped
-                await dispatcher.stop_polling()
-            await polling
-        await bot.session.close()
+        stop.set()
+        if config.telegram.mode is BotMode.POLLING:
+            with contextlib.suppress(RuntimeError):  # polling not started or already stopped
+                await services.dispatcher.stop_polling()
+        await asyncio.gather(*tasks, return_exceptions=True)
+        if http is not None:
+            await http.cleanup()
+        await services.bot.session.close()
+        await services.kie.close()
         await database.dispose()
         for signum in signals:
             loop.remove_signal_handler(signum)

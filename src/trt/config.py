@@ -177,6 +177,24 @@ class PricingSettings(BaseSettings):
     free_daily_quota: int = Field(default=3, ge=0, le=1000, validation_alias="FREE_DAILY_QUOTA")
 
 
+class EngineSettings(BaseSettings):
+    """The generation engine: limits, deadlines, polling, workers."""
+
+    model_config = _settings_config("JOB_")
+
+    max_active_per_user: int = Field(default=2, ge=1, le=100)
+    max_in_flight: int = Field(default=200, ge=1, le=100_000)
+    deadline_factor: float = Field(default=4.0, gt=0, le=100)  # × the model's typical time
+    deadline_min_s: float = Field(default=300, gt=0)
+    deadline_max_s: float = Field(default=1800, gt=0)
+    reconcile_window_s: float = Field(default=180, gt=0)  # wait for a lost create's callback
+    poll_scale: float = Field(default=1.0, gt=0, le=100)  # stretches KIE's polling schedule
+    workers: int = Field(default=8, ge=1, le=256)  # jobs advanced concurrently per process
+    lease_s: float = Field(default=60, gt=0)
+    idle_poll_s: float = Field(default=0.5, gt=0)  # how often an idle worker looks for work
+    max_result_mb: int = Field(default=200, ge=1)
+
+
 class AdminSettings(BaseSettings):
     """Who may operate TRT from inside Telegram."""
 
@@ -229,6 +247,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     DatabaseSettings,
     KieSettings,
     PricingSettings,
+    EngineSettings,
     AdminSettings,
     LoggingSettings,
 )
@@ -261,6 +280,7 @@ class Config:
     database: DatabaseSettings
     kie: KieSettings
     pricing: PricingSettings
+    engine: EngineSettings
     admin: AdminSettings
     logging: LoggingSettings
 
@@ -310,6 +330,10 @@ class Config:
             "USD_RUB_RATE": str(self.pricing.usd_rub_rate),
             "PRICE_MARKUP": str(self.pricing.price_markup),
             "FREE_DAILY_QUOTA": str(self.pricing.free_daily_quota),
+            **{
+                f"JOB_{name.upper()}": str(getattr(self.engine, name))
+                for name in EngineSettings.model_fields
+            },
             "LOG_FORMAT": self.logging.format.value if self.logging.format else "(auto)",
             "LOG_LEVEL": self.logging.level,
         }

@@ -14,8 +14,8 @@ from typing import Any
 import pytest
 from aiohttp import ClientError, ClientSession, FormData, web
 
+from trt.media import image_size
 from trt.sandbox.kie import KieServer
-from trt.sandbox.media import image_size
 from trt.sandbox.runner import RunningApp, start_app
 
 KEY = "kie-sandbox-key"

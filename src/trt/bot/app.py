@@ -14,6 +14,7 @@ from trt.bot.routers import catalog, fallback, start
 from trt.config import Config
 from trt.db.database import Database
 from trt.i18n import LANGUAGES, t
+from trt.jobs.service import JobService
 from trt.pipeline import UnifiedModelPipeline
 from trt.users import UserService
 
@@ -33,10 +34,10 @@ def create_bot(config: Config) -> Bot:
 
 
 def create_dispatcher(
-    config: Config, database: Database, pipeline: UnifiedModelPipeline
+    config: Config, database: Database, pipeline: UnifiedModelPipeline, jobs: JobService
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
-    dispatcher = Dispatcher(config=config, database=database, pipeline=pipeline)
+    dispatcher = Dispatcher(config=config, database=database, pipeline=pipeline, jobs=jobs)
     dispatcher.update.outer_middleware(UserMiddleware(UserService(database)))
     dispatcher.callback_query.middleware(AnswerFirstMiddleware())
     dispatcher.include_routers(start.build(), catalog.build(), fallback.build())

@@ -181,6 +181,7 @@ class Job(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     next_run_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     deadline_at: Mapped[datetime] = mapped_column(UtcDateTime)
+    reconcile_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     lease_owner: Mapped[str | None] = mapped_column(String(64))
     lease_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
     callback_payload: Mapped[dict[str, Any] | None] = mapped_column(JSON)

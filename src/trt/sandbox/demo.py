@@ -10,6 +10,7 @@ import asyncio
 import contextlib
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 from aiohttp import web
 
@@ -78,16 +79,30 @@ async def start_sandbox(
     return Sandbox(telegram, kie, telegram_app, kie_app)
 
 
-def demo_config(sandbox: Sandbox, database_path: Path, http_port: int) -> Config:
+def demo_config(
+    sandbox: Sandbox,
+    database_path: Path,
+    http_port: int,
+    *,
+    public_base_url: str = "",
+    database_url: str | None = None,
+    engine: dict[str, Any] | None = None,
+    hmac_key: str | None = None,
+) -> Config:
+    """The configuration of the bot against a sandbox (the demo, end-to-end tests)."""
+    kie: dict[str, Any] = {
+        "api_key": DEMO_KIE_KEY,
+        "base_url": sandbox.kie_app.url,
+        "upload_base_url": sandbox.kie_app.url,
+    }
+    if hmac_key:
+        kie["webhook_hmac_key"] = hmac_key
     return load_config(
         telegram={"BOT_TOKEN": DEMO_TOKEN, "TELEGRAM_API_BASE": sandbox.telegram_app.url},
-        kie={
-            "api_key": DEMO_KIE_KEY,
-            "base_url": sandbox.kie_app.url,
-            "upload_base_url": sandbox.kie_app.url,
-        },
-        database={"DATABASE_URL": f"sqlite+aiosqlite:///{database_path}"},
-        http={"HTTP_PORT": http_port, "PUBLIC_BASE_URL": ""},
+        kie=kie,
+        database={"DATABASE_URL": database_url or f"sqlite+aiosqlite:///{database_path}"},
+        http={"HTTP_PORT": http_port, "PUBLIC_BASE_URL": public_base_url},
+        engine=engine or {},
     )
 
 

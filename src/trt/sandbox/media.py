@@ -8,9 +8,9 @@ import textwrap
 from functools import cache
 from pathlib import Path
 
-from PIL import Image, ImageDraw, ImageFont, UnidentifiedImageError
+from PIL import Image, ImageDraw, ImageFont
 
-MEDIA_DIR = Path(__file__).with_name("media")
+SAMPLES_DIR = Path(__file__).with_name("samples")
 # A font with Cyrillic glyphs where the system has one (Debian's fonts-dejavu-core).
 _FONT_CANDIDATES = (
     "/usr/share/fonts/truetype/dejavu/DejaVuSans-Bold.ttf",
@@ -28,24 +28,7 @@ def _font(size: int) -> ImageFont.FreeTypeFont | ImageFont.ImageFont:
 @cache
 def sample(name: str) -> bytes:
     """One of the shipped sample files: sample.mp4, sample.mp3, sample.ogg."""
-    return (MEDIA_DIR / name).read_bytes()
-
-
-def image_size(data: bytes) -> tuple[int, int] | None:
-    """(width, height) of an image, or None when the bytes are not an image."""
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return image.size
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
-
-
-def image_mime(data: bytes) -> str | None:
-    try:
-        with Image.open(io.BytesIO(data)) as image:
-            return Image.MIME.get(image.format or "")
-    except (UnidentifiedImageError, OSError, ValueError):
-        return None
+    return (SAMPLES_DIR / name).read_bytes()
 
 
 def render_png(prompt: str, width: int = 512, height: int = 512, *, label: str = "") -> bytes:

@@ -20,8 +20,8 @@ from typing import Any
 
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
+from trt.media import image_mime, image_size
 from trt.sandbox.botapi import FileRef, Problem, load_spec, parse_html
-from trt.sandbox.media import image_mime, image_size
 from trt.sandbox.multipart import Upload, read_multipart
 
 PHOTO_UPLOAD_LIMIT = 10 * 1024 * 1024

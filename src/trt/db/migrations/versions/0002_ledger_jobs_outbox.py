@@ -174,6 +174,7 @@ def upgrade() -> None:
         sa.Column("attempts", sa.Integer(), server_default="0", nullable=False),
         sa.Column("next_run_at", UtcDateTime(), nullable=False),
         sa.Column("deadline_at", UtcDateTime(), nullable=False),
+        sa.Column("reconcile_until", UtcDateTime(), nullable=True),
         sa.Column("lease_owner", sa.String(length=64), nullable=True),
         sa.Column("lease_until", UtcDateTime(), nullable=True),
         sa.Column("callback_payload", sa.JSON(), nullable=True),

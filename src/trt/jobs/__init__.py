@@ -1,0 +1,1 @@
+"""Generation jobs: the state machine, creation, the engine's workers, delivery."""

@@ -1,0 +1,512 @@
+"""The job engine: workers that move jobs from confirmation to a stored result or a refund.
+
+Each worker claims due jobs with a lease (`FOR UPDATE SKIP LOCKED` on Postgres, the database
+lock on SQLite), so several processes sharing one database advance each job exactly once; a
+crashed worker's jobs are taken over when its lease lapses. Every transition is a
+compare-and-set, and the money effect (capture or release) and the user's message (an outbox
+row) commit in the same transaction as the state change. Retries of KIE calls live here and
+only here, with capped exponential backoff and jitter.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import random
+from dataclasses import dataclass
+from datetime import timedelta
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from trt.billing.ledger import Ledger
+from trt.catalog.pricing import format_rubles
+from trt.catalog.schema import Family
+from trt.config import EngineSettings
+from trt.db.database import Database
+from trt.db.models import FreeUsage, Job, JobResult, Outbox, utcnow
+from trt.i18n import t
+from trt.jobs.service import today_utc
+from trt.jobs.state import ACTIVE, JobStatus, sources_of
+from trt.kie.client import KieClient, TaskStatus, parse_callback
+from trt.kie.errors import KieError, kind_of
+from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+BACKOFF_BASE_S = 2.0
+BACKOFF_CAP_S = 60.0
+SWEEP_INTERVAL_S = 60.0
+
+
+def backoff_s(attempt: int, retry_after_s: float | None = None) -> float:
+    """Full jitter, capped: random(0, min(cap, base·2^attempt)); never before Retry-After."""
+    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(attempt, 0))
+    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
+    return max(delay, retry_after_s or 0.0)
+
+
+def poll_delay_s(elapsed_s: float, scale: float) -> float:
+    """KIE's advice: every 2–3 s for 30 s, then 5–10 s, after 2 min every 15–30 s."""
+    if elapsed_s < 30:
+        base = 3.0
+    elif elapsed_s < 120:
+        base = 10.0
+    else:
+        base = 30.0
+    return base * scale
+
+
+@dataclass(frozen=True, slots=True)
+class Downloaded:
+    url: str
+    data: bytes
+    mime_type: str
+
+
+class JobEngine:
+    def __init__(
+        self,
+        database: Database,
+        pipeline: UnifiedModelPipeline,
+        kie: KieClient,
+        settings: EngineSettings,
+        *,
+        owner: str,
+        public_base_url: str | None,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        self.database = database
+        self.pipeline = pipeline
+        self.kie = kie
+        self.settings = settings
+        self.owner = owner
+        self.public_base_url = public_base_url
+        self.wake = wake or asyncio.Event()
+        self.ledger = Ledger(is_sqlite=database.is_sqlite)
+        self._running: set[asyncio.Task[None]] = set()
+
+    @property
+    def callbacks_enabled(self) -> bool:
+        return bool(self.public_base_url)
+
+    def callback_url(self, token: str) -> str | None:
+        if not self.public_base_url:
+            return None
+        return f"{self.public_base_url}/kie/callback/{token}"
+
+    # -- the loop -------------------------------------------------------------------------
+    async def run(self, stop: asyncio.Event) -> None:
+        """Claim and advance due jobs until `stop` is set; wakes early on `wake`."""
+        log.info("engine_started", owner=self.owner, workers=self.settings.workers)
+        next_sweep = 0.0
+        loop = asyncio.get_running_loop()
+        try:
+            while not stop.is_set():
+                if loop.time() >= next_sweep:
+                    await self.sweep()
+                    next_sweep = loop.time() + SWEEP_INTERVAL_S
+                claimed = await self.run_once()
+                if claimed:
+                    continue
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.settings.idle_poll_s)
+        finally:
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
+            log.info("engine_stopped", owner=self.owner)
+
+    async def run_once(self) -> int:
+        """Claim due jobs (as many as there are free workers) and advance each one step."""
+        free = self.settings.workers - len(self._running)
+        if free <= 0:
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        claimed = await self.claim(free)
+        for job_id in claimed:
+            task = asyncio.create_task(self._guarded_step(job_id), name=f"job-{job_id}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
+        return len(claimed)
+
+    async def drain(self) -> None:
+        """Wait for the steps in progress (tests and benchmarks)."""
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
+
+    async def _guarded_step(self, job_id: str) -> None:
+        try:
+            await self.step(job_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            # A bug in one step must not stop the engine; the lease lapses and the job is
+            # retried (every transition is idempotent).
+            log.exception("job_step_crashed", job_id=job_id)
+
+    async def sweep(self) -> int:
+        """Expire holds past their expiry whose job is no longer active (the backstop).
+
+        A job's own transitions resolve its hold; a hold still open after its job ended (or
+        without a job) is a bug somewhere, and stopping beats keeping the money reserved.
+        """
+        expired = 0
+        async with self.database.unit_of_work() as session:
+            for hold_id in await self.ledger.open_holds_due(session):
+                active = await session.scalar(
+                    select(Job.id).where(
+                        Job.hold_id == hold_id, Job.status.in_([s.value for s in ACTIVE])
+                    )
+                )
+                if active is None:
+                    await self.ledger.release(session, hold_id, expired=True)
+                    expired += 1
+        if expired:
+            log.warning("holds_expired_by_sweeper", count=expired)
+        return expired
+
+    async def claim(self, limit: int) -> list[str]:
+        """Lease up to `limit` due jobs to this worker (one transaction)."""
+        now = utcnow()
+        due = [s.value for s in (*ACTIVE,)]
+        async with self.database.unit_of_work() as session:
+            candidates = (
+                select(Job.id)
+                .where(
+                    Job.status.in_(due),
+                    Job.next_run_at <= now,
+                    (Job.lease_until.is_(None)) | (Job.lease_until < now),
+                )
+                .order_by(Job.next_run_at)
+                .limit(limit)
+                .with_for_update(skip_locked=True)
+            )
+            ids = list(await session.scalars(candidates))
+            if not ids:
+                return []
+            await session.execute(
+                update(Job)
+                .where(Job.id.in_(ids))
+                .values(
+                    lease_owner=self.owner,
+                    lease_until=now + timedelta(seconds=self.settings.lease_s),
+                )
+            )
+        return ids
+
+    # -- one step -----------------------------------------------------------------------------
+    async def step(self, job_id: str) -> None:
+        """Advance one leased job by what its state calls for."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            job = await session.get(Job, job_id)
+        if job is None or job.lease_owner != self.owner:
+            return
+        status = JobStatus(job.status)
+        if status is JobStatus.CONFIRMED:
+            await self._submit(job)
+        elif status is JobStatus.SUBMITTING:
+            # Found leased-out in SUBMITTING: a worker died around createTask. The task may
+            # exist; never send it twice (README §3.1).
+            await self._reconcile_start(job, "worker lost during createTask")
+        elif status in (JobStatus.SUBMITTED, JobStatus.RUNNING):
+            await self._poll(job)
+        elif status is JobStatus.RECONCILING:
+            await self._reconcile(job)
+
+    async def _move(
+        self,
+        session: AsyncSession,
+        job: Job,
+        to: JobStatus,
+        *,
+        keep_lease: bool = False,
+        sources: tuple[JobStatus, ...] | None = None,
+        **values: Any,
+    ) -> bool:
+        """Compare-and-set `job` to `to` if it is still ours and in an allowed state."""
+        now = utcnow()
+        if not keep_lease:
+            values.update(lease_owner=None, lease_until=None)
+        if to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT):
+            values.setdefault("finished_at", now)
+        moved = await session.execute(
+            update(Job)
+            .where(
+                Job.id == job.id,
+                Job.status.in_([s.value for s in (sources or sources_of(to))]),
+                Job.lease_owner == self.owner,
+            )
+            .values(status=to.value, updated_at=now, **values)
+            .returning(Job.id)
+        )
+        return moved.scalar_one_or_none() is not None
+
+    async def _later(
+        self, job: Job, delay_s: float, *, status: JobStatus | None = None, **values: Any
+    ) -> None:
+        """Give the job back (lease released) to be picked up again in `delay_s`."""
+        async with self.database.unit_of_work() as session:
+            await session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.lease_owner == self.owner)
+                .values(
+                    next_run_at=utcnow() + timedelta(seconds=delay_s),
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=utcnow(),
+                    **({"status": status.value} if status is not None else {}),
+                    **values,
+                )
+            )
+
+    # -- CONFIRMED → SUBMITTED ------------------------------------------------------------
+    async def _submit(self, job: Job) -> None:
+        if utcnow() >= job.deadline_at:
+            await self._fail(
+                job, JobStatus.TIMED_OUT, kind_of("deadline").code, "deadline before submission"
+            )
+            return
+        async with self.database.unit_of_work() as session:
+            if not await self._move(
+                session, job, JobStatus.SUBMITTING, keep_lease=True, attempts=job.attempts + 1
+            ):
+                return
+        body = self.pipeline.build_kie_payload(
+            job.model_slug, dict(job.params), callback_url=self.callback_url(job.callback_token)
+        )
+        try:
+            task_id = await self.kie.create(Family(job.family), body)
+        except KieError as error:
+            await self._on_create_error(job, error)
+            return
+        async with self.database.unit_of_work() as session:
+            adopted = await session.execute(
+                update(Job)
+                .where(
+                    Job.id == job.id,
+                    Job.status.in_([JobStatus.SUBMITTING.value, JobStatus.RECONCILING.value]),
+                    Job.kie_task_id.is_(None),
+                )
+                .values(
+                    status=JobStatus.SUBMITTED.value,
+                    kie_task_id=task_id,
+                    next_run_at=utcnow() + timedelta(seconds=self._first_poll_s()),
+                    lease_owner=None,
+                    lease_until=None,
+                    updated_at=utcnow(),
+                )
+                .returning(Job.id)
+            )
+            if adopted.scalar_one_or_none() is not None:
+                self._outbox(session, job, "running", {"text": self._running_text(job)})
+        log.info("kie_task_created", job_id=job.id, task_id=task_id, model=job.kie_model)
+
+    def _first_poll_s(self) -> float:
+        # With callbacks, polling is only the safety net (README §5).
+        return (15.0 if self.callbacks_enabled else 5.0) * self.settings.poll_scale
+
+    async def _on_create_error(self, job: Job, error: KieError) -> None:
+        log.warning(
+            "kie_create_failed",
+            job_id=job.id,
+            code=error.code,
+            message=error.message,
+            outcome_unknown=error.outcome_unknown,
+        )
+        if error.outcome_unknown:
+            await self._reconcile_start(job, f"{error.code}: {error.message}")
+        elif error.retryable and utcnow() < job.deadline_at:
+            # Nothing was created (429, 455, refused connection): sending again is safe.
+            await self._later(
+                job, backoff_s(job.attempts, error.retry_after_s), status=JobStatus.CONFIRMED
+            )
+        else:
+            await self._fail(job, JobStatus.FAILED, error.code, error.message)
+
+    # -- RECONCILING: a create whose outcome is unknown ------------------------------------
+    async def _reconcile_start(self, job: Job, why: str) -> None:
+        until = min(job.deadline_at, utcnow() + timedelta(seconds=self.settings.reconcile_window_s))
+        async with self.database.unit_of_work() as session:
+            moved = await self._move(
+                session,
+                job,
+                JobStatus.RECONCILING,
+                sources=(JobStatus.SUBMITTING,),
+                next_run_at=until,
+                reconcile_until=until,
+                error_message=why[:512],
+            )
+        if moved:
+            log.warning("job_reconciling", job_id=job.id, reason=why, until=until.isoformat())
+
+    async def _reconcile(self, job: Job) -> None:
+        task_id, _final = self._from_callback(job)
+        if task_id:
+            async with self.database.unit_of_work() as session:
+                await self._move(
+                    session, job, JobStatus.SUBMITTED, kie_task_id=task_id, next_run_at=utcnow()
+                )
+            log.info("job_adopted_task", job_id=job.id, task_id=task_id)
+            return
+        until = job.reconcile_until or job.deadline_at
+        if utcnow() < until:
+            await self._later(job, (until - utcnow()).total_seconds())
+            return
+        # No callback within the window: the user pays nothing. A task that finishes later is
+        # an orphan (KIE bills us; the callback receiver logs it).
+        await self._fail(
+            job, JobStatus.TIMED_OUT, "deadline", "no callback for a create with an unknown outcome"
+        )
+
+    def _from_callback(self, job: Job) -> tuple[str | None, TaskStatus | None]:
+        if not job.callback_payload:
+            return None, None
+        return parse_callback(Family(job.family), job.callback_payload)
+
+    # -- SUBMITTED / RUNNING: waiting for the result --------------------------------------
+    async def _poll(self, job: Job) -> None:
+        assert job.kie_task_id is not None
+        _task, status = self._from_callback(job)
+        if status is None:
+            try:
+                status = await self.kie.status(Family(job.family), job.kie_task_id)
+            except KieError as error:
+                log.warning("kie_poll_failed", job_id=job.id, code=error.code)
+                if utcnow() >= job.deadline_at:
+                    await self._fail(job, JobStatus.TIMED_OUT, "deadline", error.message)
+                else:
+                    await self._later(job, backoff_s(job.attempts, error.retry_after_s))
+                return
+        if status.state == "succeeded":
+            await self._succeed(job, status)
+        elif status.state == "failed":
+            await self._fail(
+                job, JobStatus.FAILED, status.error_code or "501", status.error_message or ""
+            )
+        elif utcnow() >= job.deadline_at:
+            # That status query was the final check (README §5).
+            await self._fail(job, JobStatus.TIMED_OUT, "deadline", "still running at deadline")
+        else:
+            elapsed = (utcnow() - job.created_at).total_seconds()
+            delay = poll_delay_s(elapsed, self.settings.poll_scale)
+            if self.callbacks_enabled:
+                delay *= 3
+            if job.status == JobStatus.SUBMITTED.value and status.state == "running":
+                async with self.database.unit_of_work() as session:
+                    await self._move(
+                        session,
+                        job,
+                        JobStatus.RUNNING,
+                        next_run_at=utcnow() + timedelta(seconds=delay),
+                    )
+            else:
+                await self._later(job, delay)
+
+    async def _download(self, job: Job, urls: tuple[str, ...]) -> list[Downloaded]:
+        files = []
+        for url in urls:
+            data, mime = await self.kie.download(url)
+            if len(data) > self.settings.max_result_mb * 1024 * 1024:
+                raise KieError("download", f"result over {self.settings.max_result_mb} MB")
+            files.append(Downloaded(url, data, mime))
+        return files
+
+    async def _succeed(self, job: Job, status: TaskStatus) -> None:
+        if not status.result_urls:
+            await self._fail(job, JobStatus.FAILED, "501", "success without results")
+            return
+        try:
+            files = await self._download(job, status.result_urls)
+        except KieError as error:
+            await self._fail(job, JobStatus.FAILED, "download", error.message)
+            return
+        async with self.database.unit_of_work() as session:
+            if not await self._move(
+                session, job, JobStatus.SUCCEEDED, result_urls=list(status.result_urls)
+            ):
+                return
+            for position, item in enumerate(files):
+                session.add(
+                    JobResult(
+                        job_id=job.id,
+                        position=position,
+                        url=item.url,
+                        mime_type=item.mime_type,
+                        size_bytes=len(item.data),
+                        data=item.data,
+                    )
+                )
+            if job.hold_id is not None:
+                await self.ledger.capture(session, job.hold_id, memo=f"job {job.id}", cid=job.cid)
+            key = "jobs.result_free" if job.is_free else "jobs.result"
+            self._outbox(
+                session, job, "result", {"caption": t(job.lang, key, model=self._title(job))}
+            )
+        log.info("job_succeeded", job_id=job.id, files=len(files), price_kop=job.price_kop)
+
+    # -- endings with a refund --------------------------------------------------------------
+    async def _fail(self, job: Job, to: JobStatus, code: str, detail: str) -> None:
+        kind = kind_of(code)
+        reason = kind.reason_en if job.lang == "en" else kind.reason_ru
+        async with self.database.unit_of_work() as session:
+            if not await self._move(
+                session, job, to, error_code=code[:32], error_message=detail[:512]
+            ):
+                return
+            if job.hold_id is not None:
+                await self.ledger.release(session, job.hold_id, expired=to is JobStatus.TIMED_OUT)
+            if job.is_free:
+                await self._return_free_slot(session, job)
+            key = "jobs.failed_free" if job.is_free else "jobs.failed"
+            text = t(
+                job.lang,
+                key,
+                model=self._title(job),
+                reason=reason,
+                refund=format_rubles(job.price_kop),
+            )
+            self._outbox(session, job, "failure", {"text": text})
+        log.info(
+            "job_failed" if to is JobStatus.FAILED else "job_timed_out",
+            job_id=job.id,
+            code=code,
+            detail=detail[:200],
+            refunded_kop=job.price_kop,
+        )
+
+    async def _return_free_slot(self, session: AsyncSession, job: Job) -> None:
+        await session.execute(
+            update(FreeUsage)
+            .where(
+                FreeUsage.user_id == job.user_id, FreeUsage.day == today_utc(), FreeUsage.used > 0
+            )
+            .values(used=FreeUsage.used - 1)
+        )
+
+    # -- helpers ------------------------------------------------------------------------------
+    def _title(self, job: Job) -> str:
+        model = self.pipeline.catalog.get(job.model_slug)
+        return model.title.get(job.lang) if model else job.model_slug
+
+    def _running_text(self, job: Job) -> str:
+        model = self.pipeline.catalog.get(job.model_slug)
+        icon = CATEGORY_ICONS[model.category] if model else "⏳"
+        eta = format_eta(model.typical_duration_s if model else 60, job.lang)
+        return t(job.lang, "jobs.running", icon=icon, model=self._title(job), eta=eta)
+
+    def _outbox(self, session: AsyncSession, job: Job, kind: str, payload: dict[str, Any]) -> None:
+        now = utcnow()
+        session.add(
+            Outbox(
+                job_id=job.id,
+                kind=kind,
+                chat_id=job.chat_id,
+                payload={**payload, "edit_message_id": job.status_message_id},
+                next_attempt_at=now,
+                cid=job.cid,
+                created_at=now,
+            )
+        )

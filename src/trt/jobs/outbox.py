@@ -1,0 +1,290 @@
+"""The outbox relay: sends what job transactions decided to tell users, at least once.
+
+A row is written in the same transaction as the job transition it reports (progress, result,
+failure with the refund). The relay leases due rows, sends them through the one `Sender`, and
+marks them sent — for a result, in the same transaction as the job's move to DELIVERED. A
+crash between "sent" and "marked" can repeat a message; it can never repeat a charge.
+
+Two decisions (docs/architecture.md): a user who blocked the bot gets no message, and the
+result still counts as delivered — it was generated and paid, it stays in the history, and
+retrying a block forever helps nobody. A result Telegram refuses for good is sent as links to
+the files; only when even that fails is the payment refunded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Callable
+from datetime import timedelta
+
+from aiogram.types import InlineKeyboardMarkup
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from trt.billing.ledger import REVENUE, Ledger
+from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable, send_kind
+from trt.db.database import Database
+from trt.db.models import Job, JobResult, Outbox, utcnow
+from trt.i18n import t
+from trt.jobs.state import JobStatus
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+MAX_ATTEMPTS = 12
+RETRY_CAP_S = 600.0
+CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "upload_voice"}
+
+Keyboards = Callable[[str], InlineKeyboardMarkup | None]
+
+
+class OutboxRelay:
+    def __init__(
+        self,
+        database: Database,
+        sender: Sender,
+        *,
+        owner: str,
+        result_keyboard: Keyboards,
+        failure_keyboard: Keyboards,
+        lease_s: float = 60.0,
+        idle_poll_s: float = 0.5,
+        concurrency: int = 8,
+        wake: asyncio.Event | None = None,
+    ) -> None:
+        self.database = database
+        self.sender = sender
+        self.owner = owner
+        self.result_keyboard = result_keyboard
+        self.failure_keyboard = failure_keyboard
+        self.lease_s = lease_s
+        self.idle_poll_s = idle_poll_s
+        self.concurrency = concurrency
+        self.wake = wake or asyncio.Event()
+        self.ledger = Ledger(is_sqlite=database.is_sqlite)
+
+    async def run(self, stop: asyncio.Event) -> None:
+        while not stop.is_set():
+            if await self.run_once():
+                continue
+            self.wake.clear()
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.wake.wait(), self.idle_poll_s)
+
+    async def run_once(self) -> int:
+        rows = await self.claim(self.concurrency)
+        await asyncio.gather(*(self._guarded(row_id) for row_id in rows))
+        return len(rows)
+
+    async def claim(self, limit: int) -> list[int]:
+        now = utcnow()
+        async with self.database.unit_of_work() as session:
+            ids = list(
+                await session.scalars(
+                    select(Outbox.id)
+                    .where(
+                        Outbox.sent_at.is_(None),
+                        Outbox.next_attempt_at <= now,
+                        (Outbox.lease_until.is_(None)) | (Outbox.lease_until < now),
+                    )
+                    .order_by(Outbox.id)
+                    .limit(limit)
+                    .with_for_update(skip_locked=True)
+                )
+            )
+            if ids:
+                await session.execute(
+                    update(Outbox)
+                    .where(Outbox.id.in_(ids))
+                    .values(lease_until=now + timedelta(seconds=self.lease_s))
+                )
+        return ids
+
+    async def _guarded(self, row_id: int) -> None:
+        try:
+            await self.deliver(row_id)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("outbox_delivery_crashed", outbox_id=row_id)
+
+    async def deliver(self, row_id: int) -> None:
+        async with self.database.unit_of_work(readonly=True) as session:
+            row = await session.get(Outbox, row_id)
+            job = None if row is None else await session.get(Job, row.job_id)
+        if row is None or job is None or row.sent_at is not None:
+            return
+        try:
+            if row.kind == "result":
+                await self._deliver_result(row, job)
+                return
+            markup = self.failure_keyboard(job.lang) if row.kind == "failure" else None
+            if row.kind == "running":
+                await self.sender.chat_action(
+                    row.chat_id, CHAT_ACTIONS.get(job.output_kind, "typing")
+                )
+            sent = await self.sender.text(
+                row.chat_id,
+                str(row.payload["text"]),
+                markup=markup,
+                edit_message_id=row.payload.get("edit_message_id"),
+            )
+            await self._mark(row, "sent", sent.message_id)
+        except RetryLater as later:
+            await self._retry(row, job, later)
+        except Undeliverable as refused:
+            await self._mark(row, "blocked" if refused.blocked else "refused")
+            if row.kind == "result":
+                await self._settle_result(job, delivered=True)
+            log.info("outbox_undeliverable", outbox_id=row.id, job_id=job.id, reason=refused.reason)
+
+    async def _deliver_result(self, row: Outbox, job: Job) -> None:
+        async with self.database.unit_of_work(readonly=True) as session:
+            results = list(
+                await session.scalars(
+                    select(JobResult).where(JobResult.job_id == job.id).order_by(JobResult.position)
+                )
+            )
+        items = [
+            OutgoingFile(
+                r.data if r.telegram_file_id is None else None,
+                r.telegram_file_id,
+                r.mime_type,
+                f"trt-{job.id[:8]}-{r.position}{_extension(r.mime_type)}",
+            )
+            for r in results
+        ]
+        caption = str(row.payload.get("caption", ""))
+        markup = self.result_keyboard(job.lang)
+        if any(send_kind(item, job.output_kind) == "link" for item in items):
+            await self._send_links(row, job, results, markup)
+            return
+        try:
+            sent = await self.sender.files(row.chat_id, items, job.output_kind, caption, markup)
+        except Undeliverable as refused:
+            if refused.blocked:
+                raise
+            log.warning("result_refused_sending_links", job_id=job.id, reason=refused.reason)
+            await self._send_links(row, job, results, markup)
+            return
+        async with self.database.unit_of_work() as session:
+            for result, file_id, kind in zip(results, sent.file_ids, sent.sent_as, strict=False):
+                await session.execute(
+                    update(JobResult)
+                    .where(JobResult.job_id == job.id, JobResult.position == result.position)
+                    .values(
+                        telegram_file_id=file_id,
+                        sent_as=kind,
+                        data=None if file_id else result.data,
+                    )
+                )
+            if await self._mark_in(session, row, "sent", sent.message_id):
+                await self._job_delivered(session, job)
+        log.info("job_delivered", job_id=job.id, message_id=sent.message_id)
+
+    async def _send_links(
+        self, row: Outbox, job: Job, results: list[JobResult], markup: InlineKeyboardMarkup | None
+    ) -> None:
+        size = max((r.size_bytes for r in results), default=0)
+        text = t(
+            job.lang,
+            "jobs.link",
+            model=str(row.payload.get("caption", "")),
+            size=f"{size / 1024 / 1024:.0f} MB",
+            url="\n".join(r.url for r in results),
+        )
+        sent = await self.sender.text(row.chat_id, text, markup=markup)
+        async with self.database.unit_of_work() as session:
+            if await self._mark_in(session, row, "link", sent.message_id):
+                await self._job_delivered(session, job)
+
+    async def _job_delivered(self, session: AsyncSession, job: Job) -> None:
+        await session.execute(
+            update(Job)
+            .where(Job.id == job.id, Job.status == JobStatus.SUCCEEDED.value)
+            .values(status=JobStatus.DELIVERED.value, updated_at=utcnow())
+        )
+
+    async def _settle_result(self, job: Job, *, delivered: bool) -> None:
+        """A result nobody can receive: delivered (blocked) or refunded (given up)."""
+        async with self.database.unit_of_work() as session:
+            if delivered:
+                await self._job_delivered(session, job)
+                return
+            moved = await session.execute(
+                update(Job)
+                .where(Job.id == job.id, Job.status == JobStatus.SUCCEEDED.value)
+                .values(
+                    status=JobStatus.FAILED.value,
+                    error_code="delivery",
+                    error_message="the result could not be delivered",
+                    updated_at=utcnow(),
+                )
+                .returning(Job.id)
+            )
+            if moved.scalar_one_or_none() is not None and job.price_kop > 0:
+                revenue = await self.ledger.account(session, REVENUE)
+                wallet = await self.ledger.wallet(session, job.user_id)
+                await self.ledger.transfer(
+                    session,
+                    kind="refund",
+                    idempotency_key=f"refund:{job.id}",
+                    debit=revenue,
+                    credit=wallet,
+                    amount_kop=job.price_kop,
+                    memo=f"undelivered job {job.id}",
+                    cid=job.cid,
+                )
+
+    async def _retry(self, row: Outbox, job: Job, later: RetryLater) -> None:
+        attempts = row.attempts + 1
+        if attempts >= MAX_ATTEMPTS:
+            await self._mark(row, "gave_up")
+            if row.kind == "result":
+                await self._settle_result(job, delivered=False)
+            log.error("outbox_gave_up", outbox_id=row.id, job_id=job.id, reason=later.reason)
+            return
+        delay = min(
+            max(later.after_s, 1.0) * (1 if later.reason == "flood control" else attempts),
+            RETRY_CAP_S,
+        )
+        async with self.database.unit_of_work() as session:
+            await session.execute(
+                update(Outbox)
+                .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
+                .values(
+                    attempts=attempts,
+                    lease_until=None,
+                    next_attempt_at=utcnow() + timedelta(seconds=delay),
+                )
+            )
+        log.info("outbox_retry", outbox_id=row.id, after_s=delay, reason=later.reason)
+
+    async def _mark(self, row: Outbox, outcome: str, message_id: int | None = None) -> None:
+        async with self.database.unit_of_work() as session:
+            await self._mark_in(session, row, outcome, message_id)
+
+    async def _mark_in(
+        self, session: AsyncSession, row: Outbox, outcome: str, message_id: int | None = None
+    ) -> bool:
+        marked = await session.execute(
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
+            .values(
+                sent_at=utcnow(), outcome=outcome, telegram_message_id=message_id, lease_until=None
+            )
+            .returning(Outbox.id)
+        )
+        return marked.scalar_one_or_none() is not None
+
+
+def _extension(mime_type: str) -> str:
+    return {
+        "image/png": ".png",
+        "image/jpeg": ".jpg",
+        "image/webp": ".webp",
+        "video/mp4": ".mp4",
+        "audio/mpeg": ".mp3",
+        "audio/wav": ".wav",
+        "audio/x-wav": ".wav",
+    }.get(mime_type, "")

@@ -1,0 +1,258 @@
+"""Creating jobs (the confirm button) and reading them (status, history).
+
+Creating a job is one transaction: the job row, the hold (or a free-quota slot), keyed by the
+confirmation's draft key, so a double tap or a redelivered update finds the same job. Handlers
+call this and return; the engine does the slow work.
+"""
+
+from __future__ import annotations
+
+import secrets
+import uuid
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
+
+from sqlalchemy import func, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.exc import IntegrityError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from trt.billing.ledger import Ledger, hold_id_for
+from trt.catalog.schema import ModelSpec
+from trt.config import EngineSettings
+from trt.db.database import Database
+from trt.db.models import FreeUsage, Job, utcnow
+from trt.jobs.state import ACTIVE, JobStatus
+from trt.pipeline import UnifiedModelPipeline
+
+
+class JobLimitError(Exception):
+    """Too many active jobs: `scope` is "user" or "global"."""
+
+    def __init__(self, scope: str, count: int) -> None:
+        self.scope = scope
+        self.count = count
+        super().__init__(f"{scope} limit reached ({count} active)")
+
+
+class JobValidationError(Exception):
+    def __init__(self, messages: list[str]) -> None:
+        self.messages = messages
+        super().__init__("; ".join(messages))
+
+
+@dataclass(frozen=True, slots=True)
+class JobView:
+    """A job as screens and tests read it (never the ORM row)."""
+
+    id: str
+    user_id: int
+    model_slug: str
+    status: JobStatus
+    price_kop: int
+    is_free: bool
+    params: dict[str, Any]
+    created_at: datetime
+    error_code: str | None
+    kie_task_id: str | None
+    cid: str | None
+
+    @classmethod
+    def of(cls, job: Job) -> JobView:
+        return cls(
+            job.id,
+            job.user_id,
+            job.model_slug,
+            JobStatus(job.status),
+            job.price_kop,
+            job.is_free,
+            dict(job.params),
+            job.created_at,
+            job.error_code,
+            job.kie_task_id,
+            job.cid,
+        )
+
+
+@dataclass(frozen=True, slots=True)
+class Created:
+    job: JobView
+    created: bool  # False: this draft key already had a job (a double tap, a replay)
+
+
+def deadline_for(model: ModelSpec, settings: EngineSettings) -> timedelta:
+    """How long a job may take before it is timed out and refunded (catalogue × factor)."""
+    seconds = model.typical_duration_s * settings.deadline_factor
+    return timedelta(seconds=min(max(seconds, settings.deadline_min_s), settings.deadline_max_s))
+
+
+def today_utc() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+class JobService:
+    def __init__(
+        self,
+        database: Database,
+        pipeline: UnifiedModelPipeline,
+        settings: EngineSettings,
+        *,
+        free_daily_quota: int,
+    ) -> None:
+        self.database = database
+        self.pipeline = pipeline
+        self.settings = settings
+        self.free_daily_quota = free_daily_quota
+        self.ledger = Ledger(is_sqlite=database.is_sqlite)
+        self._insert = sqlite_insert if database.is_sqlite else pg_insert
+
+    async def create(
+        self,
+        *,
+        user_id: int,
+        chat_id: int,
+        lang: str,
+        model_slug: str,
+        params: dict[str, Any],
+        draft_key: str,
+        status_message_id: int | None = None,
+        cid: str | None = None,
+    ) -> Created:
+        """The job for this draft: created now (hold placed) or found (nothing charged again).
+
+        Raises `InsufficientFundsError`, `JobLimitError` or `JobValidationError`; nothing is
+        written then.
+        """
+        existing = await self.by_draft(draft_key)
+        if existing is not None:
+            return Created(existing, False)
+        model = self.pipeline.resolve_model(model_slug)
+        complete = self.pipeline.apply_defaults(self.pipeline.get_schema(model.slug), params)
+        checked = self.pipeline.validate(model.slug, complete, lang)
+        if not checked.ok:
+            raise JobValidationError([e.message for e in checked.errors])
+        quote = self.pipeline.quote(model.slug, checked.params)
+        try:
+            async with self.database.unit_of_work() as session:
+                await self._check_limits(session, user_id)
+                job_id = uuid.uuid4().hex
+                is_free = model.free and await self._take_free_slot(session, user_id)
+                price = 0 if is_free else quote.amount_kopecks
+                deadline = deadline_for(model, self.settings)
+                hold_id = None
+                if price > 0:
+                    hold_id = await self.ledger.place_hold(
+                        session,
+                        user_id=user_id,
+                        amount_kop=price,
+                        hold_id=hold_id_for(job_id),
+                        reason=f"job:{job_id}",
+                        # The hold outlives the job's deadline; the sweeper is the backstop.
+                        ttl_s=deadline.total_seconds() * 2 + 3600,
+                        cid=cid,
+                    )
+                now = utcnow()
+                session.add(
+                    Job(
+                        id=job_id,
+                        draft_key=draft_key,
+                        user_id=user_id,
+                        chat_id=chat_id,
+                        lang=lang,
+                        model_slug=model.slug,
+                        family=model.family.value,
+                        kie_model=model.kie_id,
+                        output_kind=model.output.value,
+                        params=checked.params,
+                        price_kop=price,
+                        is_free=is_free,
+                        hold_id=hold_id,
+                        status=JobStatus.CONFIRMED.value,
+                        callback_token=secrets.token_urlsafe(24),
+                        next_run_at=now,
+                        deadline_at=now + deadline,
+                        status_message_id=status_message_id,
+                        cid=cid,
+                        created_at=now,
+                        updated_at=now,
+                    )
+                )
+                await session.flush()
+        except IntegrityError:
+            # The same draft confirmed concurrently: the other transaction won.
+            found = await self.by_draft(draft_key)
+            if found is None:
+                raise
+            return Created(found, False)
+        created = await self.get(job_id)
+        assert created is not None
+        return Created(created, True)
+
+    async def _check_limits(self, session: AsyncSession, user_id: int) -> None:
+        active = [s.value for s in ACTIVE]
+        mine = await session.scalar(
+            select(func.count())
+            .select_from(Job)
+            .where(Job.user_id == user_id, Job.status.in_(active))
+        )
+        if int(mine or 0) >= self.settings.max_active_per_user:
+            raise JobLimitError("user", int(mine or 0))
+        everyone = await session.scalar(
+            select(func.count()).select_from(Job).where(Job.status.in_(active))
+        )
+        if int(everyone or 0) >= self.settings.max_in_flight:
+            raise JobLimitError("global", int(everyone or 0))
+
+    async def _take_free_slot(self, session: AsyncSession, user_id: int) -> bool:
+        """One free run from today's quota, in one conditional write; False when used up."""
+        if self.free_daily_quota <= 0:
+            return False
+        day = today_utc()
+        await session.execute(
+            self._insert(FreeUsage)
+            .values(user_id=user_id, day=day, used=0)
+            .on_conflict_do_nothing(index_elements=[FreeUsage.user_id, FreeUsage.day])
+        )
+        taken = await session.execute(
+            update(FreeUsage)
+            .where(
+                FreeUsage.user_id == user_id,
+                FreeUsage.day == day,
+                FreeUsage.used < self.free_daily_quota,
+            )
+            .values(used=FreeUsage.used + 1)
+            .returning(FreeUsage.used)
+        )
+        return taken.scalar_one_or_none() is not None
+
+    async def free_left(self, user_id: int) -> int:
+        async with self.database.unit_of_work(readonly=True) as session:
+            used = await session.scalar(
+                select(FreeUsage.used).where(
+                    FreeUsage.user_id == user_id, FreeUsage.day == today_utc()
+                )
+            )
+        return max(0, self.free_daily_quota - int(used or 0))
+
+    async def get(self, job_id: str) -> JobView | None:
+        async with self.database.unit_of_work(readonly=True) as session:
+            job = await session.get(Job, job_id)
+            return None if job is None else JobView.of(job)
+
+    async def by_draft(self, draft_key: str) -> JobView | None:
+        async with self.database.unit_of_work(readonly=True) as session:
+            job = await session.scalar(select(Job).where(Job.draft_key == draft_key))
+            return None if job is None else JobView.of(job)
+
+    async def history(self, user_id: int, *, offset: int = 0, limit: int = 10) -> list[JobView]:
+        async with self.database.unit_of_work(readonly=True) as session:
+            rows = await session.scalars(
+                select(Job)
+                .where(Job.user_id == user_id)
+                .order_by(Job.created_at.desc(), Job.id)
+                .offset(offset)
+                .limit(limit)
+            )
+            return [JobView.of(job) for job in rows]

@@ -1,0 +1,1 @@
+"""KIE.ai: the HTTP client, the error table, callback verification."""

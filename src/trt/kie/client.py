@@ -1,0 +1,361 @@
+"""The KIE.ai HTTP client: market and dedicated families behind one interface.
+
+No retries here: retries live in one layer, the job worker (shared/reference/reliability.md
+§3.2). Every call has explicit timeouts; every failure becomes a `KieError` from the one table
+in `trt.kie.errors`. Client-side rate limits keep TRT under KIE's published limits.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import time
+from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import urlsplit
+
+from aiohttp import (
+    ClientConnectionError,
+    ClientConnectorError,
+    ClientError,
+    ClientResponse,
+    ClientSession,
+    ClientTimeout,
+    FormData,
+)
+
+from trt.catalog.schema import Family
+from trt.kie.errors import KieError
+
+CREATE_PATHS = {
+    Family.MARKET: "/api/v1/jobs/createTask",
+    Family.VEO: "/api/v1/veo/generate",
+    Family.SUNO: "/api/v1/generate",
+}
+STATUS_PATHS = {
+    Family.MARKET: "/api/v1/jobs/recordInfo",
+    Family.VEO: "/api/v1/veo/record-info",
+    Family.SUNO: "/api/v1/generate/record-info",
+}
+# Where KIE serves results (README §1); the configured KIE hosts are allowed as well.
+KIE_RESULT_HOSTS = frozenset(
+    {
+        "tempfile.aiquickdraw.com",
+        "tempfileb.aiquickdraw.com",
+        "static.aiquickdraw.com",
+        "file.aiquickdraw.com",
+    }
+)
+_RUNNING = {"waiting": "pending", "queuing": "pending", "generating": "running"}
+_SUNO_RUNNING = {"PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS"}
+
+
+@dataclass(frozen=True, slots=True)
+class TaskStatus:
+    """A task's state in TRT's words: pending | running | succeeded | failed."""
+
+    state: str
+    result_urls: tuple[str, ...] = ()
+    error_code: str | None = None
+    error_message: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def finished(self) -> bool:
+        return self.state in ("succeeded", "failed")
+
+
+class TokenBucket:
+    """At most `count` acquisitions per `period_s`, shared by every caller in the process."""
+
+    def __init__(self, count: int, period_s: float) -> None:
+        assert count > 0
+        assert period_s > 0
+        self.count = count
+        self.period_s = period_s
+        self._stamps: list[float] = []
+        self._lock = asyncio.Lock()
+
+    async def acquire(self) -> None:
+        async with self._lock:
+            while True:
+                now = time.monotonic()
+                self._stamps = [s for s in self._stamps if now - s < self.period_s]
+                if len(self._stamps) < self.count:
+                    self._stamps.append(now)
+                    return
+                # A rate limit is a real wait: the next slot opens at this instant.
+                await asyncio.sleep(self.period_s - (now - self._stamps[0]))
+
+
+@dataclass(frozen=True, slots=True)
+class Limits:
+    creates: int = 18  # KIE: 20 new tasks per 10 s per account; keep a margin
+    creates_period_s: float = 10.0
+    records: int = 8  # KIE: 10 recordInfo per second
+    records_period_s: float = 1.0
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0
+    max_download_bytes: int = 200 * 1024 * 1024
+
+
+class KieClient:
+    def __init__(
+        self,
+        api_key: str,
+        base_url: str,
+        upload_base_url: str,
+        *,
+        limits: Limits | None = None,
+    ) -> None:
+        self.api_key = api_key
+        self.base_url = base_url.rstrip("/")
+        self.upload_base_url = upload_base_url.rstrip("/")
+        self.limits = limits or Limits()
+        self._creates = TokenBucket(self.limits.creates, self.limits.creates_period_s)
+        self._records = TokenBucket(self.limits.records, self.limits.records_period_s)
+        self.allowed_hosts = KIE_RESULT_HOSTS | {
+            urlsplit(self.base_url).hostname or "",
+            urlsplit(self.upload_base_url).hostname or "",
+        }
+        self._session: ClientSession | None = None
+        self.calls: dict[str, int] = {}  # path → count, for metrics and benchmarks
+
+    async def start(self) -> None:
+        if self._session is None:
+            timeout = ClientTimeout(
+                total=None,
+                connect=self.limits.connect_timeout_s,
+                sock_read=self.limits.read_timeout_s,
+            )
+            self._session = ClientSession(timeout=timeout)
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+    @property
+    def session(self) -> ClientSession:
+        assert self._session is not None, "KieClient.start() first"
+        return self._session
+
+    def _headers(self) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.api_key}"}
+
+    # -- the envelope -------------------------------------------------------------------
+    async def _call(
+        self,
+        method: str,
+        url: str,
+        *,
+        creates: bool = False,
+        body: Any = None,
+        params: dict[str, str] | None = None,
+        data: FormData | None = None,
+    ) -> Any:
+        path = urlsplit(url).path
+        self.calls[path] = self.calls.get(path, 0) + 1
+        try:
+            async with self.session.request(
+                method,
+                url,
+                json=body,
+                params=params,
+                data=data,
+                headers=self._headers(),
+                allow_redirects=False,
+            ) as response:
+                return await _envelope(response, creates=creates)
+        except KieError:
+            raise
+        except ClientConnectorError as exc:
+            raise KieError("network", f"cannot connect: {exc}") from None  # nothing was sent
+        except TimeoutError:
+            raise KieError("timeout", "no answer in time", outcome_unknown=creates) from None
+        except (ClientConnectionError, ClientError, OSError) as exc:
+            raise KieError(
+                "network", f"{exc.__class__.__name__}: {exc}", outcome_unknown=creates
+            ) from None
+
+    # -- tasks ---------------------------------------------------------------------------
+    async def create(self, family: Family, body: dict[str, Any]) -> str:
+        """Create a task; its id. A `KieError` with `outcome_unknown` may have made one."""
+        await self._creates.acquire()
+        data = await self._call(
+            "POST", self.base_url + CREATE_PATHS[family], creates=True, body=body
+        )
+        task_id = data.get("taskId") if isinstance(data, dict) else None
+        if not isinstance(task_id, str) or not task_id:
+            raise KieError("malformed", "no taskId in the answer", outcome_unknown=True)
+        return task_id
+
+    async def status(self, family: Family, task_id: str) -> TaskStatus:
+        await self._records.acquire()
+        data = await self._call(
+            "GET", self.base_url + STATUS_PATHS[family], params={"taskId": task_id}
+        )
+        if not isinstance(data, dict):
+            raise KieError("malformed", "no task data")
+        return parse_status(family, data)
+
+    async def credit(self) -> int:
+        data = await self._call("GET", self.base_url + "/api/v1/chat/credit")
+        if not isinstance(data, int):
+            raise KieError("malformed", "credit is not a number")
+        return data
+
+    # -- files -----------------------------------------------------------------------------
+    async def upload(self, data: bytes, filename: str, upload_path: str = "trt") -> str:
+        """Upload user media (bytes from Telegram); the URL to pass into model inputs."""
+        form = FormData()
+        form.add_field("file", data, filename=filename)
+        form.add_field("uploadPath", upload_path)
+        form.add_field("fileName", filename)
+        result = await self._call(
+            "POST", self.upload_base_url + "/api/file-stream-upload", data=form
+        )
+        url = result.get("fileUrl") if isinstance(result, dict) else None
+        if not isinstance(url, str):
+            raise KieError("malformed", "no fileUrl in the upload answer")
+        return url
+
+    async def download(self, url: str) -> tuple[bytes, str]:
+        """A result file's bytes and type; only from KIE's hosts, within the size limit."""
+        host = urlsplit(url).hostname or ""
+        if urlsplit(url).scheme not in ("https", "http") or host not in self.allowed_hosts:
+            raise KieError("download", f"refusing to download from {host!r}")
+        try:
+            async with self.session.get(url, allow_redirects=False) as response:
+                if response.status != 200:
+                    raise KieError("download", f"HTTP {response.status} for a result")
+                limit = self.limits.max_download_bytes
+                data = await response.content.read(limit + 1)
+                if len(data) > limit:
+                    raise KieError("download", f"result over {limit} bytes")
+                return data, response.content_type or "application/octet-stream"
+        except KieError:
+            raise
+        except (TimeoutError, ClientError, OSError) as exc:
+            raise KieError("download", f"{exc.__class__.__name__}: {exc}") from None
+
+
+async def _envelope(response: ClientResponse, *, creates: bool) -> Any:
+    """`data` of a `{code, msg, data}` answer; a `KieError` for anything but code 200."""
+    text = await response.text()
+    try:
+        body = json.loads(text)
+    except ValueError:
+        if response.status >= 400:
+            raise KieError(
+                response.status,
+                text[:200] or response.reason or "error",
+                outcome_unknown=creates and response.status >= 500,
+            ) from None
+        raise KieError("malformed", "not JSON", outcome_unknown=creates) from None
+    if not isinstance(body, dict):
+        raise KieError("malformed", "not an object", outcome_unknown=creates)
+    code = body.get("code", response.status)
+    message = str(body.get("msg") or body.get("message") or "")
+    if code == 200 and response.status < 400:
+        return body.get("data")
+    retry_after = response.headers.get("Retry-After")
+    raise KieError(
+        code if isinstance(code, (int, str)) else response.status,
+        message,
+        retry_after_s=float(retry_after) if retry_after and retry_after.isdigit() else None,
+        outcome_unknown=creates and str(code).startswith("5") and str(code) != "505",
+    )
+
+
+def parse_status(family: Family, data: dict[str, Any]) -> TaskStatus:
+    """recordInfo's `data` (per family) → TaskStatus."""
+    if family is Family.VEO:
+        flag = data.get("successFlag")
+        if flag == 1:
+            response = data.get("response") or {}
+            return TaskStatus("succeeded", tuple(response.get("resultUrls") or ()), raw=data)
+        if flag in (2, 3):
+            return TaskStatus(
+                "failed",
+                error_code=str(data.get("errorCode") or "501"),
+                error_message=str(data.get("errorMessage") or ""),
+                raw=data,
+            )
+        return TaskStatus("running", raw=data)
+    if family is Family.SUNO:
+        status = str(data.get("status") or "PENDING")
+        if status == "SUCCESS":
+            items = ((data.get("response") or {}).get("sunoData")) or []
+            urls = tuple(str(i.get("audioUrl")) for i in items if i.get("audioUrl"))
+            return TaskStatus("succeeded", urls, raw=data)
+        if status in _SUNO_RUNNING:
+            return TaskStatus("running", raw=data)
+        return TaskStatus(
+            "failed",
+            error_code=str(data.get("errorCode") or "501"),
+            error_message=str(data.get("errorMessage") or status),
+            raw=data,
+        )
+    state = str(data.get("state") or "")
+    if state == "success":
+        return TaskStatus("succeeded", _result_urls(data.get("resultJson")), raw=data)
+    if state == "fail":
+        return TaskStatus(
+            "failed",
+            error_code=str(data.get("failCode") or "501"),
+            error_message=str(data.get("failMsg") or ""),
+            raw=data,
+        )
+    # waiting, queuing, generating; an unknown state counts as running until the deadline.
+    return TaskStatus(_RUNNING.get(state, "running"), raw=data)
+
+
+def parse_callback(family: Family, body: dict[str, Any]) -> tuple[str | None, TaskStatus | None]:
+    """(taskId, final status) of a callback; status None when it must be confirmed by polling.
+
+    KIE's minimal callbacks carry only `data.taskId`; Suno's intermediate stages are not final.
+    """
+    data = body.get("data") if isinstance(body.get("data"), dict) else {}
+    assert isinstance(data, dict)
+    task_id = data.get("taskId") or data.get("task_id") or body.get("taskId")
+    task = str(task_id) if task_id else None
+    code = body.get("code")
+    if family is Family.SUNO:
+        stage = data.get("callbackType")
+        if stage == "complete":
+            items = data.get("data") or []
+            urls = tuple(str(i.get("audio_url")) for i in items if i.get("audio_url"))
+            return task, TaskStatus("succeeded", urls, raw=body)
+        if stage == "error":
+            return task, TaskStatus(
+                "failed",
+                error_code=str(code or "501"),
+                error_message=str(body.get("msg") or ""),
+                raw=body,
+            )
+        return task, None
+    if family is Family.VEO:
+        info = data.get("info")
+        if code == 200 and isinstance(info, dict) and info.get("resultUrls"):
+            return task, TaskStatus("succeeded", tuple(info["resultUrls"]), raw=body)
+        if isinstance(code, int) and code != 200:
+            return task, TaskStatus(
+                "failed", error_code=str(code), error_message=str(body.get("msg") or ""), raw=body
+            )
+        return task, None
+    if "state" not in data:
+        return task, None
+    status = parse_status(Family.MARKET, data)
+    return task, status if status.finished else None
+
+
+def _result_urls(raw: Any) -> tuple[str, ...]:
+    if not raw:
+        return ()
+    try:
+        decoded = json.loads(raw) if isinstance(raw, str) else raw
+    except ValueError:
+        return ()
+    urls = decoded.get("resultUrls") if isinstance(decoded, dict) else None
+    return tuple(str(u) for u in urls) if isinstance(urls, list) else ()

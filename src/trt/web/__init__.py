@@ -1,0 +1,1 @@
+"""The HTTP server: KIE callbacks, health (later: the Telegram webhook, metrics)."""

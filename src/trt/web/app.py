@@ -1,0 +1,116 @@
+"""aiohttp application: `/kie/callback/{token}`, `/healthz`, `/readyz`.
+
+The callback receiver answers fast and does no work of its own: it verifies the signature,
+stores the payload with the job in one transaction and wakes the engine (shared/kie/README.md
+§4.3). Duplicates are harmless: the engine's transitions are compare-and-set.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from aiohttp import web
+from sqlalchemy import select, update
+
+from trt.catalog.schema import Family
+from trt.db.database import Database
+from trt.db.models import Job, KieCallback, utcnow
+from trt.jobs.state import ACTIVE
+from trt.kie.callbacks import callback_task_id, signature_ok
+from trt.kie.client import parse_callback
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+MAX_CALLBACK_BYTES = 1024 * 1024
+OK = {"code": 200, "msg": "success"}
+
+Ready = Callable[[], Awaitable[dict[str, Any]]]
+
+
+class CallbackReceiver:
+    def __init__(self, database: Database, *, hmac_key: str | None, wake: asyncio.Event) -> None:
+        self.database = database
+        self.hmac_key = hmac_key
+        self.wake = wake
+
+    async def handle(self, request: web.Request) -> web.Response:
+        token = request.match_info["token"]
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"code": 400, "msg": "invalid JSON"}, status=400)
+        if not isinstance(body, dict):
+            return web.json_response({"code": 400, "msg": "invalid body"}, status=400)
+        if self.hmac_key and not signature_ok(body, request.headers, self.hmac_key):
+            log.warning(
+                "kie_callback_rejected",
+                reason_code="ACCESS_DENIED",
+                reason_detail="bad signature",
+                task_id=callback_task_id(body),
+            )
+            return web.json_response({"code": 401, "msg": "bad signature"}, status=401)
+        job_id = await self.store(token, body)
+        if job_id is None:
+            return web.json_response({"code": 404, "msg": "unknown callback"}, status=404)
+        self.wake.set()
+        return web.json_response(OK)
+
+    async def store(self, token: str, body: dict[str, Any]) -> str | None:
+        """Record the callback; attach it to its job and make the job due now."""
+        task_id = callback_task_id(body) or None
+        async with self.database.unit_of_work() as session:
+            job = await session.scalar(select(Job).where(Job.callback_token == token))
+            session.add(
+                KieCallback(
+                    job_id=job.id if job else None,
+                    task_id=task_id,
+                    payload=body,
+                    received_at=utcnow(),
+                )
+            )
+            if job is None:
+                log.warning(
+                    "kie_callback_orphan",
+                    reason_code="ACCESS_DENIED",
+                    reason_detail="unknown token",
+                    task_id=task_id,
+                )
+                return None
+            if job.kie_task_id and task_id and task_id != job.kie_task_id:
+                log.warning("kie_callback_mismatch", job_id=job.id, task_id=task_id)
+                return job.id
+            _task, final = parse_callback(Family(job.family), body)
+            keep_earlier = (
+                job.callback_payload is not None
+                and parse_callback(Family(job.family), job.callback_payload)[1] is not None
+                and final is None
+            )
+            values: dict[str, Any] = {}
+            if not keep_earlier:
+                values["callback_payload"] = body
+            if job.status in {s.value for s in ACTIVE}:
+                values["next_run_at"] = utcnow()
+            if values:
+                await session.execute(update(Job).where(Job.id == job.id).values(**values))
+            log.info(
+                "kie_callback", job_id=job.id, task_id=task_id, final=final is not None, cid=job.cid
+            )
+            return job.id
+
+
+def create_web_app(receiver: CallbackReceiver, ready: Ready) -> web.Application:
+    app = web.Application(client_max_size=MAX_CALLBACK_BYTES)
+    app.router.add_post("/kie/callback/{token}", receiver.handle)
+
+    async def healthz(_request: web.Request) -> web.Response:
+        return web.json_response({"status": "ok"})
+
+    async def readyz(_request: web.Request) -> web.Response:
+        state = await ready()
+        return web.json_response(state, status=200 if state.get("ready") else 503)
+
+    app.router.add_get("/healthz", healthz)
+    app.router.add_get("/readyz", readyz)
+    return app
