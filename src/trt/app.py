@@ -34,7 +34,7 @@ from trt.db.database import Database
 from trt.jobs.engine import JobEngine
 from trt.jobs.outbox import OutboxRelay
 from trt.jobs.service import JobService
-from trt.kie.client import KieClient
+from trt.kie.client import KieClient, Limits
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.logs import get_logger
 from trt.web.app import CallbackReceiver, create_web_app
@@ -105,7 +105,16 @@ async def build_services(config: Config, database: Database) -> Services:
     )
     api_key = config.kie.api_key
     assert api_key is not None, "KIE_API_KEY is checked by Config.require()"
-    kie = KieClient(api_key.get_secret_value(), config.kie.base_url, config.kie.upload_base_url)
+    kie = KieClient(
+        api_key.get_secret_value(),
+        config.kie.base_url,
+        config.kie.upload_base_url,
+        limits=Limits(
+            creates=config.kie.creates_per_10s,
+            records=config.kie.records_per_s,
+            max_download_bytes=config.engine.max_result_mb * 1024 * 1024,
+        ),
+    )
     await kie.start()
     owner = instance_id()
     wake = asyncio.Event()

@@ -146,6 +146,8 @@ class KieSettings(BaseSettings):
     model_config = _settings_config("KIE_")
 
     api_key: SecretStr | None = None
+    creates_per_10s: int = Field(default=18, ge=1, le=100_000)  # KIE allows 20 / 10 s
+    records_per_s: int = Field(default=8, ge=1, le=100_000)  # KIE allows 10 / s
     base_url: str = "https://api.kie.ai"
     upload_base_url: str = "https://kieai.redpandaai.co"
     webhook_hmac_key: SecretStr | None = None
@@ -182,7 +184,7 @@ class EngineSettings(BaseSettings):
 
     model_config = _settings_config("JOB_")
 
-    max_active_per_user: int = Field(default=2, ge=1, le=100)
+    max_active_per_user: int = Field(default=2, ge=1, le=100_000)
     max_in_flight: int = Field(default=200, ge=1, le=100_000)
     deadline_factor: float = Field(default=4.0, gt=0, le=100)  # × the model's typical time
     deadline_min_s: float = Field(default=300, gt=0)
@@ -326,6 +328,8 @@ class Config:
             "KIE_BASE_URL": self.kie.base_url,
             "KIE_UPLOAD_BASE_URL": self.kie.upload_base_url,
             "KIE_WEBHOOK_HMAC_KEY": _mask(self.kie.webhook_hmac_key),
+            "KIE_CREATES_PER_10S": str(self.kie.creates_per_10s),
+            "KIE_RECORDS_PER_S": str(self.kie.records_per_s),
             "ADMIN_IDS": ",".join(str(i) for i in sorted(self.admin.admin_ids)) or "(none)",
             "USD_RUB_RATE": str(self.pricing.usd_rub_rate),
             "PRICE_MARKUP": str(self.pricing.price_markup),

@@ -15,16 +15,20 @@ from typing import Any
 from aiohttp import web
 
 from trt import app as runtime
+from trt.billing.ledger import Ledger
 from trt.config import Config, load_config
 from trt.sandbox.client_api import add_client_api
 from trt.sandbox.kie import KieServer
 from trt.sandbox.runner import RunningApp, start_app
 from trt.sandbox.telegram import TelegramServer
 from trt.telemetry.logs import get_logger
+from trt.users import UserService
 
 DEMO_TOKEN = "777000:SANDBOX-demo-token-not-secret"  # noqa: S105 - the sandbox's, public
 DEMO_KIE_KEY = "sandbox-kie-key"
 WEBCHAT_DIR = Path(__file__).with_name("webchat")
+DEMO_BALANCE_KOP = 500_00
+DEMO_ACCOUNT = "bonus:demo"
 DEMO_USERS = (
     (100001, "Алиса", "ru"),
     (100002, "Борис", "ru"),
@@ -106,13 +110,36 @@ def demo_config(
     )
 
 
+async def credit_demo_users(services: runtime.Services) -> None:
+    """Each demo user starts with a demo balance (once per demo database)."""
+    database = services.database
+    ledger = Ledger(is_sqlite=database.is_sqlite)
+    users = UserService(database)
+    for user_id, _name, lang in DEMO_USERS:
+        await users.touch(user_id, None, lang)
+        async with database.unit_of_work() as session:
+            source = await ledger.account(session, DEMO_ACCOUNT)
+            wallet = await ledger.wallet(session, user_id)
+            await ledger.transfer(
+                session,
+                kind="bonus",
+                idempotency_key=f"demo:{user_id}",
+                debit=source,
+                credit=wallet,
+                amount_kop=DEMO_BALANCE_KOP,
+                memo="demo balance",
+            )
+
+
 async def run_demo(port: int, database_path: Path) -> None:
     """Serve the demo until Ctrl-C."""
     sandbox = await start_sandbox(telegram_port=port, kie_port=port + 1)
     stop = asyncio.Event()
     try:
         config = demo_config(sandbox, database_path, http_port=port + 2)
-        bot_task = asyncio.create_task(runtime.run(config, stop), name="trt-bot")
+        bot_task = asyncio.create_task(
+            runtime.run(config, stop, on_ready=credit_demo_users), name="trt-bot"
+        )
         print(  # noqa: T201 - the demo's one line for the person who started it
             f"\nTRT demo is running: open {sandbox.telegram_app.url} in a browser "
             f"(Telegram sandbox {sandbox.telegram_app.url}, KIE sandbox {sandbox.kie_app.url}, "
