@@ -106,10 +106,7 @@ class World:
 
     async def statuses(self) -> dict[str, str]:
         async with self.database.unit_of_work(readonly=True) as session:
-            return {
-                job_id: status
-                for job_id, status in (await session.execute(select(Job.id, Job.status))).all()
-            }
+            return dict((await session.execute(select(Job.id, Job.status))).all())
 
     async def until(self, predicate: object, timeout_s: float = 60.0) -> dict[str, str]:
         """Poll job states until `predicate(states)` holds (no event crosses processes)."""
