@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format run demo clean lock browser
+.PHONY: setup test lint format run demo clean lock browser bench
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ run: setup
 
 demo: setup
 	$(BIN)/trt demo
+
+# Benchmarks: figures printed as a table and written to bench/results.json (not part of test).
+bench: setup
+	$(BIN)/python -m bench.engine
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

@@ -113,6 +113,10 @@ class Sender:
         self.per_chat_interval_s = per_chat_interval_s
         self._next_slot: dict[int, float] = {}
 
+    def wait_s(self, chat_id: int) -> float:
+        """How long until this chat may get its next message (0 when it may now)."""
+        return max(0.0, self._next_slot.get(chat_id, 0.0) - time.monotonic())
+
     async def _pace(self, chat_id: int) -> None:
         now = time.monotonic()
         slot = max(self._next_slot.get(chat_id, 0.0), now)

@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
@@ -293,7 +293,15 @@ class JobEngine:
                 .values(
                     status=JobStatus.SUBMITTED.value,
                     kie_task_id=task_id,
-                    next_run_at=utcnow() + timedelta(seconds=self._first_poll_s()),
+                    # A fast task's callback can arrive before createTask's answer: then the
+                    # job is due at once, not at the first poll.
+                    next_run_at=case(
+                        (
+                            Job.callback_payload.is_(None),
+                            utcnow() + timedelta(seconds=self._first_poll_s()),
+                        ),
+                        else_=utcnow(),
+                    ),
                     lease_owner=None,
                     lease_until=None,
                     updated_at=utcnow(),

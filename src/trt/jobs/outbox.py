@@ -33,6 +33,8 @@ from trt.telemetry.logs import get_logger
 log = get_logger(__name__)
 MAX_ATTEMPTS = 12
 RETRY_CAP_S = 600.0
+PACING_SLACK_S = 0.05
+RUNNING_STATES = frozenset({JobStatus.SUBMITTED.value, JobStatus.RUNNING.value})
 CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "upload_voice"}
 
 Keyboards = Callable[[str], InlineKeyboardMarkup | None]
@@ -62,19 +64,37 @@ class OutboxRelay:
         self.concurrency = concurrency
         self.wake = wake or asyncio.Event()
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
+        self._running: set[asyncio.Task[None]] = set()
 
     async def run(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
-            if await self.run_once():
-                continue
-            self.wake.clear()
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self.wake.wait(), self.idle_poll_s)
+        try:
+            while not stop.is_set():
+                if await self.run_once():
+                    continue
+                self.wake.clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self.wake.wait(), self.idle_poll_s)
+        finally:
+            for task in list(self._running):
+                task.cancel()
+            await asyncio.gather(*self._running, return_exceptions=True)
 
     async def run_once(self) -> int:
-        rows = await self.claim(self.concurrency)
-        await asyncio.gather(*(self._guarded(row_id) for row_id in rows))
+        """Claim rows for the free sending slots; each slot takes the next row when done."""
+        free = self.concurrency - len(self._running)
+        if free <= 0:
+            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
+            return 1
+        rows = await self.claim(free)
+        for row_id in rows:
+            task = asyncio.create_task(self._guarded(row_id), name=f"outbox-{row_id}")
+            self._running.add(task)
+            task.add_done_callback(self._running.discard)
         return len(rows)
+
+    async def drain(self) -> None:
+        while self._running:
+            await asyncio.gather(*list(self._running), return_exceptions=True)
 
     async def claim(self, limit: int) -> list[int]:
         now = utcnow()
@@ -114,11 +134,20 @@ class OutboxRelay:
             job = None if row is None else await session.get(Job, row.job_id)
         if row is None or job is None or row.sent_at is not None:
             return
+        wait = self.sender.wait_s(row.chat_id)
+        if wait > PACING_SLACK_S:
+            # The chat's next slot is later: give the row back rather than hold a worker.
+            await self._postpone(row, wait)
+            return
         try:
             if row.kind == "result":
                 await self._deliver_result(row, job)
                 return
             markup = self.failure_keyboard(job.lang) if row.kind == "failure" else None
+            if row.kind == "running" and job.status not in RUNNING_STATES:
+                # The job finished before its progress note went out: the result says it all.
+                await self._mark(row, "skipped")
+                return
             if row.kind == "running":
                 await self.sender.chat_action(
                     row.chat_id, CHAT_ACTIONS.get(job.output_kind, "typing")
@@ -259,6 +288,14 @@ class OutboxRelay:
                 )
             )
         log.info("outbox_retry", outbox_id=row.id, after_s=delay, reason=later.reason)
+
+    async def _postpone(self, row: Outbox, delay_s: float) -> None:
+        async with self.database.unit_of_work() as session:
+            await session.execute(
+                update(Outbox)
+                .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
+                .values(lease_until=None, next_attempt_at=utcnow() + timedelta(seconds=delay_s))
+            )
 
     async def _mark(self, row: Outbox, outcome: str, message_id: int | None = None) -> None:
         async with self.database.unit_of_work() as session:

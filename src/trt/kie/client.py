@@ -8,8 +8,10 @@ in `trt.kie.errors`. Client-side rate limits keep TRT under KIE's published limi
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
+from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -65,27 +67,45 @@ class TaskStatus:
         return self.state in ("succeeded", "failed")
 
 
-class TokenBucket:
-    """At most `count` acquisitions per `period_s`, shared by every caller in the process."""
+class RateLimiter:
+    """At most `count` requests in any `period_s` window, as the server counts them.
+
+    A request occupies the window from the moment it is admitted until `period_s` after its
+    answer: the server saw it somewhere in between, so two requests the server could count in
+    one window are always both counted here (a limit on admission times alone is exceeded by
+    network and event-loop delays).
+    """
 
     def __init__(self, count: int, period_s: float) -> None:
         assert count > 0
         assert period_s > 0
         self.count = count
         self.period_s = period_s
-        self._stamps: list[float] = []
-        self._lock = asyncio.Lock()
+        self._ends: list[float] = []  # answer times of finished requests
+        self._in_flight = 0
+        self._changed = asyncio.Condition()
 
-    async def acquire(self) -> None:
-        async with self._lock:
+    @contextlib.asynccontextmanager
+    async def slot(self) -> AsyncIterator[None]:
+        async with self._changed:
             while True:
                 now = time.monotonic()
-                self._stamps = [s for s in self._stamps if now - s < self.period_s]
-                if len(self._stamps) < self.count:
-                    self._stamps.append(now)
-                    return
-                # A rate limit is a real wait: the next slot opens at this instant.
-                await asyncio.sleep(self.period_s - (now - self._stamps[0]))
+                self._ends = [end for end in self._ends if end > now - self.period_s]
+                if len(self._ends) + self._in_flight < self.count:
+                    self._in_flight += 1
+                    break
+                wait = (self._ends[0] + self.period_s - now) if self._ends else None
+                # A real wait: the next slot opens when the oldest request leaves the window.
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._changed.wait(), wait)
+        try:
+            yield
+        finally:
+            async with self._changed:
+                self._in_flight -= 1
+                self._ends.append(time.monotonic())
+                self._ends.sort()
+                self._changed.notify_all()
 
 
 @dataclass(frozen=True, slots=True)
@@ -112,8 +132,8 @@ class KieClient:
         self.base_url = base_url.rstrip("/")
         self.upload_base_url = upload_base_url.rstrip("/")
         self.limits = limits or Limits()
-        self._creates = TokenBucket(self.limits.creates, self.limits.creates_period_s)
-        self._records = TokenBucket(self.limits.records, self.limits.records_period_s)
+        self._creates = RateLimiter(self.limits.creates, self.limits.creates_period_s)
+        self._records = RateLimiter(self.limits.records, self.limits.records_period_s)
         self.allowed_hosts = KIE_RESULT_HOSTS | {
             urlsplit(self.base_url).hostname or "",
             urlsplit(self.upload_base_url).hostname or "",
@@ -181,20 +201,20 @@ class KieClient:
     # -- tasks ---------------------------------------------------------------------------
     async def create(self, family: Family, body: dict[str, Any]) -> str:
         """Create a task; its id. A `KieError` with `outcome_unknown` may have made one."""
-        await self._creates.acquire()
-        data = await self._call(
-            "POST", self.base_url + CREATE_PATHS[family], creates=True, body=body
-        )
+        async with self._creates.slot():
+            data = await self._call(
+                "POST", self.base_url + CREATE_PATHS[family], creates=True, body=body
+            )
         task_id = data.get("taskId") if isinstance(data, dict) else None
         if not isinstance(task_id, str) or not task_id:
             raise KieError("malformed", "no taskId in the answer", outcome_unknown=True)
         return task_id
 
     async def status(self, family: Family, task_id: str) -> TaskStatus:
-        await self._records.acquire()
-        data = await self._call(
-            "GET", self.base_url + STATUS_PATHS[family], params={"taskId": task_id}
-        )
+        async with self._records.slot():
+            data = await self._call(
+                "GET", self.base_url + STATUS_PATHS[family], params={"taskId": task_id}
+            )
         if not isinstance(data, dict):
             raise KieError("malformed", "no task data")
         return parse_status(family, data)

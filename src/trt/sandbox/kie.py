@@ -155,7 +155,8 @@ class KieServer:
         self.uploads: dict[str, StoredUpload] = {}
         self.scripts: list[tuple[str, Script, int]] = []  # (prompt substring, script, times)
         self.callbacks: list[dict[str, Any]] = []  # what was posted, for tests
-        self.requests: list[tuple[str, str]] = []  # (method, path)
+        self._rendered: dict[str, bytes] = {}  # task id → its picture, drawn once
+        self.requests: list[tuple[str, str, float]] = []  # (method, path, monotonic time)
         self.base_url = ""  # set by the runner once the port is known
         self._ids = itertools.count(1)
         self._runs: set[asyncio.Task[None]] = set()
@@ -202,7 +203,7 @@ class KieServer:
 
     @web.middleware
     async def _auth(self, request: web.Request, handler: Any) -> web.StreamResponse:
-        self.requests.append((request.method, request.path))
+        self.requests.append((request.method, request.path, time.monotonic()))
         public = request.path.startswith(("/files/", "/sandbox/"))
         if not public and request.headers.get("Authorization") != f"Bearer {self.api_key}":
             return web.json_response(UNAUTHORIZED, status=401)
@@ -453,8 +454,11 @@ class KieServer:
         if task is None or f"{self.base_url}/files/{task.task_id}/{name}" not in task.result_urls:
             raise web.HTTPNotFound()
         if name.endswith(".png"):
-            width, height = _dimensions(task)
-            data = render_png(task.prompt, width, height, label=task.model)
+            data = self._rendered.get(task.task_id)
+            if data is None:
+                width, height = _dimensions(task)
+                data = render_png(task.prompt, width, height, label=task.model)
+                self._rendered[task.task_id] = data
             return web.Response(body=data, content_type="image/png")
         if name.endswith(".mp4"):
             return web.Response(body=sample("sample.mp4"), content_type="video/mp4")

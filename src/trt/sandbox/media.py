@@ -56,5 +56,5 @@ def render_png(prompt: str, width: int = 512, height: int = 512, *, label: str =
         stroke_fill=(0, 0, 0),
     )
     out = io.BytesIO()
-    image.save(out, format="PNG", optimize=True)
+    image.save(out, format="PNG", compress_level=1)  # fast: the sandbox serves many
     return out.getvalue()

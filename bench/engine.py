@@ -1,0 +1,331 @@
+"""Job engine benchmark: jobs/s from confirm to delivery, RSS with 10,000 jobs in flight, and
+the KIE request rate under the configured limits.
+
+The bot runs as a real `trt run` process against the sandbox (instant KIE with callbacks);
+jobs are created the way the confirm button creates them (JobService), in the benchmark
+process, on the same database.
+
+    .venv/bin/python -m bench.engine [--backend sqlite|postgres] [--jobs 500] [--runs 3]
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import signal
+import socket
+import sys
+import tempfile
+import time
+import uuid
+from decimal import Decimal
+from pathlib import Path
+from typing import Any
+
+import asyncpg
+from sqlalchemy import func, select
+from tests.processes import TrtProcess, trt_env
+
+from bench.common import peak_rss_mb, rss_mb, save, summary, table
+from trt.billing.ledger import Ledger
+from trt.catalog.loader import default_catalog
+from trt.catalog.pricing import Rates
+from trt.config import EngineSettings
+from trt.db import migrate
+from trt.db.database import Database
+from trt.db.models import Job, User
+from trt.jobs.service import JobService
+from trt.jobs.state import JobStatus
+from trt.pipeline import UnifiedModelPipeline
+from trt.sandbox.demo import DEMO_KIE_KEY, DEMO_TOKEN, start_sandbox
+from trt.sandbox.kie import Script
+
+POSTGRES_ADMIN = os.environ.get(
+    "TRT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def fresh_database(backend: str, workdir: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{workdir / f'bench-{uuid.uuid4().hex[:6]}.db'}"
+    name = f"trt_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN.replace("+asyncpg", ""))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(url: str) -> None:
+    if url.startswith("sqlite"):
+        return
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(POSTGRES_ADMIN.replace("+asyncpg", ""))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
+
+
+class Bench:
+    def __init__(self, backend: str, workdir: Path) -> None:
+        self.backend = backend
+        self.workdir = workdir
+
+    async def setup(self, *, kie_never: bool = False) -> None:
+        self.sandbox = await start_sandbox(kie_step_s=0.0, kie_generate_s=0.0)
+        self.sandbox.telegram.check_responses = False
+        if kie_never:
+            self.sandbox.kie.scripts.append(("*", Script(never=True), 10**9))
+        self.url = await fresh_database(self.backend, self.workdir)
+        self.database = Database(self.url)
+        await migrate.upgrade(self.database)
+        pipeline = UnifiedModelPipeline(default_catalog(), Rates(Decimal(95), Decimal(2)))
+        self.jobs = JobService(
+            self.database,
+            pipeline,
+            EngineSettings(max_active_per_user=100_000, max_in_flight=100_000),
+            free_daily_quota=0,
+        )
+
+    async def teardown(self) -> None:
+        await self.database.dispose()
+        await drop_database(self.url)
+        await self.sandbox.stop()
+
+    async def users(self, count: int) -> list[int]:
+        ledger = Ledger(is_sqlite=self.database.is_sqlite)
+        ids = list(range(10_000, 10_000 + count))
+        async with self.database.unit_of_work() as session:
+            for user_id in ids:
+                session.add(User(id=user_id))
+            await session.flush()
+            source = await ledger.account(session, "topup:bench")
+            for user_id in ids:
+                wallet = await ledger.wallet(session, user_id)
+                await ledger.transfer(
+                    session,
+                    kind="topup",
+                    idempotency_key=f"b:{user_id}",
+                    debit=source,
+                    credit=wallet,
+                    amount_kop=10_000_000,
+                )
+                self.sandbox.telegram.ensure_user(user_id)
+        return ids
+
+    async def create_jobs(self, users: list[int], count: int) -> None:
+        for index in range(count):
+            user = users[index % len(users)]
+            await self.jobs.create(
+                user_id=user,
+                chat_id=user,
+                lang="ru",
+                model_slug="nb2",
+                params={"prompt": f"bench {index}"},
+                draft_key=uuid.uuid4().hex,
+            )
+
+    async def start_bot(self, **extra: str) -> TrtProcess:
+        port = free_port()
+        env = trt_env(
+            BOT_TOKEN=DEMO_TOKEN,
+            TELEGRAM_API_BASE=self.sandbox.telegram_app.url,
+            KIE_API_KEY=DEMO_KIE_KEY,
+            KIE_BASE_URL=self.sandbox.kie_app.url,
+            KIE_UPLOAD_BASE_URL=self.sandbox.kie_app.url,
+            DATABASE_URL=self.url,
+            HTTP_PORT=str(port),
+            PUBLIC_BASE_URL=f"http://127.0.0.1:{port}",
+            LOG_FORMAT="json",
+            LOG_LEVEL="WARNING",
+            JOB_IDLE_POLL_S="0.05",
+            JOB_WORKERS="32",
+            JOB_MAX_ACTIVE_PER_USER="100000",
+            JOB_MAX_IN_FLIGHT="100000",
+            **extra,
+        )
+        process = await TrtProcess.start("run", env=env, cwd=str(self.workdir))
+        await self.until_ready(process)
+        return process
+
+    async def until_ready(self, process: TrtProcess) -> None:
+        # LOG_LEVEL=WARNING hides `ready`; polling starts with getMe: the bot is up.
+        try:
+            await self.sandbox.telegram.wait_for(
+                lambda: (
+                    process.proc.returncode is not None
+                    or any(r.method == "getMe" for r in self.sandbox.telegram.requests)
+                ),
+                60,
+            )
+        except TimeoutError:
+            raise RuntimeError("trt run did not start:\n" + process.output) from None
+
+    async def count(self, *statuses: JobStatus) -> int:
+        async with self.database.unit_of_work(readonly=True) as session:
+            return int(
+                await session.scalar(
+                    select(func.count())
+                    .select_from(Job)
+                    .where(Job.status.in_([s.value for s in statuses]))
+                )
+                or 0
+            )
+
+    async def until_count(
+        self, statuses: tuple[JobStatus, ...], target: int, timeout_s: float
+    ) -> float:
+        started = time.monotonic()
+        while await self.count(*statuses) < target:
+            if time.monotonic() - started > timeout_s:
+                raise TimeoutError(f"{await self.count(*statuses)}/{target} after {timeout_s}s")
+            await asyncio.sleep(0.05)
+        return time.monotonic() - started
+
+
+async def throughput_run(backend: str, jobs: int, workdir: Path) -> float:
+    bench = Bench(backend, workdir)
+    await bench.setup()
+    process: TrtProcess | None = None
+    try:
+        users = await bench.users(jobs)
+        process = await bench.start_bot(KIE_CREATES_PER_10S="100000", KIE_RECORDS_PER_S="100000")
+        started = time.monotonic()
+        await bench.create_jobs(users, jobs)
+        await bench.until_count((JobStatus.DELIVERED,), jobs, timeout_s=600)
+        return jobs / (time.monotonic() - started)
+    finally:
+        if process is not None:
+            await process.signal(signal.SIGTERM)
+            await process.finish(60)
+            await process.kill()
+        await bench.teardown()
+
+
+async def memory_run(backend: str, inflight: int, workdir: Path) -> dict[str, float]:
+    bench = Bench(backend, workdir)
+    await bench.setup(kie_never=True)
+    process: TrtProcess | None = None
+    try:
+        users = await bench.users(100)
+        process = await bench.start_bot(
+            KIE_CREATES_PER_10S="100000", KIE_RECORDS_PER_S="100000", JOB_POLL_SCALE="100"
+        )
+        idle = rss_mb(process.proc.pid)
+        await bench.create_jobs(users, inflight)
+        await bench.until_count((JobStatus.SUBMITTED, JobStatus.RUNNING), inflight, timeout_s=900)
+        return {
+            "idle_rss_mb": idle,
+            "rss_mb": rss_mb(process.proc.pid),
+            "peak_rss_mb": peak_rss_mb(process.proc.pid),
+        }
+    finally:
+        if process is not None:
+            await process.signal(signal.SIGTERM)
+            await process.finish(120)
+            await process.kill()
+        await bench.teardown()
+
+
+async def rate_limit_run(workdir: Path, limit_per_10s: int = 18, jobs: int = 60) -> dict[str, Any]:
+    """Creates never exceed KIE_CREATES_PER_10S in any 10 s window."""
+    bench = Bench("sqlite", workdir)
+    await bench.setup()
+    process: TrtProcess | None = None
+    try:
+        users = await bench.users(jobs)
+        process = await bench.start_bot(KIE_CREATES_PER_10S=str(limit_per_10s))
+        started = time.monotonic()
+        await bench.create_jobs(users, jobs)
+        await bench.until_count(
+            (JobStatus.SUBMITTED, JobStatus.RUNNING, JobStatus.SUCCEEDED, JobStatus.DELIVERED),
+            jobs,
+            timeout_s=120,
+        )
+        stamps = sorted(
+            at
+            for method, path, at in bench.sandbox.kie.requests
+            if path == "/api/v1/jobs/createTask"
+        )
+        worst = max(sum(1 for s in stamps if start <= s < start + 10.0) for start in stamps)
+        return {
+            "limit_per_10s": limit_per_10s,
+            "max_in_any_10s": worst,
+            "creates": len(stamps),
+            "elapsed_s": round(time.monotonic() - started, 1),
+        }
+    finally:
+        if process is not None:
+            await process.signal(signal.SIGTERM)
+            await process.finish(60)
+            await process.kill()
+        await bench.teardown()
+
+
+async def main(args: argparse.Namespace) -> int:
+    rows = [("figure", "value", "target")]
+    figures: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {sys.platform}"}
+    with tempfile.TemporaryDirectory() as tmp:
+        workdir = Path(tmp)
+        for backend in args.backends if args.jobs else ():
+            rates = [await throughput_run(backend, args.jobs, workdir) for _ in range(args.runs)]
+            stats = summary(rates)
+            figures[f"jobs_per_s_{backend}"] = stats
+            rows.append(
+                (
+                    f"jobs/s confirm→delivery ({backend}, {args.jobs} jobs)",
+                    f"{stats['median']:.1f} (min {stats['min']:.1f}, max {stats['max']:.1f})",
+                    "≥ 100",
+                )
+            )
+        if args.inflight:
+            memory = await memory_run(args.backends[0], args.inflight, workdir)
+            figures["memory"] = {"inflight": args.inflight, **memory}
+            rows.append(
+                (
+                    f"RSS with {args.inflight} jobs in flight ({args.backends[0]})",
+                    f"{memory['rss_mb']:.0f} MB (idle {memory['idle_rss_mb']:.0f} MB, "
+                    f"peak {memory['peak_rss_mb']:.0f} MB)",
+                    "≤ 300 MB",
+                )
+            )
+        limit = await rate_limit_run(workdir)
+        figures["kie_create_rate"] = limit
+        rows.append(
+            (
+                "KIE creates in the worst 10 s window",
+                f"{limit['max_in_any_10s']} of {limit['creates']}",
+                f"≤ {limit['limit_per_10s']}",
+            )
+        )
+    save("engine", figures)
+    print(table(rows))  # noqa: T201 - the benchmark's output
+    return 0
+
+
+def cli() -> int:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument(
+        "--backend", dest="backends", action="append", choices=["sqlite", "postgres"]
+    )
+    parser.add_argument("--jobs", type=int, default=500)
+    parser.add_argument("--runs", type=int, default=3)
+    parser.add_argument("--inflight", type=int, default=10_000)
+    args = parser.parse_args()
+    args.backends = args.backends or ["sqlite", "postgres"]
+    return asyncio.run(main(args))
+
+
+if __name__ == "__main__":
+    raise SystemExit(cli())
