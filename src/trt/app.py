@@ -25,6 +25,7 @@ from aiohttp import web
 from trt import __version__
 from trt.bot.app import create_bot, create_dispatcher, set_commands
 from trt.bot.keyboards import back_to_menu
+from trt.bot.routers.jobs import result_keyboard
 from trt.bot.sender import Sender
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
@@ -32,6 +33,7 @@ from trt.config import BotMode, Config, mask_database_url
 from trt.db import migrate
 from trt.db.database import Database
 from trt.jobs.engine import JobEngine
+from trt.jobs.media import BotFiles
 from trt.jobs.outbox import OutboxRelay
 from trt.jobs.service import JobService
 from trt.kie.client import KieClient, Limits
@@ -119,7 +121,11 @@ async def build_services(config: Config, database: Database) -> Services:
     owner = instance_id()
     wake = asyncio.Event()
     jobs = JobService(
-        database, pipeline, config.engine, free_daily_quota=config.pricing.free_daily_quota
+        database,
+        pipeline,
+        config.engine,
+        free_daily_quota=config.pricing.free_daily_quota,
+        wake=wake,
     )
     bot = create_bot(config)
     engine = JobEngine(
@@ -130,18 +136,21 @@ async def build_services(config: Config, database: Database) -> Services:
         owner=owner,
         public_base_url=config.http.public_base_url,
         wake=wake,
+        files=BotFiles(bot),
     )
+    sender = Sender(bot)
     relay = OutboxRelay(
         database,
-        Sender(bot),
+        sender,
         owner=owner,
-        result_keyboard=back_to_menu,
-        failure_keyboard=back_to_menu,
+        result_keyboard=result_keyboard,
+        failure_keyboard=lambda lang, _job_id: back_to_menu(lang),
         lease_s=config.engine.lease_s,
         idle_poll_s=config.engine.idle_poll_s,
+        concurrency=config.engine.workers,
         wake=asyncio.Event(),
     )
-    dispatcher = create_dispatcher(config, database, pipeline, jobs)
+    dispatcher = create_dispatcher(config, database, pipeline, jobs, sender)
     return Services(
         config, owner, database, pipeline, kie, bot, dispatcher, jobs, engine, relay, wake
     )

@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import datetime, timedelta
 
 from sqlalchemy import func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -67,6 +67,14 @@ class Balance:
     @property
     def available_kop(self) -> int:
         return self.posted_kop - self.held_kop
+
+
+@dataclass(frozen=True, slots=True)
+class StatementLine:
+    at: datetime
+    kind: str  # topup | capture | refund | bonus | adjust | …
+    amount_kop: int  # + money in, − money out
+    memo: str
 
 
 @dataclass(frozen=True, slots=True)
@@ -128,6 +136,28 @@ class Ledger:
         if row is None:
             return Balance(0, 0)
         return Balance(int(row[0]), int(row[1]))
+
+    async def statement(
+        self, session: AsyncSession, user_id: int, *, offset: int = 0, limit: int = 10
+    ) -> list[StatementLine]:
+        """The wallet's postings, newest first (for the balance screen)."""
+        rows = (
+            await session.execute(
+                select(
+                    LedgerPosting.created_at,
+                    LedgerPosting.kind,
+                    LedgerEntry.amount_kop,
+                    LedgerPosting.memo,
+                )
+                .join(LedgerEntry, LedgerEntry.posting_id == LedgerPosting.id)
+                .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+                .where(LedgerAccount.code == wallet_code(user_id))
+                .order_by(LedgerPosting.id.desc())
+                .offset(offset)
+                .limit(limit)
+            )
+        ).all()
+        return [StatementLine(at, kind, int(amount), memo) for at, kind, amount, memo in rows]
 
     # -- postings ---------------------------------------------------------------------
     async def post(

@@ -9,8 +9,12 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from trt.billing.wallets import WalletService
 from trt.bot.middlewares import AnswerFirstMiddleware, UserMiddleware
-from trt.bot.routers import catalog, fallback, start
+from trt.bot.routers import account, catalog, fallback, generate, start
+from trt.bot.routers import jobs as jobs_router
+from trt.bot.sender import Sender
+from trt.bot.storage import SqlStorage
 from trt.config import Config
 from trt.db.database import Database
 from trt.i18n import LANGUAGES, t
@@ -18,7 +22,7 @@ from trt.jobs.service import JobService
 from trt.pipeline import UnifiedModelPipeline
 from trt.users import UserService
 
-COMMANDS = ("start", "help")
+COMMANDS = ("start", "help", "balance", "history", "cancel", "language")
 
 
 def create_bot(config: Config) -> Bot:
@@ -34,13 +38,34 @@ def create_bot(config: Config) -> Bot:
 
 
 def create_dispatcher(
-    config: Config, database: Database, pipeline: UnifiedModelPipeline, jobs: JobService
+    config: Config,
+    database: Database,
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    sender: Sender,
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
-    dispatcher = Dispatcher(config=config, database=database, pipeline=pipeline, jobs=jobs)
-    dispatcher.update.outer_middleware(UserMiddleware(UserService(database)))
+    users = UserService(database)
+    dispatcher = Dispatcher(
+        storage=SqlStorage(database),
+        config=config,
+        database=database,
+        pipeline=pipeline,
+        jobs=jobs,
+        sender=sender,
+        users=users,
+        wallets=WalletService(database),
+    )
+    dispatcher.update.outer_middleware(UserMiddleware(users))
     dispatcher.callback_query.middleware(AnswerFirstMiddleware())
-    dispatcher.include_routers(start.build(), catalog.build(), fallback.build())
+    dispatcher.include_routers(
+        start.build(),
+        account.build(),  # commands (/cancel, /balance, …) win over the flow's text input
+        catalog.build(),
+        generate.build(),
+        jobs_router.build(),
+        fallback.build(),
+    )
     return dispatcher
 
 

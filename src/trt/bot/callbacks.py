@@ -60,6 +60,33 @@ class ParamSet(CallbackData, prefix="ps"):
     value: int
 
 
+class FlowAction(CallbackData, prefix="fl"):
+    """Navigation inside a generation flow: back, cancel, done (uploads), edit (the prompt)."""
+
+    action: str
+
+
+class Confirm(CallbackData, prefix="cf"):
+    """✅ Сгенерировать: the draft key is the idempotency key of the job (reliability §2)."""
+
+    draft: str
+
+
+class JobAction(CallbackData, prefix="jb"):
+    """again | edit | open | resend on one of the user's jobs (ownership checked)."""
+
+    action: str
+    job: str
+
+
+class HistoryPage(CallbackData, prefix="hp"):
+    page: int
+
+
+class LangSet(CallbackData, prefix="lg"):
+    lang: str
+
+
 def model_callbacks(model: ModelSpec) -> list[CallbackData]:
     """The widest instance of every model-dependent button for `model`."""
     params = list(model.params.values())

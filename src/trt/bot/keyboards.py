@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
-from trt.bot.callbacks import Category, CategoryPage, Menu, ModelCard
+from trt.bot.callbacks import Category, CategoryPage, Menu, ModelCard, StartModel
 from trt.catalog.schema import Category as ModelCategory
 from trt.catalog.schema import ModelSpec
 from trt.i18n import t
@@ -19,8 +19,10 @@ def main_menu(lang: str) -> InlineKeyboardMarkup:
         builder.button(
             text=t(lang, f"menu.{category.value}"), callback_data=Category(category=category.value)
         )
+    builder.button(text=t(lang, "menu.balance"), callback_data=Menu(screen="balance"))
+    builder.button(text=t(lang, "menu.history"), callback_data=Menu(screen="history"))
     builder.button(text=t(lang, "menu.help"), callback_data=Menu(screen="help"))
-    builder.adjust(1, 2, 2, 1)
+    builder.adjust(1, 2, 2, 2, 1)
     return builder.as_markup()
 
 
@@ -70,14 +72,10 @@ def model_list(
 
 
 def model_card(lang: str, model: ModelSpec) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=t(lang, "menu.back"),
-                    callback_data=Category(category=model.category.value).pack(),
-                ),
-                home_button(lang),
-            ]
-        ]
+    start = InlineKeyboardButton(
+        text=t(lang, "flow.start"), callback_data=StartModel(slug=model.slug).pack()
     )
+    back = InlineKeyboardButton(
+        text=t(lang, "menu.back"), callback_data=Category(category=model.category.value).pack()
+    )
+    return InlineKeyboardMarkup(inline_keyboard=[[start], [back, home_button(lang)]])

@@ -117,7 +117,17 @@ def check(spec: ParamSpec, value: Any) -> list[Violation]:
     return violations
 
 
+TELEGRAM_FILE_PREFIX = "tg:"  # a user's upload, by Telegram file id, until the engine uploads it
+
+
+def is_telegram_file(value: Any) -> bool:
+    return isinstance(value, str) and value.startswith(TELEGRAM_FILE_PREFIX) and len(value) > 3
+
+
 def _is_url(value: Any) -> bool:
+    """A media value: a URL, or a user's Telegram upload the engine turns into one."""
+    if is_telegram_file(value):
+        return True
     return isinstance(value, str) and value.startswith(("https://", "http://")) and len(value) > 8
 
 

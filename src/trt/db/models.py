@@ -260,3 +260,16 @@ class KieCallback(Base):
     received_at: Mapped[datetime] = mapped_column(
         UtcDateTime, default=utcnow, server_default=func.current_timestamp()
     )
+
+
+class FsmState(Base):
+    """aiogram's conversation state, in the database: survives restarts, shared by instances."""
+
+    __tablename__ = "fsm_states"
+
+    key: Mapped[str] = mapped_column(String(255), primary_key=True)
+    state: Mapped[str | None] = mapped_column(String(255))
+    data: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )

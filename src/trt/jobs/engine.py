@@ -22,11 +22,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
 from trt.catalog.pricing import format_rubles
+from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
 from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, Outbox, utcnow
 from trt.i18n import t
+from trt.jobs.media import MediaFetchError, TelegramFiles, upload_media
 from trt.jobs.service import today_utc
 from trt.jobs.state import ACTIVE, JobStatus, sources_of
 from trt.kie.client import KieClient, TaskStatus, parse_callback
@@ -76,6 +78,7 @@ class JobEngine:
         owner: str,
         public_base_url: str | None,
         wake: asyncio.Event | None = None,
+        files: TelegramFiles | None = None,
     ) -> None:
         self.database = database
         self.pipeline = pipeline
@@ -84,6 +87,7 @@ class JobEngine:
         self.owner = owner
         self.public_base_url = public_base_url
         self.wake = wake or asyncio.Event()
+        self.files = files
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
         self._running: set[asyncio.Task[None]] = set()
 
@@ -274,8 +278,18 @@ class JobEngine:
                 session, job, JobStatus.SUBMITTING, keep_lease=True, attempts=job.attempts + 1
             ):
                 return
+        try:
+            params = await self._resolved_media(job)
+        except MediaFetchError as error:
+            await self._fail(job, JobStatus.FAILED, "input", str(error))
+            return
+        except KieError as error:  # the upload failed before any task existed: retry safely
+            await self._on_create_error(
+                job, KieError(error.code, error.message, retry_after_s=error.retry_after_s)
+            )
+            return
         body = self.pipeline.build_kie_payload(
-            job.model_slug, dict(job.params), callback_url=self.callback_url(job.callback_token)
+            job.model_slug, params, callback_url=self.callback_url(job.callback_token)
         )
         try:
             task_id = await self.kie.create(Family(job.family), body)
@@ -311,6 +325,23 @@ class JobEngine:
             if adopted.scalar_one_or_none() is not None:
                 self._outbox(session, job, "running", {"text": self._running_text(job)})
         log.info("kie_task_created", job_id=job.id, task_id=task_id, model=job.kie_model)
+
+    async def _resolved_media(self, job: Job) -> dict[str, Any]:
+        """The job's params with users' Telegram uploads moved to KIE (kept on the job)."""
+        params = dict(job.params)
+        model = self.pipeline.catalog.get(job.model_slug)
+        if model is None or not any(
+            is_telegram_file(v)
+            for value in params.values()
+            for v in (value if isinstance(value, list) else [value])
+        ):
+            return params
+        if self.files is None:
+            raise MediaFetchError("no Telegram file access configured")
+        resolved = await upload_media(model, params, self.files, self.kie, job.id)
+        async with self.database.unit_of_work() as session:
+            await session.execute(update(Job).where(Job.id == job.id).values(params=resolved))
+        return resolved
 
     def _first_poll_s(self) -> float:
         # With callbacks, polling is only the safety net (README §5).

@@ -37,7 +37,7 @@ PACING_SLACK_S = 0.05
 RUNNING_STATES = frozenset({JobStatus.SUBMITTED.value, JobStatus.RUNNING.value})
 CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "upload_voice"}
 
-Keyboards = Callable[[str], InlineKeyboardMarkup | None]
+Keyboards = Callable[[str, str], InlineKeyboardMarkup | None]  # (lang, job id)
 
 
 class OutboxRelay:
@@ -143,7 +143,7 @@ class OutboxRelay:
             if row.kind == "result":
                 await self._deliver_result(row, job)
                 return
-            markup = self.failure_keyboard(job.lang) if row.kind == "failure" else None
+            markup = self.failure_keyboard(job.lang, job.id) if row.kind == "failure" else None
             if row.kind == "running" and job.status not in RUNNING_STATES:
                 # The job finished before its progress note went out: the result says it all.
                 await self._mark(row, "skipped")
@@ -184,7 +184,7 @@ class OutboxRelay:
             for r in results
         ]
         caption = str(row.payload.get("caption", ""))
-        markup = self.result_keyboard(job.lang)
+        markup = self.result_keyboard(job.lang, job.id)
         if any(send_kind(item, job.output_kind) == "link" for item in items):
             await self._send_links(row, job, results, markup)
             return

@@ -7,6 +7,7 @@ call this and return; the engine does the slow work.
 
 from __future__ import annotations
 
+import asyncio
 import secrets
 import uuid
 from dataclasses import dataclass
@@ -23,7 +24,7 @@ from trt.billing.ledger import Ledger, hold_id_for
 from trt.catalog.schema import ModelSpec
 from trt.config import EngineSettings
 from trt.db.database import Database
-from trt.db.models import FreeUsage, Job, utcnow
+from trt.db.models import FreeUsage, Job, JobResult, utcnow
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.pipeline import UnifiedModelPipeline
 
@@ -54,6 +55,7 @@ class JobView:
     price_kop: int
     is_free: bool
     params: dict[str, Any]
+    output_kind: str
     created_at: datetime
     error_code: str | None
     kie_task_id: str | None
@@ -69,6 +71,7 @@ class JobView:
             job.price_kop,
             job.is_free,
             dict(job.params),
+            job.output_kind,
             job.created_at,
             job.error_code,
             job.kie_task_id,
@@ -100,7 +103,9 @@ class JobService:
         settings: EngineSettings,
         *,
         free_daily_quota: int,
+        wake: asyncio.Event | None = None,
     ) -> None:
+        self.wake = wake  # the engine's: a new job is due at once
         self.database = database
         self.pipeline = pipeline
         self.settings = settings
@@ -186,6 +191,8 @@ class JobService:
             if found is None:
                 raise
             return Created(found, False)
+        if self.wake is not None:
+            self.wake.set()
         created = await self.get(job_id)
         assert created is not None
         return Created(created, True)
@@ -245,6 +252,22 @@ class JobService:
         async with self.database.unit_of_work(readonly=True) as session:
             job = await session.scalar(select(Job).where(Job.draft_key == draft_key))
             return None if job is None else JobView.of(job)
+
+    async def result_files(self, job_id: str) -> list[tuple[bytes | None, str | None, str, str]]:
+        """(bytes, Telegram file id, mime type, file name) of a job's results, in order."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            rows = await session.scalars(
+                select(JobResult).where(JobResult.job_id == job_id).order_by(JobResult.position)
+            )
+            return [
+                (
+                    None if r.telegram_file_id else r.data,
+                    r.telegram_file_id,
+                    r.mime_type,
+                    f"trt-{job_id[:8]}-{r.position}",
+                )
+                for r in rows
+            ]
 
     async def history(self, user_id: int, *, offset: int = 0, limit: int = 10) -> list[JobView]:
         async with self.database.unit_of_work(readonly=True) as session:

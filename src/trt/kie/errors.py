@@ -105,6 +105,13 @@ ERRORS: dict[str, ErrorKind] = {
         "генерация заняла слишком много времени",
         "the generation took too long",
     ),
+    "input": ErrorKind(
+        "input",
+        False,
+        True,
+        "не удалось получить ваш файл из Telegram",
+        "your file could not be fetched from Telegram",
+    ),
     "download": ErrorKind(
         "download",
         False,

@@ -13,6 +13,7 @@ Every wait is on an event the server reports (long polling), never a sleep.
 
 from __future__ import annotations
 
+import io
 import time
 from dataclasses import dataclass, field
 from types import TracebackType
@@ -124,7 +125,8 @@ class SandboxUser:
         caption: str | None = None,
     ) -> Message:
         form = FormData()
-        form.add_field("file", data, filename=filename, content_type=mime_type)
+        # A stream, not raw bytes: aiohttp warns that big raw bodies block the event loop.
+        form.add_field("file", io.BytesIO(data), filename=filename, content_type=mime_type)
         form.add_field("as", "photo" if as_photo else "document")
         if caption is not None:
             form.add_field("caption", caption)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import html
 
-from aiogram import Router
+from aiogram import F, Router
 from aiogram.filters import Command, CommandStart
 from aiogram.types import CallbackQuery, Message
 
@@ -20,7 +20,7 @@ def build() -> Router:
     router = Router(name=__name__)
     router.message.register(on_start, CommandStart())
     router.message.register(on_help, Command("help"))
-    router.callback_query.register(on_menu, Menu.filter())
+    router.callback_query.register(on_menu, Menu.filter(F.screen.in_({"main", "help"})))
     return router
 
 

@@ -1,0 +1,272 @@
+"""The generation flow's logic, apart from Telegram: what to ask next, what each screen says.
+
+Everything comes from the catalogue through the pipeline; nothing here knows a model.
+"""
+
+from __future__ import annotations
+
+import html
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
+
+from trt.bot.callbacks import (
+    Confirm,
+    FlowAction,
+    Menu,
+    ParamMenu,
+    ParamOpen,
+    ParamSet,
+)
+from trt.catalog.pricing import Quote
+from trt.catalog.schema import ModelSpec, Role, Ui
+from trt.i18n import plural, t
+from trt.pipeline import ModelSchema, ParamView, UnifiedModelPipeline
+
+OPTIONS_PER_PAGE = 12
+
+
+class Flow(StatesGroup):
+    collecting = State()
+    confirming = State()
+
+
+@dataclass
+class Draft:
+    """What the user has chosen so far (kept in the FSM data)."""
+
+    slug: str
+    params: dict[str, Any] = field(default_factory=dict)
+    answered: list[str] = field(default_factory=list)
+    draft: str = field(default_factory=lambda: uuid.uuid4().hex)
+
+    def to_data(self) -> dict[str, Any]:
+        return {
+            "slug": self.slug,
+            "params": self.params,
+            "answered": self.answered,
+            "draft": self.draft,
+        }
+
+    @classmethod
+    def from_data(cls, data: dict[str, Any]) -> Draft | None:
+        if not isinstance(data.get("slug"), str):
+            return None
+        return cls(
+            data["slug"],
+            dict(data.get("params") or {}),
+            list(data.get("answered") or []),
+            str(data.get("draft") or uuid.uuid4().hex),
+        )
+
+
+def questions(schema: ModelSchema) -> list[ParamView]:
+    """What the flow asks, in order: uploads first, then the prompt, then choices."""
+    asked = list(schema.asked)
+    media = [p for p in asked if p.media is not None]
+    prompt = [p for p in asked if p.role is Role.PROMPT]
+    rest = [p for p in asked if p.media is None and p.role is not Role.PROMPT]
+    return media + prompt + rest
+
+
+def next_question(schema: ModelSchema, draft: Draft) -> ParamView | None:
+    for view in questions(schema):
+        if view.name not in draft.answered:
+            return view
+    return None
+
+
+def media_count(draft: Draft, name: str) -> int:
+    value = draft.params.get(name)
+    if isinstance(value, list):
+        return len(value)
+    return 1 if value else 0
+
+
+def media_limit(view: ParamView) -> int:
+    return view.max_items or 1  # a single-file parameter takes one
+
+
+def nav_row(lang: str) -> list[InlineKeyboardButton]:
+    return [
+        InlineKeyboardButton(
+            text=t(lang, "menu.back"), callback_data=FlowAction(action="back").pack()
+        ),
+        InlineKeyboardButton(
+            text=t(lang, "flow.cancel"), callback_data=FlowAction(action="cancel").pack()
+        ),
+    ]
+
+
+def question_screen(
+    schema: ModelSchema, draft: Draft, view: ParamView, lang: str
+) -> tuple[str, InlineKeyboardMarkup]:
+    model = schema.model
+    title = html.escape(model.title.get(lang))
+    label = html.escape(view.label)
+    rows: list[list[InlineKeyboardButton]] = []
+    if view.media is not None:
+        what = t(lang, f"flow.what_{view.media.kind.value}")
+        rules = t(
+            lang,
+            "flow.media_rules",
+            formats=", ".join(view.media.formats).upper(),
+            mb=_mb(view.media.max_mb),
+        )
+        count = media_count(draft, view.name)
+        if count:
+            text = t(lang, "flow.ask_media_more", count=count, max=media_limit(view))
+        else:
+            text = t(lang, "flow.ask_media", what=what, model=title, rules=rules)
+        if count >= max(view.min_items or 1, 1):
+            rows.append(
+                [
+                    InlineKeyboardButton(
+                        text=t(lang, "flow.done"), callback_data=FlowAction(action="done").pack()
+                    )
+                ]
+            )
+    elif view.role in (Role.PROMPT, Role.TEXT):
+        limit = view.rule or plural(lang, "plural.chars", 4000)
+        text = t(lang, "flow.ask_prompt", label=label, model=title, limit=limit)
+    elif view.options:
+        text = t(lang, "flow.ask_choice", label=label)
+        rows.extend(option_rows(model, schema, view, draft, lang, page=0))
+    else:
+        rule = f" ({view.rule})" if view.rule else ""
+        text = t(lang, "flow.ask_number", label=label, rule=rule)
+    rows.append(nav_row(lang))
+    return text, InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def option_rows(
+    model: ModelSpec, schema: ModelSchema, view: ParamView, draft: Draft, lang: str, page: int
+) -> list[list[InlineKeyboardButton]]:
+    index = list(model.params).index(view.name)
+    current = draft.params.get(view.name, view.default)
+    options = list(enumerate(view.options))
+    pages = max(1, -(-len(options) // OPTIONS_PER_PAGE))
+    page = min(max(page, 0), pages - 1)
+    chunk = options[page * OPTIONS_PER_PAGE : (page + 1) * OPTIONS_PER_PAGE]
+    buttons = [
+        InlineKeyboardButton(
+            text=("• " if option.value == current else "") + option.label,
+            callback_data=ParamSet(slug=model.slug, param=index, value=position).pack(),
+        )
+        for position, option in chunk
+    ]
+    rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
+    if pages > 1:
+        navigation = []
+        if page > 0:
+            navigation.append(
+                InlineKeyboardButton(
+                    text=t(lang, "menu.prev"),
+                    callback_data=ParamOpen(slug=model.slug, param=index, page=page - 1).pack(),
+                )
+            )
+        if page < pages - 1:
+            navigation.append(
+                InlineKeyboardButton(
+                    text=t(lang, "menu.next"),
+                    callback_data=ParamOpen(slug=model.slug, param=index, page=page + 1).pack(),
+                )
+            )
+        rows.append(navigation)
+    return rows
+
+
+def confirm_screen(
+    pipeline: UnifiedModelPipeline,
+    draft: Draft,
+    lang: str,
+    *,
+    balance_kopecks: int,
+    free_left: int | None,
+) -> tuple[str, InlineKeyboardMarkup, Quote]:
+    model = pipeline.resolve_model(draft.slug)
+    params = pipeline.apply_defaults(pipeline.get_schema(model.slug, lang), draft.params)
+    quote = pipeline.quote(model.slug, params)
+    free = model.free and bool(free_left)
+    text = pipeline.format_confirmation_text(
+        model, params, quote, balance_kopecks, lang, free_left=free_left if model.free else None
+    )
+    affordable = free or balance_kopecks >= quote.amount_kopecks
+    first = (
+        InlineKeyboardButton(
+            text=t(lang, "flow.generate"), callback_data=Confirm(draft=draft.draft).pack()
+        )
+        if affordable
+        else InlineKeyboardButton(
+            text=t(lang, "flow.top_up"), callback_data=Menu(screen="balance").pack()
+        )
+    )
+    rows = [[first]]
+    second = []
+    if pipeline.get_schema(model.slug, lang).options:
+        second.append(
+            InlineKeyboardButton(
+                text=t(lang, "flow.settings"), callback_data=ParamMenu(slug=model.slug).pack()
+            )
+        )
+    if model.prompt_param is not None:
+        second.append(
+            InlineKeyboardButton(
+                text=t(lang, "flow.edit"), callback_data=FlowAction(action="edit").pack()
+            )
+        )
+    if second:
+        rows.append(second)
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=t(lang, "flow.cancel"), callback_data=FlowAction(action="cancel").pack()
+            )
+        ]
+    )
+    return text, InlineKeyboardMarkup(inline_keyboard=rows), quote
+
+
+def settings_screen(
+    pipeline: UnifiedModelPipeline, draft: Draft, lang: str
+) -> tuple[str, InlineKeyboardMarkup]:
+    schema = pipeline.get_schema(draft.slug, lang)
+    model = schema.model
+    params = pipeline.apply_defaults(schema, draft.params)
+    rows = []
+    for view in schema.options:
+        if view.role in (Role.PROMPT, Role.TEXT) or view.ui is Ui.HIDDEN:
+            continue
+        if not view.options:
+            continue  # free numbers without presets stay at their defaults
+        value = params.get(view.name, view.default)
+        shown = (
+            pipeline.catalog.value_label(model, view.name, value, lang)
+            if value is not None
+            else "—"
+        )
+        index = list(model.params).index(view.name)
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=t(lang, "flow.setting_button", label=view.label, value=shown),
+                    callback_data=ParamOpen(slug=model.slug, param=index, page=0).pack(),
+                )
+            ]
+        )
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=t(lang, "flow.to_confirm"), callback_data=FlowAction(action="confirm").pack()
+            )
+        ]
+    )
+    text = t(lang, "flow.settings_title", model=html.escape(model.title.get(lang)))
+    return text, InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _mb(value: float) -> str:
+    return str(int(value)) if float(value).is_integer() else str(value)

@@ -1,0 +1,434 @@
+"""The generation flow: start a model, answer its questions, confirm, and the job begins.
+
+Handlers are thin: they read the draft from the FSM (in the database), ask the pipeline, and
+render. Uploads are recorded as Telegram file ids (`tg:…`); the engine moves them to KIE.
+Confirm carries the draft key: a double tap or a stale tap creates no second job.
+"""
+
+from __future__ import annotations
+
+import html
+from typing import Any
+
+from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
+
+from trt.billing.ledger import InsufficientFundsError
+from trt.billing.wallets import WalletService
+from trt.bot.callbacks import Confirm, FlowAction, ParamMenu, ParamOpen, ParamSet, StartModel
+from trt.bot.flow import (
+    Draft,
+    Flow,
+    confirm_screen,
+    media_count,
+    media_limit,
+    next_question,
+    option_rows,
+    question_screen,
+    settings_screen,
+)
+from trt.bot.keyboards import main_menu, model_card
+from trt.bot.screens import show
+from trt.catalog.pricing import format_rubles
+from trt.catalog.rules import TELEGRAM_FILE_PREFIX
+from trt.catalog.schema import ParamType, Role
+from trt.i18n import t
+from trt.jobs.service import JobLimitError, JobService, JobValidationError
+from trt.pipeline import ParamView, UnifiedModelPipeline
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+TELEGRAM_DOWNLOAD_LIMIT_MB = 20  # the Bot API cannot fetch bigger user files
+
+
+def build() -> Router:
+    router = Router(name=__name__)
+    router.callback_query.register(on_start_model, StartModel.filter())
+    router.callback_query.register(on_flow_action, FlowAction.filter())
+    router.callback_query.register(on_param_set, ParamSet.filter(), flags={"manual_answer": True})
+    router.callback_query.register(on_param_menu, ParamMenu.filter())
+    router.callback_query.register(on_param_open, ParamOpen.filter())
+    router.callback_query.register(on_confirm, Confirm.filter(), flags={"manual_answer": True})
+    router.message.register(on_media, Flow.collecting, F.photo | F.document | F.video | F.audio)
+    router.message.register(on_text, Flow.collecting, F.text)
+    router.message.register(on_other_input, Flow.collecting)
+    router.message.register(on_input_while_confirming, Flow.confirming)
+    return router
+
+
+async def _draft(state: FSMContext) -> Draft | None:
+    return Draft.from_data(await state.get_data())
+
+
+async def _save(state: FSMContext, draft: Draft, *, confirming: bool = False) -> None:
+    await state.set_state(Flow.confirming if confirming else Flow.collecting)
+    await state.set_data(draft.to_data())
+
+
+async def _next_screen(
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+    state: FSMContext,
+    draft: Draft,
+    user_id: int,
+    lang: str,
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The next question, or the confirmation once everything is answered."""
+    schema = pipeline.get_schema(draft.slug, lang)
+    view = next_question(schema, draft)
+    if view is not None:
+        await _save(state, draft)
+        return question_screen(schema, draft, view, lang)
+    await _save(state, draft, confirming=True)
+    free_left = await jobs.free_left(user_id) if schema.model.free else None
+    text, markup, _quote = confirm_screen(
+        pipeline,
+        draft,
+        lang,
+        balance_kopecks=(await wallets.balance(user_id)).available_kop,
+        free_left=free_left,
+    )
+    return text, markup
+
+
+async def on_start_model(
+    callback: CallbackQuery,
+    callback_data: StartModel,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+) -> None:
+    model = pipeline.catalog.get(callback_data.slug)
+    if model is None or not model.enabled:
+        await show(callback, t(lang, "catalog.disabled"), main_menu(lang))
+        return
+    draft = Draft(model.slug)
+    text, markup = await _next_screen(
+        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+    )
+    await show(callback, text, markup)
+
+
+async def on_flow_action(
+    callback: CallbackQuery,
+    callback_data: FlowAction,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+) -> None:
+    draft = await _draft(state)
+    if callback_data.action == "cancel" or draft is None:
+        await state.clear()
+        key = "flow.cancelled" if callback_data.action == "cancel" else "flow.stale"
+        await show(callback, t(lang, key), main_menu(lang))
+        return
+    schema = pipeline.get_schema(draft.slug, lang)
+    if callback_data.action == "back":
+        if not draft.answered:
+            await state.clear()
+            model = schema.model
+            await show(callback, html.escape(model.title.get(lang)), model_card(lang, model))
+            return
+        last = draft.answered.pop()
+        draft.params.pop(last, None)
+    elif callback_data.action == "done":
+        view = next_question(schema, draft)
+        if view is not None and view.media is not None and media_count(draft, view.name):
+            draft.answered.append(view.name)
+    elif callback_data.action == "edit" and schema.model.prompt_param is not None:
+        prompt = schema.model.prompt_param
+        draft.answered = [name for name in draft.answered if name != prompt]
+        draft.params.pop(prompt, None)
+    text, markup = await _next_screen(
+        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+    )
+    await show(callback, text, markup)
+
+
+async def on_param_set(
+    callback: CallbackQuery,
+    callback_data: ParamSet,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+) -> None:
+    draft = await _draft(state)
+    model = pipeline.catalog.get(callback_data.slug)
+    if draft is None or model is None or draft.slug != model.slug:
+        await callback.answer(t(lang, "flow.stale"))
+        await show(callback, t(lang, "start.menu"), main_menu(lang))
+        return
+    names = list(model.params)
+    if not 0 <= callback_data.param < len(names):
+        await callback.answer(t(lang, "flow.stale"))
+        return
+    view = pipeline.get_schema(model.slug, lang).param(names[callback_data.param])
+    if not 0 <= callback_data.value < len(view.options):
+        await callback.answer(t(lang, "flow.stale"))
+        return
+    await callback.answer()
+    draft.params[view.name] = view.options[callback_data.value].value
+    confirming = await state.get_state() == Flow.confirming.state
+    if confirming:
+        text, markup = settings_screen(pipeline, draft, lang)
+        await _save(state, draft, confirming=True)
+        await show(callback, text, markup)
+        return
+    if view.name not in draft.answered:
+        draft.answered.append(view.name)
+    text, markup = await _next_screen(
+        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+    )
+    await show(callback, text, markup)
+
+
+async def on_param_menu(
+    callback: CallbackQuery,
+    callback_data: ParamMenu,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+) -> None:
+    draft = await _draft(state)
+    if draft is None or draft.slug != callback_data.slug:
+        await show(callback, t(lang, "flow.stale"), main_menu(lang))
+        return
+    text, markup = settings_screen(pipeline, draft, lang)
+    await show(callback, text, markup)
+
+
+async def on_param_open(
+    callback: CallbackQuery,
+    callback_data: ParamOpen,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+) -> None:
+    draft = await _draft(state)
+    model = pipeline.catalog.get(callback_data.slug)
+    names = list(model.params) if model else []
+    if (
+        draft is None
+        or model is None
+        or draft.slug != model.slug
+        or not (0 <= callback_data.param < len(names))
+    ):
+        await show(callback, t(lang, "flow.stale"), main_menu(lang))
+        return
+    schema = pipeline.get_schema(model.slug, lang)
+    view = schema.param(names[callback_data.param])
+    rows = option_rows(model, schema, view, draft, lang, callback_data.page)
+    confirming = await state.get_state() == Flow.confirming.state
+    back = ParamMenu(slug=model.slug) if confirming else FlowAction(action="back")
+    rows.append([InlineKeyboardButton(text=t(lang, "menu.back"), callback_data=back.pack())])
+    await show(
+        callback,
+        t(lang, "flow.ask_choice", label=html.escape(view.label)),
+        InlineKeyboardMarkup(inline_keyboard=rows),
+    )
+
+
+async def on_confirm(
+    callback: CallbackQuery,
+    callback_data: Confirm,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+    cid: str | None = None,
+) -> None:
+    draft = await _draft(state)
+    if draft is None or draft.draft != callback_data.draft:
+        # A second tap, or a confirmation from an old message: never a second job.
+        existing = await jobs.by_draft(callback_data.draft)
+        if existing is not None:
+            status = t(lang, f"status.{existing.status.value}")
+            await callback.answer(t(lang, "flow.already", status=status))
+            return
+        await callback.answer(t(lang, "flow.stale"))
+        await show(callback, t(lang, "flow.stale"), main_menu(lang))
+        return
+    await callback.answer()
+    model = pipeline.resolve_model(draft.slug)
+    user_id = callback.from_user.id
+    message = callback.message
+    chat_id = message.chat.id if message is not None else user_id
+    # The screen says «accepted» (and loses its buttons) before the job exists: the engine
+    # edits this same message next, and must never be overwritten by this handler.
+    await show(
+        callback,
+        t(lang, "flow.accepted", model=html.escape(model.title.get(lang))),
+        InlineKeyboardMarkup(inline_keyboard=[]),
+    )
+    try:
+        created = await jobs.create(
+            user_id=user_id,
+            chat_id=chat_id,
+            lang=lang,
+            model_slug=model.slug,
+            params=draft.params,
+            draft_key=draft.draft,
+            status_message_id=message.message_id if isinstance(message, Message) else None,
+            cid=cid,
+        )
+    except InsufficientFundsError as short:
+        missing = format_rubles(short.needed_kop - short.available_kop)
+        text, markup, _q = confirm_screen(
+            pipeline, draft, lang, balance_kopecks=short.available_kop, free_left=None
+        )
+        await show(callback, text + "\n\n" + t(lang, "jobs.insufficient", missing=missing), markup)
+        return
+    except JobLimitError as limit:
+        key = "jobs.limit_user" if limit.scope == "user" else "jobs.limit_global"
+        await show(callback, t(lang, key, count=limit.count), main_menu(lang))
+        return
+    except JobValidationError as invalid:
+        await show(callback, "\n".join(html.escape(m) for m in invalid.messages), main_menu(lang))
+        return
+    await state.clear()
+    log.info(
+        "job_confirmed",
+        job_id=created.job.id,
+        model=model.slug,
+        price_kop=created.job.price_kop,
+        created=created.created,
+    )
+
+
+async def _current_question(
+    state: FSMContext, pipeline: UnifiedModelPipeline, lang: str
+) -> tuple[Draft, ParamView] | None:
+    draft = await _draft(state)
+    if draft is None:
+        return None
+    view = next_question(pipeline.get_schema(draft.slug, lang), draft)
+    return (draft, view) if view is not None else None
+
+
+async def on_media(
+    message: Message,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+) -> None:
+    current = await _current_question(state, pipeline, lang)
+    if current is None:
+        await message.answer(t(lang, "flow.stale"), reply_markup=main_menu(lang))
+        return
+    draft, view = current
+    if view.media is None:
+        await message.answer(
+            t(lang, "flow.need_text", label=html.escape(view.label))
+            if view.role in (Role.PROMPT, Role.TEXT)
+            else t(lang, "flow.need_choice")
+        )
+        return
+    media = view.media
+    file_id, size, mime = _file_of(message)
+    limit_mb = min(media.max_mb, TELEGRAM_DOWNLOAD_LIMIT_MB)
+    if file_id is None:
+        await message.answer(t(lang, "flow.not_image"))
+        return
+    if mime is not None and mime.split("/")[-1].replace("jpg", "jpeg") not in {
+        f.replace("jpg", "jpeg") for f in media.formats
+    }:
+        formats = ", ".join(media.formats).upper()
+        await message.answer(t(lang, "flow.wrong_type", formats=formats))
+        return
+    if size is not None and size > limit_mb * 1024 * 1024:
+        await message.answer(t(lang, "flow.too_big", mb=int(limit_mb)))
+        return
+    reference = TELEGRAM_FILE_PREFIX + file_id
+    limit = media_limit(view)
+    if view.type is ParamType.ARRAY:
+        items = list(draft.params.get(view.name) or [])
+        if len(items) >= limit:
+            await message.answer(t(lang, "flow.too_many", max=limit))
+            return
+        items.append(reference)
+        draft.params[view.name] = items
+        if len(items) >= limit:
+            draft.answered.append(view.name)
+    else:
+        draft.params[view.name] = reference
+        draft.answered.append(view.name)
+    text, markup = await _next_screen(pipeline, jobs, wallets, state, draft, message.chat.id, lang)
+    await message.answer(text, reply_markup=markup)
+
+
+def _file_of(message: Message) -> tuple[str | None, int | None, str | None]:
+    """(file id, size, mime type) of the largest photo or the document sent."""
+    if message.photo:
+        largest = message.photo[-1]
+        return largest.file_id, largest.file_size, "image/jpeg"
+    for item in (message.document, message.video, message.audio):
+        if item is not None:
+            return item.file_id, item.file_size, item.mime_type
+    return None, None, None
+
+
+async def on_text(
+    message: Message,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+) -> None:
+    current = await _current_question(state, pipeline, lang)
+    if current is None:
+        await message.answer(t(lang, "flow.stale"), reply_markup=main_menu(lang))
+        return
+    draft, view = current
+    if view.media is not None:
+        what = t(lang, f"flow.what_{view.media.kind.value}")
+        await message.answer(t(lang, "flow.need_media", what=what))
+        return
+    if view.options and view.role not in (Role.PROMPT, Role.TEXT):
+        await message.answer(t(lang, "flow.need_choice"))
+        return
+    candidate: dict[str, Any] = {**draft.params, view.name: message.text or ""}
+    errors = [
+        e for e in pipeline.validate(draft.slug, candidate, lang).errors if e.field == view.name
+    ]
+    if errors:
+        await message.answer("\n".join(html.escape(e.message) for e in errors))
+        return
+    checked = pipeline.validate(
+        draft.slug, pipeline.apply_defaults(pipeline.get_schema(draft.slug, lang), candidate), lang
+    )
+    draft.params[view.name] = checked.params.get(view.name, message.text)
+    draft.answered.append(view.name)
+    text, markup = await _next_screen(pipeline, jobs, wallets, state, draft, message.chat.id, lang)
+    await message.answer(text, reply_markup=markup)
+
+
+async def on_other_input(
+    message: Message, lang: str, state: FSMContext, pipeline: UnifiedModelPipeline
+) -> None:
+    current = await _current_question(state, pipeline, lang)
+    if current is None:
+        await message.answer(t(lang, "flow.stale"), reply_markup=main_menu(lang))
+        return
+    _draft_value, view = current
+    if view.media is not None:
+        await message.answer(
+            t(lang, "flow.need_media", what=t(lang, f"flow.what_{view.media.kind.value}"))
+        )
+    else:
+        await message.answer(t(lang, "flow.need_text", label=html.escape(view.label)))
+
+
+async def on_input_while_confirming(message: Message, lang: str) -> None:
+    await message.answer(t(lang, "flow.need_choice"))

@@ -1,0 +1,249 @@
+"""The user's jobs: result buttons (again, change), the history, re-sending a result."""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import F, Router
+from aiogram.fsm.context import FSMContext
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
+
+from trt.billing.wallets import WalletService
+from trt.bot.callbacks import HistoryPage, JobAction, Menu
+from trt.bot.flow import Draft, Flow, confirm_screen, questions, settings_screen
+from trt.bot.keyboards import main_menu
+from trt.bot.screens import show
+from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable
+from trt.catalog.pricing import format_rubles
+from trt.i18n import t
+from trt.jobs.service import JobService, JobView
+from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+HISTORY_PAGE = 8
+STATUS_ICONS = {
+    "delivered": "✅",
+    "succeeded": "✅",
+    "failed": "❌",
+    "timed_out": "⌛",
+}
+
+
+def build() -> Router:
+    router = Router(name=__name__)
+    router.callback_query.register(on_job_action, JobAction.filter(), flags={"manual_answer": True})
+    router.callback_query.register(on_history, Menu.filter(F.screen == "history"))
+    router.callback_query.register(on_history_page, HistoryPage.filter())
+    return router
+
+
+def result_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t(lang, "result.again"),
+                    callback_data=JobAction(action="again", job=job_id).pack(),
+                ),
+                InlineKeyboardButton(
+                    text=t(lang, "result.edit"),
+                    callback_data=JobAction(action="edit", job=job_id).pack(),
+                ),
+            ],
+            [
+                InlineKeyboardButton(
+                    text=t(lang, "menu.home"), callback_data=Menu(screen="main").pack()
+                )
+            ],
+        ]
+    )
+
+
+def _price(job: JobView, lang: str) -> str:
+    return t(lang, "history.free") if job.is_free else format_rubles(job.price_kop)
+
+
+async def history_screen(
+    jobs: JobService, pipeline: UnifiedModelPipeline, user_id: int, lang: str, page: int
+) -> tuple[str, InlineKeyboardMarkup]:
+    items = await jobs.history(user_id, offset=page * HISTORY_PAGE, limit=HISTORY_PAGE + 1)
+    if not items and page == 0:
+        return t(lang, "history.empty"), main_menu(lang)
+    more = len(items) > HISTORY_PAGE
+    rows = []
+    for job in items[:HISTORY_PAGE]:
+        model = pipeline.catalog.get(job.model_slug)
+        title = model.title.get(lang) if model else job.model_slug
+        icon = STATUS_ICONS.get(job.status.value, "⏳")
+        label = t(
+            lang,
+            "history.row",
+            icon=icon,
+            model=title,
+            price=_price(job, lang),
+            date=job.created_at.strftime("%d.%m %H:%M"),
+        )
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=label[:60], callback_data=JobAction(action="open", job=job.id).pack()
+                )
+            ]
+        )
+    navigation = []
+    if page > 0:
+        navigation.append(
+            InlineKeyboardButton(
+                text=t(lang, "menu.prev"), callback_data=HistoryPage(page=page - 1).pack()
+            )
+        )
+    if more:
+        navigation.append(
+            InlineKeyboardButton(
+                text=t(lang, "menu.next"), callback_data=HistoryPage(page=page + 1).pack()
+            )
+        )
+    if navigation:
+        rows.append(navigation)
+    rows.append(
+        [InlineKeyboardButton(text=t(lang, "menu.home"), callback_data=Menu(screen="main").pack())]
+    )
+    pages = page + (2 if more else 1)
+    return (
+        t(lang, "history.title", page=page + 1, pages=pages),
+        InlineKeyboardMarkup(inline_keyboard=rows),
+    )
+
+
+async def on_history(
+    callback: CallbackQuery, lang: str, jobs: JobService, pipeline: UnifiedModelPipeline
+) -> None:
+    text, markup = await history_screen(jobs, pipeline, callback.from_user.id, lang, 0)
+    await show(callback, text, markup)
+
+
+async def on_history_page(
+    callback: CallbackQuery,
+    callback_data: HistoryPage,
+    lang: str,
+    jobs: JobService,
+    pipeline: UnifiedModelPipeline,
+) -> None:
+    text, markup = await history_screen(
+        jobs, pipeline, callback.from_user.id, lang, max(0, callback_data.page)
+    )
+    await show(callback, text, markup)
+
+
+async def on_job_action(
+    callback: CallbackQuery,
+    callback_data: JobAction,
+    lang: str,
+    state: FSMContext,
+    jobs: JobService,
+    pipeline: UnifiedModelPipeline,
+    wallets: WalletService,
+    sender: Sender,
+) -> None:
+    job = await jobs.get(callback_data.job)
+    if job is None or job.user_id != callback.from_user.id:
+        # Forged or someone else's: refuse politely, move nothing.
+        await callback.answer(t(lang, "errors.denied"), show_alert=True)
+        log.warning(
+            "callback_rejected",
+            reason_code="ACCESS_DENIED",
+            reason_detail="job of another user or unknown",
+            job_id=callback_data.job,
+        )
+        return
+    await callback.answer()
+    model = pipeline.catalog.get(job.model_slug)
+    if callback_data.action in ("again", "edit") and model is not None and model.enabled:
+        schema = pipeline.get_schema(model.slug, lang)
+        draft = Draft(model.slug, dict(job.params), [v.name for v in questions(schema)])
+        await state.set_state(Flow.confirming)
+        await state.set_data(draft.to_data())
+        balance = await wallets.balance(job.user_id)
+        text, markup, _quote = confirm_screen(
+            pipeline,
+            draft,
+            lang,
+            balance_kopecks=balance.available_kop,
+            free_left=await jobs.free_left(job.user_id) if model.free else None,
+        )
+        if callback_data.action == "edit":
+            text, markup = settings_screen(pipeline, draft, lang)
+        await _send_new(callback, sender, text, markup)
+        return
+    if callback_data.action == "resend":
+        await _resend(callback, job, jobs, sender, lang)
+        return
+    await show(callback, _card(job, pipeline, lang), _card_keyboard(job, lang))
+
+
+def _card(job: JobView, pipeline: UnifiedModelPipeline, lang: str) -> str:
+    model = pipeline.catalog.get(job.model_slug)
+    title = model.title.get(lang) if model else job.model_slug
+    icon = CATEGORY_ICONS[model.category] if model else ""
+    prompt = model.prompt_param if model else None
+    text = str(job.params.get(prompt, "")) if prompt else ""
+    params = f"«{html.escape(text[:300])}»" if text else ""
+    return t(
+        lang,
+        "history.card",
+        model=f"{icon} {html.escape(title)}",
+        status=t(lang, f"status.{job.status.value}"),
+        price=_price(job, lang),
+        date=job.created_at.strftime("%d.%m.%Y %H:%M"),
+        params=params,
+    )
+
+
+def _card_keyboard(job: JobView, lang: str) -> InlineKeyboardMarkup:
+    rows = []
+    if job.status.value in ("delivered", "succeeded"):
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=t(lang, "history.resend"),
+                    callback_data=JobAction(action="resend", job=job.id).pack(),
+                )
+            ]
+        )
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=t(lang, "history.repeat"),
+                callback_data=JobAction(action="again", job=job.id).pack(),
+            )
+        ]
+    )
+    rows.append(
+        [InlineKeyboardButton(text=t(lang, "menu.back"), callback_data=HistoryPage(page=0).pack())]
+    )
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def _send_new(
+    callback: CallbackQuery, sender: Sender, text: str, markup: InlineKeyboardMarkup
+) -> None:
+    """A new message (the tapped one is a result: it stays as it is)."""
+    try:
+        await sender.text(callback.from_user.id, text, markup=markup)
+    except (RetryLater, Undeliverable) as error:
+        log.warning("send_failed", error=str(error))
+
+
+async def _resend(
+    callback: CallbackQuery, job: JobView, jobs: JobService, sender: Sender, lang: str
+) -> None:
+    files = await jobs.result_files(job.id)
+    if not files:
+        await show(callback, t(lang, "history.no_result"), _card_keyboard(job, lang))
+        return
+    items = [OutgoingFile(data, file_id, mime, name) for data, file_id, mime, name in files]
+    try:
+        await sender.files(callback.from_user.id, items, job.output_kind, "", None)
+    except (RetryLater, Undeliverable) as error:
+        log.warning("resend_failed", job_id=job.id, error=str(error))

@@ -1,0 +1,74 @@
+"""User uploads: from Telegram (by file id) to KIE's upload API, done by the engine.
+
+Handlers only record `tg:<file_id>` references while the user chooses; the engine fetches the
+bytes and uploads them right before createTask (KIE deletes uploads after 3 days), so no
+handler ever waits on a download.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Protocol
+
+from aiogram import Bot
+
+from trt.catalog.rules import TELEGRAM_FILE_PREFIX, is_telegram_file
+from trt.catalog.schema import ModelSpec
+from trt.kie.client import KieClient
+from trt.media import image_mime
+
+
+class MediaFetchError(Exception):
+    """A user's file could not be fetched from Telegram (too big, gone)."""
+
+
+class TelegramFiles(Protocol):
+    async def fetch(self, file_id: str) -> tuple[bytes, str]:
+        """The file's bytes and a file name."""
+
+
+class BotFiles:
+    """Fetches users' files through the Bot API (getFile + download, ≤ 20 MB)."""
+
+    def __init__(self, bot: Bot) -> None:
+        self.bot = bot
+
+    async def fetch(self, file_id: str) -> tuple[bytes, str]:
+        try:
+            info = await self.bot.get_file(file_id)
+            assert info.file_path is not None
+            buffer = await self.bot.download_file(info.file_path)
+        except Exception as error:  # any Bot API or network failure: the file is unavailable
+            raise MediaFetchError(str(error)) from error
+        assert buffer is not None
+        return buffer.read(), info.file_path.rsplit("/", 1)[-1]
+
+
+async def upload_media(
+    model: ModelSpec, params: dict[str, Any], files: TelegramFiles, kie: KieClient, job_id: str
+) -> dict[str, Any]:
+    """`params` with every `tg:` reference replaced by a KIE upload URL."""
+    resolved = dict(params)
+    counter = 0
+    for name, spec in model.params.items():
+        if not spec.is_media or name not in resolved:
+            continue
+        value = resolved[name]
+        values = value if isinstance(value, list) else [value]
+        uploaded = []
+        for item in values:
+            if not is_telegram_file(item):
+                uploaded.append(item)
+                continue
+            data, filename = await files.fetch(str(item)[len(TELEGRAM_FILE_PREFIX) :])
+            extension = _extension(data, filename)
+            counter += 1
+            uploaded.append(await kie.upload(data, f"{job_id}-{counter}{extension}"))
+        resolved[name] = uploaded if isinstance(value, list) else uploaded[0]
+    return resolved
+
+
+def _extension(data: bytes, filename: str) -> str:
+    mime = image_mime(data)
+    if mime:
+        return {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}.get(mime, "")
+    return "." + filename.rsplit(".", 1)[-1] if "." in filename else ""
