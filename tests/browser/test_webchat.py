@@ -66,3 +66,29 @@ async def test_start_menu_category_and_model_card(browser: Browser, bot: Running
     await page.screenshot(path=str(ARTIFACTS / "webchat.png"), full_page=True)
     assert errors == []
     assert await bot.client.violations() == []
+
+
+async def test_one_generation_delivers_an_image(browser: Browser, bot: RunningBot) -> None:
+    page = await browser.new_page(viewport={"width": 900, "height": 1000})
+    await page.goto(f"{bot.url}/?user=100002")
+    await page.fill("#text-input", "/start")
+    await page.press("#text-input", "Enter")
+    await page.locator(".row.bot .keyboard button", has_text="Картинки и дизайн").last.click()
+    await page.locator(".row.bot .keyboard button", has_text="Z-Image").last.click()
+    await page.locator(".row.bot .keyboard button", has_text="Начать").last.click()
+    await expect(page.locator(".row.bot .bubble").last).to_contain_text("Описание")
+    await page.fill("#text-input", "маяк на закате, акварель")
+    await page.press("#text-input", "Enter")
+    await page.locator(".row.bot .keyboard button", has_text="1:1 квадрат").last.click()
+    generate = page.locator(".row.bot .keyboard button", has_text="Сгенерировать").last
+    await expect(generate).to_be_visible()
+    await expect(page.locator(".row.bot .bubble").last).to_contain_text("бесплатно")
+    await generate.click()
+    image = page.locator(".row.bot .bubble img").last
+    await expect(image).to_be_visible(timeout=20_000)
+    natural_width = await image.evaluate("element => element.naturalWidth")
+    assert natural_width == 512
+    await expect(page.locator(".row.bot .bubble").last).to_contain_text("Готово: Z-Image")
+    ARTIFACTS.mkdir(exist_ok=True)
+    await page.screenshot(path=str(ARTIFACTS / "webchat-generation.png"), full_page=True)
+    assert await bot.client.violations() == []

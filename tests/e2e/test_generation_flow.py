@@ -95,7 +95,7 @@ async def test_one_model_of_each_category_to_a_delivered_result(bot: RunningBot)
     screen = await tap(user, "1:1 квадрат", screen)
     result = await confirm(user, screen)
     assert result.photo_file_id is not None
-    uploads = [t for t in bot.sandbox.kie.uploads]
+    uploads = list(bot.sandbox.kie.uploads)
     assert uploads, "the user's photo went to KIE's upload API"
 
     # Enhancement: one photo, nothing else asked.
@@ -219,3 +219,40 @@ async def test_a_restart_in_the_middle_keeps_the_users_place(tmp_path: Path) -> 
         await user.send("что дальше?")
         hint = await user.next_message()
         assert "Выберите вариант" in hint.text
+
+
+async def test_a_failing_handler_still_answers_with_the_cid(
+    bot: RunningBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    user = await new_user(bot, 7005)
+    menu = await user.last_bot_message()
+    listing = await tap(user, "🎨 Картинки и дизайн", menu)
+
+    def broken(_slug: str) -> None:
+        raise RuntimeError("catalogue exploded")
+
+    monkeypatch.setattr(bot.services.pipeline.catalog, "get", broken)
+    answer = await user.click(listing.button_labels[0], listing)
+    assert answer.answered
+    apology = await user.next_message()
+    assert apology.text.startswith("Что-то пошло не так, мы уже разбираемся. Код: ")
+    assert len(apology.text.rsplit(" ", 1)[-1]) == 12
+    assert await bot.balance(7005) == (FUNDS, 0)
+
+
+async def test_too_many_messages_get_a_polite_no(bot: RunningBot) -> None:
+    user = await new_user(bot, 7006)
+    for index in range(25):
+        await user.send(f"сообщение {index}")
+    slow_down = "Слишком часто — подождите пару секунд."
+    chat = bot.sandbox.telegram.messages
+
+    def bot_texts() -> list[str]:
+        return [m.get("text", "") for m in chat.get(7006, {}).values() if m["from"].get("is_bot")]
+
+    await bot.sandbox.telegram.wait_for(lambda: slow_down in bot_texts())
+    # /start plus 19 messages pass (20 in 10 s); the next one is told to slow down, once;
+    # the rest are dropped without an answer each.
+    texts = bot_texts()
+    assert texts.count(slow_down) == 1
+    assert len(texts) <= 21  # some of the 25 got no answer at all

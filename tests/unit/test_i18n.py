@@ -54,3 +54,23 @@ def test_lookup_and_joining() -> None:
     assert t("ru", "common.yes_word") == "да"
     assert join_choices("ru", ["5", "10"]) == "5 или 10"
     assert join_choices("en", ["a", "b", "c"]) == "a, b or c"
+
+
+def test_texts_fit_telegram_limits() -> None:
+    """Messages ≤ 4096, button labels ≤ 64 characters (with room for their values)."""
+    for lang in LANGUAGES:
+        for key, text in flatten(catalog_of(lang)).items():
+            if not isinstance(text, str):
+                continue
+            assert len(text) <= 4096, key
+            if key.startswith(("menu.", "result.", "history.resend", "history.repeat")) or key in (
+                "flow.start",
+                "flow.done",
+                "flow.cancel",
+                "flow.generate",
+                "flow.settings",
+                "flow.edit",
+                "flow.top_up",
+                "flow.to_confirm",
+            ):
+                assert len(text) <= 32, key

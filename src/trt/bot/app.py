@@ -10,7 +10,13 @@ from aiogram.enums import ParseMode
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from trt.billing.wallets import WalletService
-from trt.bot.middlewares import AnswerFirstMiddleware, UserMiddleware
+from trt.bot.middlewares import (
+    AnswerFirstMiddleware,
+    CorrelationMiddleware,
+    ErrorMiddleware,
+    RateLimitMiddleware,
+    UserMiddleware,
+)
 from trt.bot.routers import account, catalog, fallback, generate, start
 from trt.bot.routers import jobs as jobs_router
 from trt.bot.sender import Sender
@@ -56,7 +62,14 @@ def create_dispatcher(
         users=users,
         wallets=WalletService(database),
     )
+    # Order matters: the cid first (every later line carries it), errors next (they answer
+    # with the cid), then the user's row and language, then the per-user rate limit.
+    dispatcher.update.outer_middleware(CorrelationMiddleware())
+    dispatcher.update.outer_middleware(ErrorMiddleware())
     dispatcher.update.outer_middleware(UserMiddleware(users))
+    rate_limit = RateLimitMiddleware()
+    dispatcher.message.outer_middleware(rate_limit)
+    dispatcher.callback_query.outer_middleware(rate_limit)
     dispatcher.callback_query.middleware(AnswerFirstMiddleware())
     dispatcher.include_routers(
         start.build(),

@@ -2,15 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
+import time
+import uuid
+from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+import structlog
 from aiogram import BaseMiddleware
 from aiogram.dispatcher.flags import get_flag
-from aiogram.types import CallbackQuery, TelegramObject, User
+from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
-from trt.i18n import DEFAULT_LANG
+from trt.i18n import DEFAULT_LANG, t
+from trt.telemetry.logs import get_logger
 from trt.users import UserService
+
+log = get_logger(__name__)
 
 
 class UserMiddleware(BaseMiddleware):
@@ -50,4 +58,86 @@ class AnswerFirstMiddleware(BaseMiddleware):
     ) -> Any:
         if isinstance(event, CallbackQuery) and not get_flag(data, "manual_answer"):
             await event.answer()
+        return await handler(event, data)
+
+
+class CorrelationMiddleware(BaseMiddleware):
+    """One correlation id (`cid`) per update, in every log line and in handler data."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        cid = uuid.uuid4().hex[:12]
+        data["cid"] = cid
+        update_id = getattr(event, "update_id", None)
+        with structlog.contextvars.bound_contextvars(cid=cid, update_id=update_id):
+            return await handler(event, data)
+
+
+class ErrorMiddleware(BaseMiddleware):
+    """A failing handler still answers: a short apology with the cid; the failure is logged."""
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        try:
+            return await handler(event, data)
+        except Exception:
+            cid = str(data.get("cid", "-"))
+            log.exception("dispatch_error", reason_code="INTERNAL_ERROR")
+            text = t(str(data.get("lang", DEFAULT_LANG)), "errors.apology", cid=cid)
+            await _apologize(event, text)
+            return None
+
+
+async def _apologize(event: TelegramObject, text: str) -> None:
+    inner = getattr(event, "callback_query", None) or getattr(event, "message", None)
+    with contextlib.suppress(Exception):  # the apology must never raise in turn
+        if isinstance(inner, CallbackQuery):
+            with contextlib.suppress(Exception):
+                await inner.answer(text[:200], show_alert=True)
+            if inner.message is not None and inner.bot is not None:
+                await inner.bot.send_message(inner.message.chat.id, text)
+        elif isinstance(inner, Message):
+            await inner.answer(text)
+
+
+class RateLimitMiddleware(BaseMiddleware):
+    """At most `limit` messages and taps per user in `window_s`; beyond that a polite no."""
+
+    def __init__(self, limit: int = 20, window_s: float = 10.0) -> None:
+        self.limit = limit
+        self.window_s = window_s
+        self._seen: dict[int, deque[float]] = defaultdict(deque)
+        self._warned: dict[int, float] = {}
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user: User | None = data.get("event_from_user")
+        if user is None or not isinstance(event, (Message, CallbackQuery)):
+            return await handler(event, data)
+        now = time.monotonic()
+        seen = self._seen[user.id]
+        while seen and now - seen[0] > self.window_s:
+            seen.popleft()
+        if len(seen) >= self.limit:
+            lang = str(data.get("lang", DEFAULT_LANG))
+            log.info("rate_limited", reason_code="RATE_LIMITED", user_id=user.id)
+            if isinstance(event, CallbackQuery):
+                await event.answer(t(lang, "limits.slow_down"))
+            elif now - self._warned.get(user.id, 0.0) > self.window_s:
+                self._warned[user.id] = now
+                await event.answer(t(lang, "limits.slow_down"))
+            return None
+        seen.append(now)
         return await handler(event, data)
