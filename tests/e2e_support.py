@@ -84,6 +84,7 @@ async def running_bot(
     database_url: str | None = None,
     engine: dict[str, Any] | None = None,
     hmac_key: str | None = None,
+    rate_limit_per_10s: int = 10_000,  # tests tap faster than people; the limit has its own
 ) -> AsyncIterator[RunningBot]:
     """Sandbox servers plus `trt run`'s runtime, polling, with a fast engine."""
     sandbox = await start_sandbox(kie_step_s=kie_step_s, kie_generate_s=kie_generate_s)
@@ -105,6 +106,7 @@ async def running_bot(
             database_url=database_url,
             engine={**FAST_ENGINE, **(engine or {})},
             hmac_key=hmac_key,
+            rate_limit_per_10s=rate_limit_per_10s,
         )
         task = asyncio.create_task(
             runtime.run(config, stop, install_signal_handlers=False, on_ready=on_ready)

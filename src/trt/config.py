@@ -57,6 +57,9 @@ class TelegramSettings(BaseSettings):
     mode: BotMode = Field(default=BotMode.POLLING, validation_alias="BOT_MODE")
     webhook_secret: SecretStr | None = Field(default=None, validation_alias="WEBHOOK_SECRET")
     support_contact: str = Field(default="@trt_support", validation_alias="SUPPORT_CONTACT")
+    user_rate_limit_per_10s: int = Field(
+        default=40, ge=1, le=100_000, validation_alias="USER_RATE_LIMIT_PER_10S"
+    )
 
     @field_validator("bot_token")
     @classmethod
@@ -321,6 +324,7 @@ class Config:
             if self.telegram.webhook_secret
             else ("(derived from BOT_TOKEN)" if self.telegram.bot_token else "(unset)"),
             "SUPPORT_CONTACT": self.telegram.support_contact,
+            "USER_RATE_LIMIT_PER_10S": str(self.telegram.user_rate_limit_per_10s),
             "HTTP_HOST": self.http.host,
             "HTTP_PORT": str(self.http.port),
             "DATABASE_URL": mask_database_url(self.database.url),

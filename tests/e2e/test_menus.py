@@ -27,6 +27,8 @@ async def test_start_each_category_a_model_card_and_back(bot: RunningBot) -> Non
         "✨ Улучшение фото",
         "🎬 Видео",
         "🎵 Музыка и голос",
+        "💰 Баланс",
+        "🕘 История",
         "❓ Помощь",
     ]
     for label, model in [

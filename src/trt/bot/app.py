@@ -67,7 +67,7 @@ def create_dispatcher(
     dispatcher.update.outer_middleware(CorrelationMiddleware())
     dispatcher.update.outer_middleware(ErrorMiddleware())
     dispatcher.update.outer_middleware(UserMiddleware(users))
-    rate_limit = RateLimitMiddleware()
+    rate_limit = RateLimitMiddleware(limit=config.telegram.user_rate_limit_per_10s)
     dispatcher.message.outer_middleware(rate_limit)
     dispatcher.callback_query.outer_middleware(rate_limit)
     dispatcher.callback_query.middleware(AnswerFirstMiddleware())

@@ -111,7 +111,7 @@ async def _apologize(event: TelegramObject, text: str) -> None:
 class RateLimitMiddleware(BaseMiddleware):
     """At most `limit` messages and taps per user in `window_s`; beyond that a polite no."""
 
-    def __init__(self, limit: int = 20, window_s: float = 10.0) -> None:
+    def __init__(self, limit: int = 40, window_s: float = 10.0) -> None:
         self.limit = limit
         self.window_s = window_s
         self._seen: dict[int, deque[float]] = defaultdict(deque)

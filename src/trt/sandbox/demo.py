@@ -92,6 +92,7 @@ def demo_config(
     database_url: str | None = None,
     engine: dict[str, Any] | None = None,
     hmac_key: str | None = None,
+    rate_limit_per_10s: int = 40,
 ) -> Config:
     """The configuration of the bot against a sandbox (the demo, end-to-end tests)."""
     kie: dict[str, Any] = {
@@ -102,7 +103,11 @@ def demo_config(
     if hmac_key:
         kie["webhook_hmac_key"] = hmac_key
     return load_config(
-        telegram={"BOT_TOKEN": DEMO_TOKEN, "TELEGRAM_API_BASE": sandbox.telegram_app.url},
+        telegram={
+            "BOT_TOKEN": DEMO_TOKEN,
+            "TELEGRAM_API_BASE": sandbox.telegram_app.url,
+            "USER_RATE_LIMIT_PER_10S": rate_limit_per_10s,
+        },
         kie=kie,
         database={"DATABASE_URL": database_url or f"sqlite+aiosqlite:///{database_path}"},
         http={"HTTP_PORT": http_port, "PUBLIC_BASE_URL": public_base_url},
