@@ -28,13 +28,13 @@ from sqlalchemy import func, select
 from tests.processes import TrtProcess, trt_env
 
 from bench.common import peak_rss_mb, rss_mb, save, summary, table
-from trt.billing.ledger import Ledger
+from trt.billing.wallets import WalletService
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
 from trt.config import EngineSettings
 from trt.db import migrate
 from trt.db.database import Database
-from trt.db.models import Job, User
+from trt.db.models import Job
 from trt.jobs.service import JobService
 from trt.jobs.state import JobStatus
 from trt.pipeline import UnifiedModelPipeline
@@ -102,24 +102,13 @@ class Bench:
         await self.sandbox.stop()
 
     async def users(self, count: int) -> list[int]:
-        ledger = Ledger(is_sqlite=self.database.is_sqlite)
         ids = list(range(10_000, 10_000 + count))
-        async with self.database.unit_of_work() as session:
-            for user_id in ids:
-                session.add(User(id=user_id))
-            await session.flush()
-            source = await ledger.account(session, "topup:bench")
-            for user_id in ids:
-                wallet = await ledger.wallet(session, user_id)
-                await ledger.transfer(
-                    session,
-                    kind="topup",
-                    idempotency_key=f"b:{user_id}",
-                    debit=source,
-                    credit=wallet,
-                    amount_kop=10_000_000,
-                )
-                self.sandbox.telegram.ensure_user(user_id)
+        wallets = WalletService(self.database)
+        for user_id in ids:
+            await wallets.credit(
+                user_id, 10_000_000, source="topup:bench", idempotency_key=f"b:{user_id}"
+            )
+            self.sandbox.telegram.ensure_user(user_id)
         return ids
 
     async def create_jobs(self, users: list[int], count: int) -> None:

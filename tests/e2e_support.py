@@ -12,7 +12,7 @@ from typing import Any
 
 from trt import app as runtime
 from trt.billing.ledger import Ledger, check_invariants
-from trt.db.models import User
+from trt.billing.wallets import WalletService
 from trt.sandbox.demo import Sandbox, demo_config, start_sandbox
 from trt.sandbox.driver import SandboxClient
 
@@ -44,22 +44,9 @@ class RunningBot:
 
     async def give_money(self, user_id: int, amount_kop: int, key: str | None = None) -> None:
         """Credit a wallet as a top-up would (payments arrive in a later issue)."""
-        database = self.services.database
-        ledger = Ledger(is_sqlite=database.is_sqlite)
-        async with database.unit_of_work() as session:
-            if await session.get(User, user_id) is None:
-                session.add(User(id=user_id))
-                await session.flush()
-            source = await ledger.account(session, "topup:test")
-            wallet = await ledger.wallet(session, user_id)
-            await ledger.transfer(
-                session,
-                kind="topup",
-                idempotency_key=key or f"t:{user_id}",
-                debit=source,
-                credit=wallet,
-                amount_kop=amount_kop,
-            )
+        await WalletService(self.services.database).credit(
+            user_id, amount_kop, source="topup:test", idempotency_key=key or f"t:{user_id}"
+        )
 
     async def balance(self, user_id: int) -> tuple[int, int]:
         """(posted, held) kopecks of the user's wallet."""

@@ -16,13 +16,14 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.processes import TrtProcess, trt_env
-from trt.billing.ledger import Ledger, check_invariants
+from trt.billing.ledger import check_invariants
+from trt.billing.wallets import WalletService
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
 from trt.config import EngineSettings
 from trt.db import migrate
 from trt.db.database import Database
-from trt.db.models import HoldResolution, Job, User
+from trt.db.models import HoldResolution, Job
 from trt.jobs.service import JobService
 from trt.jobs.state import TERMINAL, JobStatus
 from trt.pipeline import UnifiedModelPipeline
@@ -77,20 +78,9 @@ class World:
         )
 
     async def fund(self, user_id: int, amount: int) -> None:
-        ledger = Ledger(is_sqlite=self.database.is_sqlite)
-        async with self.database.unit_of_work() as session:
-            session.add(User(id=user_id))
-            await session.flush()
-            source = await ledger.account(session, "topup:test")
-            wallet = await ledger.wallet(session, user_id)
-            await ledger.transfer(
-                session,
-                kind="topup",
-                idempotency_key=f"fund:{user_id}",
-                debit=source,
-                credit=wallet,
-                amount_kop=amount,
-            )
+        await WalletService(self.database).credit(
+            user_id, amount, source="topup:test", idempotency_key=f"fund:{user_id}"
+        )
         self.sandbox.telegram.ensure_user(user_id)
 
     async def create(self, user_id: int, prompt: str) -> str:

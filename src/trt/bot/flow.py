@@ -21,6 +21,7 @@ from trt.bot.callbacks import (
     ParamOpen,
     ParamSet,
 )
+from trt.bot.keyboards import pager_row
 from trt.catalog.pricing import Quote
 from trt.catalog.schema import ModelSpec, Role, Ui
 from trt.i18n import plural, t
@@ -159,22 +160,10 @@ def option_rows(
         for position, option in chunk
     ]
     rows = [buttons[i : i + 2] for i in range(0, len(buttons), 2)]
-    if pages > 1:
-        navigation = []
-        if page > 0:
-            navigation.append(
-                InlineKeyboardButton(
-                    text=t(lang, "menu.prev"),
-                    callback_data=ParamOpen(slug=model.slug, param=index, page=page - 1).pack(),
-                )
-            )
-        if page < pages - 1:
-            navigation.append(
-                InlineKeyboardButton(
-                    text=t(lang, "menu.next"),
-                    callback_data=ParamOpen(slug=model.slug, param=index, page=page + 1).pack(),
-                )
-            )
+    navigation = pager_row(
+        lang, page, pages, lambda target: ParamOpen(slug=model.slug, param=index, page=target)
+    )
+    if navigation:
         rows.append(navigation)
     return rows
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
+from aiogram.filters.callback_data import CallbackData
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 from aiogram.utils.keyboard import InlineKeyboardBuilder
 
@@ -11,6 +14,22 @@ from trt.catalog.schema import ModelSpec
 from trt.i18n import t
 
 MODELS_PER_PAGE = 8
+
+
+def pager_row(
+    lang: str, page: int, pages: int, callback: Callable[[int], CallbackData]
+) -> list[InlineKeyboardButton]:
+    """◀️ / ▶️ for a paginated list (empty on a single page); `callback(page)` builds each."""
+    row = []
+    if page > 0:
+        row.append(
+            InlineKeyboardButton(text=t(lang, "menu.prev"), callback_data=callback(page - 1).pack())
+        )
+    if page < pages - 1:
+        row.append(
+            InlineKeyboardButton(text=t(lang, "menu.next"), callback_data=callback(page + 1).pack())
+        )
+    return row
 
 
 def main_menu(lang: str) -> InlineKeyboardMarkup:
@@ -48,22 +67,10 @@ def model_list(
                 callback_data=ModelCard(slug=model.slug).pack(),
             )
         )
-    if pages > 1:
-        navigation = []
-        if page > 0:
-            navigation.append(
-                InlineKeyboardButton(
-                    text=t(lang, "menu.prev"),
-                    callback_data=CategoryPage(category=category.value, page=page - 1).pack(),
-                )
-            )
-        if page < pages - 1:
-            navigation.append(
-                InlineKeyboardButton(
-                    text=t(lang, "menu.next"),
-                    callback_data=CategoryPage(category=category.value, page=page + 1).pack(),
-                )
-            )
+    navigation = pager_row(
+        lang, page, pages, lambda target: CategoryPage(category=category.value, page=target)
+    )
+    if navigation:
         builder.row(*navigation)
     builder.row(
         InlineKeyboardButton(text=t(lang, "menu.back"), callback_data=Menu(screen="main").pack())

@@ -15,7 +15,7 @@ from typing import Any
 from aiohttp import web
 
 from trt import app as runtime
-from trt.billing.ledger import Ledger
+from trt.billing.wallets import WalletService
 from trt.config import Config, load_config
 from trt.sandbox.client_api import add_client_api
 from trt.sandbox.kie import KieServer
@@ -117,23 +117,18 @@ def demo_config(
 
 async def credit_demo_users(services: runtime.Services) -> None:
     """Each demo user starts with a demo balance (once per demo database)."""
-    database = services.database
-    ledger = Ledger(is_sqlite=database.is_sqlite)
-    users = UserService(database)
+    users = UserService(services.database)
+    wallets = WalletService(services.database)
     for user_id, _name, lang in DEMO_USERS:
         await users.touch(user_id, None, lang)
-        async with database.unit_of_work() as session:
-            source = await ledger.account(session, DEMO_ACCOUNT)
-            wallet = await ledger.wallet(session, user_id)
-            await ledger.transfer(
-                session,
-                kind="bonus",
-                idempotency_key=f"demo:{user_id}",
-                debit=source,
-                credit=wallet,
-                amount_kop=DEMO_BALANCE_KOP,
-                memo="demo balance",
-            )
+        await wallets.credit(
+            user_id,
+            DEMO_BALANCE_KOP,
+            source=DEMO_ACCOUNT,
+            kind="bonus",
+            idempotency_key=f"demo:{user_id}",
+            memo="demo balance",
+        )
 
 
 async def run_demo(port: int, database_path: Path) -> None:

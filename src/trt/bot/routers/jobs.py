@@ -11,7 +11,7 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from trt.billing.wallets import WalletService
 from trt.bot.callbacks import HistoryPage, JobAction, Menu
 from trt.bot.flow import Draft, Flow, confirm_screen, questions, settings_screen
-from trt.bot.keyboards import main_menu
+from trt.bot.keyboards import main_menu, pager_row
 from trt.bot.screens import show
 from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_rubles
@@ -91,19 +91,9 @@ async def history_screen(
                 )
             ]
         )
-    navigation = []
-    if page > 0:
-        navigation.append(
-            InlineKeyboardButton(
-                text=t(lang, "menu.prev"), callback_data=HistoryPage(page=page - 1).pack()
-            )
-        )
-    if more:
-        navigation.append(
-            InlineKeyboardButton(
-                text=t(lang, "menu.next"), callback_data=HistoryPage(page=page + 1).pack()
-            )
-        )
+    navigation = pager_row(
+        lang, page, page + (2 if more else 1), lambda target: HistoryPage(page=target)
+    )
     if navigation:
         rows.append(navigation)
     rows.append(
