@@ -15,6 +15,15 @@ from aiogram.dispatcher.flags import get_flag
 from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
 from trt.i18n import DEFAULT_LANG, t
+from trt.telemetry.events import (
+    Event,
+    Reason,
+    get_callback_id,
+    get_chat_id,
+    get_update_id,
+    get_user_id,
+    telemetry,
+)
 from trt.telemetry.logs import get_logger
 from trt.users import UserService
 
@@ -56,8 +65,22 @@ class AnswerFirstMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        if isinstance(event, CallbackQuery) and not get_flag(data, "manual_answer"):
-            await event.answer()
+        if isinstance(event, CallbackQuery):
+            handler_object = data.get("handler")
+            name = getattr(getattr(handler_object, "callback", None), "__qualname__", "?")
+            fields = {
+                "cid": data.get("cid"),
+                "update_id": get_update_id(event, data),
+                "user_id": get_user_id(event),
+                "chat_id": get_chat_id(event),
+                "callback_id": get_callback_id(event),
+                "callback_data": event.data,
+                "handler": name,
+            }
+            telemetry.emit(Event.CALLBACK_ROUTED, **fields)
+            if not get_flag(data, "manual_answer"):
+                await event.answer()
+            telemetry.emit(Event.CALLBACK_ACCEPTED, **fields)
         return await handler(event, data)
 
 
@@ -72,9 +95,39 @@ class CorrelationMiddleware(BaseMiddleware):
     ) -> Any:
         cid = uuid.uuid4().hex[:12]
         data["cid"] = cid
-        update_id = getattr(event, "update_id", None)
+        update_id = get_update_id(event, data)
+        started = time.monotonic()
         with structlog.contextvars.bound_contextvars(cid=cid, update_id=update_id):
-            return await handler(event, data)
+            telemetry.emit(
+                Event.UPDATE_RECEIVED,
+                cid=cid,
+                update_id=update_id,
+                user_id=get_user_id(event),
+                chat_id=get_chat_id(event),
+            )
+            common = {
+                "cid": cid,
+                "update_id": update_id,
+                "user_id": get_user_id(event),
+                "chat_id": get_chat_id(event),
+            }
+            query = getattr(event, "callback_query", None)
+            if query is not None:
+                telemetry.emit(
+                    Event.CALLBACK_RECEIVED,
+                    **common,
+                    callback_id=get_callback_id(event),
+                    callback_data=query.data,
+                )
+            elif getattr(event, "message", None) is not None:
+                telemetry.emit(Event.MESSAGE_RECEIVED, **common)
+            result = await handler(event, data)
+            latency_ms = round((time.monotonic() - started) * 1000, 2)
+            if not data.get("dispatch_error"):
+                telemetry.emit(
+                    Event.DISPATCH_OK, cid=cid, update_id=update_id, latency_ms=latency_ms
+                )
+            return result
 
 
 class ErrorMiddleware(BaseMiddleware):
@@ -88,9 +141,18 @@ class ErrorMiddleware(BaseMiddleware):
     ) -> Any:
         try:
             return await handler(event, data)
-        except Exception:
+        except Exception as error:
             cid = str(data.get("cid", "-"))
-            log.exception("dispatch_error", reason_code="INTERNAL_ERROR")
+            data["dispatch_error"] = True
+            log.exception("dispatch_error", reason_code=Reason.INTERNAL_ERROR.value)
+            telemetry.emit(
+                Event.DISPATCH_ERROR,
+                cid=cid,
+                update_id=get_update_id(event, data),
+                latency_ms=None,
+                reason_code=Reason.INTERNAL_ERROR.value,
+                reason_detail=f"{error.__class__.__name__}: {error}"[:300],
+            )
             text = t(str(data.get("lang", DEFAULT_LANG)), "errors.apology", cid=cid)
             await _apologize(event, text)
             return None
@@ -132,7 +194,7 @@ class RateLimitMiddleware(BaseMiddleware):
             seen.popleft()
         if len(seen) >= self.limit:
             lang = str(data.get("lang", DEFAULT_LANG))
-            log.info("rate_limited", reason_code="RATE_LIMITED", user_id=user.id)
+            log.info("rate_limited", reason_code=Reason.RATE_LIMITED.value, user_id=user.id)
             if isinstance(event, CallbackQuery):
                 await event.answer(t(lang, "limits.slow_down"))
             elif now - self._warned.get(user.id, 0.0) > self.window_s:

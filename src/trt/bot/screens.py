@@ -2,12 +2,23 @@
 
 from __future__ import annotations
 
+import structlog
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
+
+from trt.telemetry.events import Event, get_chat_id, get_user_id, telemetry
 
 
 async def show(callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup) -> None:
     """Replace the tapped message with the screen; a new message when it cannot be edited."""
+    screen = text.split("\n", 1)[0][:60]
+    telemetry.emit(
+        Event.UI_RENDER,
+        user_id=get_user_id(callback),
+        chat_id=get_chat_id(callback),
+        screen=screen,
+        cid=structlog.contextvars.get_contextvars().get("cid"),
+    )
     message = callback.message
     if isinstance(message, Message) and message.text is not None:
         try:

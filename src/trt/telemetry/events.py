@@ -1,0 +1,226 @@
+"""The event contract: the only place event names, reason codes and required fields live.
+
+Telemetry must never break the handling it observes (two production bugs of bots like this:
+`'CallbackQuery' object has no attribute 'update_id'` in the telemetry path, and
+`log_callback_rejected() got an unexpected keyword argument 'reason_detail'` in the exception
+middleware). So: the helpers read ids defensively from any update type and return None when an
+id is absent; the logging functions accept old and new keyword spellings and ignore unknown
+ones; and every emit is guarded — a broken sink is counted and reported once, never raised.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import time
+from collections.abc import Callable
+from enum import StrEnum
+from typing import Any
+
+from trt.telemetry.logs import get_logger
+
+log = get_logger("trt.events")
+
+
+class Event(StrEnum):
+    UPDATE_RECEIVED = "UPDATE_RECEIVED"
+    MESSAGE_RECEIVED = "MESSAGE_RECEIVED"
+    CALLBACK_RECEIVED = "CALLBACK_RECEIVED"
+    CALLBACK_ROUTED = "CALLBACK_ROUTED"
+    CALLBACK_ACCEPTED = "CALLBACK_ACCEPTED"
+    CALLBACK_REJECTED = "CALLBACK_REJECTED"
+    UI_RENDER = "UI_RENDER"
+    DISPATCH_OK = "DISPATCH_OK"
+    DISPATCH_ERROR = "DISPATCH_ERROR"
+    PASSIVE_REJECT = "PASSIVE_REJECT"
+    JOB_CREATED = "JOB_CREATED"
+    HOLD_PLACED = "HOLD_PLACED"
+    KIE_TASK_CREATED = "KIE_TASK_CREATED"
+    KIE_CALLBACK = "KIE_CALLBACK"
+    KIE_POLL = "KIE_POLL"
+    JOB_SUCCEEDED = "JOB_SUCCEEDED"
+    JOB_FAILED = "JOB_FAILED"
+    JOB_TIMED_OUT = "JOB_TIMED_OUT"
+    DELIVERED = "DELIVERED"
+    HOLD_CAPTURED = "HOLD_CAPTURED"
+    HOLD_RELEASED = "HOLD_RELEASED"
+
+
+class Reason(StrEnum):
+    """Why something was refused or failed (each one documented in docs/monitoring.md)."""
+
+    UNKNOWN_CALLBACK = "UNKNOWN_CALLBACK"
+    PASSIVE_REJECT = "PASSIVE_REJECT"
+    VALIDATION_FAILED = "VALIDATION_FAILED"
+    RATE_LIMITED = "RATE_LIMITED"
+    ACCESS_DENIED = "ACCESS_DENIED"
+    STATE_MISMATCH = "STATE_MISMATCH"
+    EXPIRED = "EXPIRED"
+    INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    DOWNSTREAM_ERROR = "DOWNSTREAM_ERROR"
+    DOWNSTREAM_TIMEOUT = "DOWNSTREAM_TIMEOUT"
+    DB_ERROR = "DB_ERROR"
+    INTERNAL_ERROR = "INTERNAL_ERROR"
+
+
+_BASE = ("cid", "event", "ts")
+_CALLBACK = (*_BASE, "update_id", "user_id", "chat_id", "callback_id", "callback_data")
+REQUIRED: dict[Event, tuple[str, ...]] = {
+    Event.UPDATE_RECEIVED: (*_BASE, "update_id"),
+    Event.MESSAGE_RECEIVED: (*_BASE, "update_id", "user_id", "chat_id"),
+    Event.CALLBACK_RECEIVED: _CALLBACK,
+    Event.CALLBACK_ROUTED: (*_CALLBACK, "handler"),
+    Event.CALLBACK_ACCEPTED: (*_CALLBACK, "handler"),
+    Event.CALLBACK_REJECTED: (*_CALLBACK, "reason_code", "reason_detail"),
+    Event.UI_RENDER: (*_BASE, "user_id", "chat_id", "screen"),
+    Event.DISPATCH_OK: (*_BASE, "update_id", "latency_ms"),
+    Event.DISPATCH_ERROR: (*_BASE, "update_id", "latency_ms", "reason_code", "reason_detail"),
+    Event.PASSIVE_REJECT: (*_BASE, "update_id", "reason_code", "reason_detail"),
+    Event.JOB_CREATED: (*_BASE, "user_id", "job_id"),
+    Event.HOLD_PLACED: (*_BASE, "user_id", "job_id"),
+    Event.KIE_TASK_CREATED: (*_BASE, "job_id", "task_id"),
+    Event.KIE_CALLBACK: (*_BASE, "job_id", "task_id"),
+    Event.KIE_POLL: (*_BASE, "job_id", "task_id"),
+    Event.JOB_SUCCEEDED: (*_BASE, "job_id", "task_id"),
+    Event.JOB_FAILED: (*_BASE, "job_id", "reason_code", "reason_detail"),
+    Event.JOB_TIMED_OUT: (*_BASE, "job_id", "reason_code", "reason_detail"),
+    Event.DELIVERED: (*_BASE, "job_id"),
+    Event.HOLD_CAPTURED: (*_BASE, "job_id"),
+    Event.HOLD_RELEASED: (*_BASE, "job_id"),
+}
+
+
+# -- safe helpers: correct for every update type, None when absent, never an exception ------
+def _attr(obj: Any, *path: str) -> Any:
+    for name in path:
+        if obj is None:
+            return None
+        try:
+            obj = getattr(obj, name, None)
+        except Exception:  # a property that raises is an absent value here
+            return None
+    return obj
+
+
+def _inner(event: Any) -> Any:
+    """The payload of an Update (message, callback_query, …), or the event itself."""
+    if _attr(event, "update_id") is None:
+        return event
+    for name in (
+        "message",
+        "edited_message",
+        "callback_query",
+        "pre_checkout_query",
+        "shipping_query",
+        "inline_query",
+        "chosen_inline_result",
+        "channel_post",
+        "edited_channel_post",
+        "my_chat_member",
+        "chat_member",
+        "poll_answer",
+    ):
+        found = _attr(event, name)
+        if found is not None:
+            return found
+    return event
+
+
+def get_update_id(event: Any, data: dict[str, Any] | None = None) -> int | None:
+    """The update id: from the update context (aiogram's `event_update`), not the event."""
+    for candidate in (event, (data or {}).get("event_update")):
+        value = _attr(candidate, "update_id")
+        if isinstance(value, int):
+            return value
+    return None
+
+
+def get_callback_id(event: Any) -> str | None:
+    inner = _inner(event)
+    if _attr(inner, "data") is not None or _attr(inner, "chat_instance") is not None:
+        value = _attr(inner, "id")
+        return str(value) if value is not None else None
+    return None
+
+
+def get_user_id(event: Any) -> int | None:
+    inner = _inner(event)
+    value = _attr(inner, "from_user", "id")
+    if value is None:
+        value = _attr(inner, "user", "id")  # chat member updates, poll answers
+    return value if isinstance(value, int) else None
+
+
+def get_chat_id(event: Any) -> int | None:
+    inner = _inner(event)
+    value = _attr(inner, "chat", "id")
+    if value is None:
+        # A callback query's chat is its message's (also an InaccessibleMessage's).
+        value = _attr(inner, "message", "chat", "id")
+    return value if isinstance(value, int) else None
+
+
+def get_message_id(event: Any) -> int | None:
+    inner = _inner(event)
+    value = _attr(inner, "message_id")
+    if value is None:
+        value = _attr(inner, "message", "message_id")
+    return value if isinstance(value, int) else None
+
+
+# -- emitting ---------------------------------------------------------------------------------
+Sink = Callable[[dict[str, Any]], None]
+
+
+class Telemetry:
+    """Emits events to log lines and optional sinks; never raises into the caller."""
+
+    def __init__(self) -> None:
+        self.sinks: list[Sink] = []
+        self.failures = 0
+        self._reported = False
+
+    def emit(self, event: Event | str, **fields: Any) -> dict[str, Any] | None:
+        try:
+            record = {"event": str(event), "ts": time.time(), **fields}
+            log.info(str(event), **{k: v for k, v in fields.items() if k != "event"})
+            for sink in self.sinks:
+                sink(record)
+            return record
+        except Exception as error:
+            self.failures += 1
+            if not self._reported:
+                self._reported = True
+                # Reported once: a broken sink must not flood the log or stop the bot.
+                with contextlib.suppress(Exception):
+                    log.error("telemetry_sink_failed", error=repr(error)[:200])
+            return None
+
+    def callback_rejected(
+        self,
+        reason_code: Reason | str | None = None,
+        *,
+        reason: Reason | str | None = None,
+        reason_detail: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any] | None:
+        """CALLBACK_REJECTED; `reason_code` preferred, `reason` accepted; unknown kwargs kept."""
+        code = reason_code or reason or Reason.INTERNAL_ERROR
+        detail = reason_detail or error_message or ""
+        fields: dict[str, Any] = {"reason_code": str(code), "reason_detail": detail, **extra}
+        if error_type:
+            fields["error_type"] = error_type
+        return self.emit(Event.CALLBACK_REJECTED, **fields)
+
+
+telemetry = Telemetry()
+
+
+def log_callback_rejected(*args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """Backward-compatible entry point: any old or new spelling, never an exception."""
+    try:
+        return telemetry.callback_rejected(*args[:1], **kwargs)
+    except Exception:
+        telemetry.failures += 1
+        return None

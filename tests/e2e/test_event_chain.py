@@ -1,0 +1,61 @@
+"""The telemetry contract over real traffic: every callback's chain is complete."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+from typing import Any
+
+from tests.e2e_support import running_bot
+from trt.telemetry.events import REQUIRED, Event, telemetry
+
+CHAIN = [
+    Event.UPDATE_RECEIVED,
+    Event.CALLBACK_RECEIVED,
+    Event.CALLBACK_ROUTED,
+    Event.CALLBACK_ACCEPTED,
+    Event.UI_RENDER,
+    Event.DISPATCH_OK,
+]
+
+
+async def test_callback_chains_are_complete_with_their_fields(tmp_path: Path) -> None:
+    records: list[dict[str, Any]] = []
+    telemetry.sinks.append(records.append)
+    try:
+        async with running_bot(tmp_path) as bot:
+            user = await bot.client.user(8001, "Вера")
+            await user.send("/start")
+            menu = await user.next_message()
+            await user.click("🎨 Картинки и дизайн", menu)
+            listing = (await user.next_event(("edit",))).message
+            await user.click(listing.button_labels[0], listing)
+            await user.next_event(("edit",))
+            unknown = await user.click_data(menu.message_id, "test:unknown")
+            assert unknown.answered
+            await user.next_event(("edit", "message"))
+    finally:
+        telemetry.sinks.remove(records.append)
+    by_cid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if record.get("cid"):
+            by_cid[str(record["cid"])].append(record)
+    callback_chains = [
+        chain
+        for chain in by_cid.values()
+        if any(r["event"] == Event.CALLBACK_RECEIVED for r in chain)
+    ]
+    assert len(callback_chains) == 3
+    for chain in callback_chains:
+        names = [r["event"] for r in chain]
+        if Event.CALLBACK_REJECTED in names:
+            assert names.index(Event.CALLBACK_RECEIVED) < names.index(Event.CALLBACK_REJECTED)
+            rejected = next(r for r in chain if r["event"] == Event.CALLBACK_REJECTED)
+            assert rejected["reason_code"] == "UNKNOWN_CALLBACK"
+        positions = [names.index(step) for step in CHAIN if step in names]
+        assert positions == sorted(positions)
+        assert set(CHAIN) <= set(names), names
+        for record in chain:
+            required = REQUIRED[Event(record["event"])]
+            missing = [f for f in required if f not in record]
+            assert missing == [], (record["event"], missing)
