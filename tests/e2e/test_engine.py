@@ -292,3 +292,20 @@ async def test_lost_create_is_adopted_from_its_callback(tmp_path: Path) -> None:
         assert job.attempts == 1
         assert job.kie_task_id is not None
         assert await bot.balance(USER) == (100_000 - PRICE_NB2_1K, 0)
+
+
+async def test_a_user_who_blocked_the_bot_is_charged_and_the_job_counts_as_delivered(
+    bot: RunningBot, user: SandboxUser
+) -> None:
+    await user.block_bot()
+    job_id = await start(bot, "[slow:0.3] a fox")
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + 20
+    while (await job_row(bot, job_id)).status != JobStatus.DELIVERED.value:
+        assert loop.time() < deadline, "job not settled"
+        await asyncio.sleep(0.05)
+    assert await bot.balance(USER) == (100_000 - PRICE_NB2_1K, 0)
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        outcomes = set(await session.scalars(select(Outbox.outcome).where(Outbox.job_id == job_id)))
+    assert "blocked" in outcomes
+    assert not [m for m in await user.messages() if m.from_bot]

@@ -164,7 +164,9 @@ class OutboxRelay:
         except Undeliverable as refused:
             await self._mark(row, "blocked" if refused.blocked else "refused")
             if row.kind == "result":
-                await self._settle_result(job, delivered=True)
+                # Blocked: delivered (see the module's decisions). Refused even as links: the
+                # user cannot get it, so the payment comes back.
+                await self._settle_result(job, delivered=refused.blocked)
             log.info("outbox_undeliverable", outbox_id=row.id, job_id=job.id, reason=refused.reason)
 
     async def _deliver_result(self, row: Outbox, job: Job) -> None:
