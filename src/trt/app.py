@@ -38,7 +38,9 @@ from trt.jobs.outbox import OutboxRelay
 from trt.jobs.service import JobService
 from trt.kie.client import KieClient, Limits
 from trt.pipeline import UnifiedModelPipeline
+from trt.telemetry.events import telemetry
 from trt.telemetry.logs import get_logger
+from trt.telemetry.store import EventStore
 from trt.web.app import CallbackReceiver, create_web_app
 
 log = get_logger(__name__)
@@ -71,6 +73,7 @@ class Services:
     engine: JobEngine
     relay: OutboxRelay
     wake: asyncio.Event
+    events: EventStore
     http_url: str = ""
 
 
@@ -150,9 +153,21 @@ async def build_services(config: Config, database: Database) -> Services:
         concurrency=config.engine.workers,
         wake=asyncio.Event(),
     )
-    dispatcher = create_dispatcher(config, database, pipeline, jobs, sender)
+    events = EventStore(database, retention_days=config.logging.events_retention_days)
+    dispatcher = create_dispatcher(config, database, pipeline, jobs, sender, events)
     return Services(
-        config, owner, database, pipeline, kie, bot, dispatcher, jobs, engine, relay, wake
+        config,
+        owner,
+        database,
+        pipeline,
+        kie,
+        bot,
+        dispatcher,
+        jobs,
+        engine,
+        relay,
+        wake,
+        events,
     )
 
 
@@ -211,6 +226,8 @@ async def run(
             # The command menu is cosmetic; Telegram being unreachable must not stop start-up
             # (polling retries on its own).
             log.warning("set_commands_failed", error=str(error))
+        telemetry.sinks.append(services.events.sink)
+        tasks.append(asyncio.create_task(services.events.run(stop), name="event-store"))
         tasks.append(asyncio.create_task(services.engine.run(stop), name="job-engine"))
         tasks.append(asyncio.create_task(services.relay.run(stop), name="outbox-relay"))
         if config.telegram.mode is BotMode.POLLING:
@@ -246,6 +263,10 @@ async def run(
             with contextlib.suppress(RuntimeError):  # polling not started or already stopped
                 await services.dispatcher.stop_polling()
         await asyncio.gather(*tasks, return_exceptions=True)
+        if services.events.sink in telemetry.sinks:
+            telemetry.sinks.remove(services.events.sink)
+        with contextlib.suppress(Exception):  # the last events; never block the shutdown
+            await services.events.flush()
         if http is not None:
             await http.cleanup()
         await services.bot.session.close()

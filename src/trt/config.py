@@ -228,6 +228,9 @@ class LoggingSettings(BaseSettings):
 
     format: LogFormat | None = None
     level: str = "INFO"
+    events_retention_days: float = Field(
+        default=14, gt=0, le=3650, validation_alias="EVENTS_RETENTION_DAYS"
+    )
 
     @field_validator("format", mode="before")
     @classmethod
@@ -344,6 +347,7 @@ class Config:
             },
             "LOG_FORMAT": self.logging.format.value if self.logging.format else "(auto)",
             "LOG_LEVEL": self.logging.level,
+            "EVENTS_RETENTION_DAYS": str(self.logging.events_retention_days),
         }
 
 

@@ -59,3 +59,22 @@ async def test_callback_chains_are_complete_with_their_fields(tmp_path: Path) ->
             required = REQUIRED[Event(record["event"])]
             missing = [f for f in required if f not in record]
             assert missing == [], (record["event"], missing)
+
+
+async def test_debug_shows_the_users_last_chain_and_trace_is_for_admins(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as bot:
+        user = await bot.client.user(8002, "Вера")
+        await user.send("/start")
+        menu = await user.next_message()
+        await user.click("🎨 Картинки и дизайн", menu)
+        await user.next_event(("edit",))
+        await user.send("/debug")
+        debug = await user.next_message()
+        assert debug.text.startswith("🔎 Последнее действие, код ")
+        for step in CHAIN:
+            assert step.value in debug.text
+        assert "screen=🎨 Картинки и дизайн" in debug.text
+        cid = debug.text.split("код ", 1)[1].split(":", 1)[0]
+        await user.send(f"/trace {cid}")
+        refused = await user.next_message()
+        assert "CALLBACK_ROUTED" not in refused.text  # not an admin: no one else's chain

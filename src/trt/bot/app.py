@@ -17,7 +17,7 @@ from trt.bot.middlewares import (
     RateLimitMiddleware,
     UserMiddleware,
 )
-from trt.bot.routers import account, catalog, fallback, generate, start
+from trt.bot.routers import account, catalog, fallback, generate, start, support
 from trt.bot.routers import jobs as jobs_router
 from trt.bot.sender import Sender
 from trt.bot.storage import SqlStorage
@@ -26,9 +26,10 @@ from trt.db.database import Database
 from trt.i18n import LANGUAGES, t
 from trt.jobs.service import JobService
 from trt.pipeline import UnifiedModelPipeline
+from trt.telemetry.store import EventStore
 from trt.users import UserService
 
-COMMANDS = ("start", "help", "balance", "history", "cancel", "language")
+COMMANDS = ("start", "help", "balance", "history", "debug", "cancel", "language")
 
 
 def create_bot(config: Config) -> Bot:
@@ -49,6 +50,7 @@ def create_dispatcher(
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
     sender: Sender,
+    events: EventStore,
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
     users = UserService(database)
@@ -61,6 +63,7 @@ def create_dispatcher(
         sender=sender,
         users=users,
         wallets=WalletService(database),
+        events=events,
     )
     # Order matters: the cid first (every later line carries it), errors next (they answer
     # with the cid), then the user's row and language, then the per-user rate limit.
@@ -73,6 +76,7 @@ def create_dispatcher(
     dispatcher.callback_query.middleware(AnswerFirstMiddleware())
     dispatcher.include_routers(
         start.build(),
+        support.build(),
         account.build(),  # commands (/cancel, /balance, …) win over the flow's text input
         catalog.build(),
         generate.build(),

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import html
+import re
+
 import structlog
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
@@ -11,7 +14,8 @@ from trt.telemetry.events import Event, get_chat_id, get_user_id, telemetry
 
 async def show(callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup) -> None:
     """Replace the tapped message with the screen; a new message when it cannot be edited."""
-    screen = text.split("\n", 1)[0][:60]
+    # The screen's name for telemetry: its first line as a person reads it.
+    screen = html.unescape(re.sub(r"<[^>]+>", "", text.split("\n", 1)[0]))[:60]
     telemetry.emit(
         Event.UI_RENDER,
         user_id=get_user_id(callback),

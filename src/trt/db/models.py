@@ -273,3 +273,16 @@ class FsmState(Base):
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime, default=utcnow, server_default=func.current_timestamp()
     )
+
+
+class EventRow(Base):
+    """One telemetry event, kept for `EVENTS_RETENTION_DAYS` (for /debug and /trace)."""
+
+    __tablename__ = "events"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    cid: Mapped[str | None] = mapped_column(String(64), index=True)
+    user_id: Mapped[int | None] = mapped_column(BigInteger, index=True)
+    event: Mapped[str] = mapped_column(String(32))
+    at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
+    fields: Mapped[dict[str, Any]] = mapped_column(JSON)
