@@ -40,6 +40,7 @@ from trt.kie.client import KieClient, Limits
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import telemetry
 from trt.telemetry.logs import get_logger
+from trt.telemetry.metrics import Metrics
 from trt.telemetry.store import EventStore
 from trt.web.app import CallbackReceiver, create_web_app
 
@@ -74,6 +75,7 @@ class Services:
     relay: OutboxRelay
     wake: asyncio.Event
     events: EventStore
+    metrics: Metrics
     http_url: str = ""
 
 
@@ -168,6 +170,7 @@ async def build_services(config: Config, database: Database) -> Services:
         relay,
         wake,
         events,
+        Metrics(database),
     )
 
 
@@ -187,7 +190,9 @@ async def start_http(services: Services) -> web.AppRunner:
             return {"ready": False, "database": str(error)[:200]}
         return {"ready": True, "database": "ok", "version": __version__}
 
-    runner = web.AppRunner(create_web_app(receiver, ready), access_log=None, handle_signals=False)
+    runner = web.AppRunner(
+        create_web_app(receiver, ready, services.metrics), access_log=None, handle_signals=False
+    )
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
     await site.start()
@@ -227,6 +232,7 @@ async def run(
             # (polling retries on its own).
             log.warning("set_commands_failed", error=str(error))
         telemetry.sinks.append(services.events.sink)
+        telemetry.sinks.append(services.metrics.sink)
         tasks.append(asyncio.create_task(services.events.run(stop), name="event-store"))
         tasks.append(asyncio.create_task(services.engine.run(stop), name="job-engine"))
         tasks.append(asyncio.create_task(services.relay.run(stop), name="outbox-relay"))
@@ -263,8 +269,9 @@ async def run(
             with contextlib.suppress(RuntimeError):  # polling not started or already stopped
                 await services.dispatcher.stop_polling()
         await asyncio.gather(*tasks, return_exceptions=True)
-        if services.events.sink in telemetry.sinks:
-            telemetry.sinks.remove(services.events.sink)
+        for sink in (services.events.sink, services.metrics.sink):
+            if sink in telemetry.sinks:
+                telemetry.sinks.remove(sink)
         with contextlib.suppress(Exception):  # the last events; never block the shutdown
             await services.events.flush()
         if http is not None:

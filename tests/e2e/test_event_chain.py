@@ -6,6 +6,8 @@ from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
+import aiohttp
+
 from tests.e2e_support import running_bot
 from trt.telemetry.events import REQUIRED, Event, telemetry
 
@@ -78,3 +80,24 @@ async def test_debug_shows_the_users_last_chain_and_trace_is_for_admins(tmp_path
         await user.send(f"/trace {cid}")
         refused = await user.next_message()
         assert "CALLBACK_ROUTED" not in refused.text  # not an admin: no one else's chain
+
+
+async def test_metrics_and_health(tmp_path: Path) -> None:
+    async with running_bot(tmp_path) as bot:
+        user = await bot.client.user(8003, "Вера")
+        await user.send("/start")
+        menu = await user.next_message()
+        await user.click_data(menu.message_id, "test:unknown")
+        await user.next_event(("edit", "message"))
+        async with aiohttp.ClientSession() as http:
+            async with http.get(bot.services.http_url + "/metrics") as response:
+                assert response.status == 200
+                text = await response.text()
+            async with http.get(bot.services.http_url + "/healthz") as response:
+                assert (await response.json()) == {"status": "ok"}
+            async with http.get(bot.services.http_url + "/readyz") as response:
+                assert (await response.json())["ready"] is True
+        assert 'trt_updates_total{type="message"}' in text
+        assert 'trt_rejections_total{reason="UNKNOWN_CALLBACK"} 1.0' in text
+        assert "trt_dispatch_seconds_bucket" in text
+        assert 'trt_leader_role{role="active"} 1.0' in text

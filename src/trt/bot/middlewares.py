@@ -104,6 +104,7 @@ class CorrelationMiddleware(BaseMiddleware):
                 update_id=update_id,
                 user_id=get_user_id(event),
                 chat_id=get_chat_id(event),
+                kind=getattr(event, "event_type", None),
             )
             common = {
                 "cid": cid,

@@ -34,6 +34,7 @@ from trt.jobs.state import ACTIVE, JobStatus, sources_of
 from trt.kie.client import KieClient, TaskStatus, parse_callback
 from trt.kie.errors import KieError, kind_of
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta
+from trt.telemetry.events import Event, telemetry
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
@@ -348,6 +349,13 @@ class JobEngine:
         return (15.0 if self.callbacks_enabled else 5.0) * self.settings.poll_scale
 
     async def _on_create_error(self, job: Job, error: KieError) -> None:
+        telemetry.emit(
+            Event.KIE_ERROR,
+            cid=job.cid,
+            job_id=job.id,
+            code=error.code,
+            reason_detail=error.message[:200],
+        )
         log.warning(
             "kie_create_failed",
             job_id=job.id,
@@ -414,6 +422,13 @@ class JobEngine:
                 status = await self.kie.status(Family(job.family), job.kie_task_id)
             except KieError as error:
                 log.warning("kie_poll_failed", job_id=job.id, code=error.code)
+                telemetry.emit(
+                    Event.KIE_ERROR,
+                    cid=job.cid,
+                    job_id=job.id,
+                    code=error.code,
+                    reason_detail=error.message[:200],
+                )
                 if utcnow() >= job.deadline_at:
                     await self._fail(job, JobStatus.TIMED_OUT, "deadline", error.message)
                 else:

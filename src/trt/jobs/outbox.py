@@ -28,6 +28,7 @@ from trt.db.database import Database
 from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.i18n import t
 from trt.jobs.state import JobStatus
+from trt.telemetry.events import Event, telemetry
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
@@ -212,6 +213,7 @@ class OutboxRelay:
             if await self._mark_in(session, row, "sent", sent.message_id):
                 await self._job_delivered(session, job)
         log.info("job_delivered", job_id=job.id, message_id=sent.message_id)
+        telemetry.emit(Event.DELIVERED, cid=job.cid, job_id=job.id, outcome="sent")
 
     async def _send_links(
         self, row: Outbox, job: Job, results: list[JobResult], markup: InlineKeyboardMarkup | None

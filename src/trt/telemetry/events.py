@@ -37,6 +37,7 @@ class Event(StrEnum):
     KIE_TASK_CREATED = "KIE_TASK_CREATED"
     KIE_CALLBACK = "KIE_CALLBACK"
     KIE_POLL = "KIE_POLL"
+    KIE_ERROR = "KIE_ERROR"
     JOB_SUCCEEDED = "JOB_SUCCEEDED"
     JOB_FAILED = "JOB_FAILED"
     JOB_TIMED_OUT = "JOB_TIMED_OUT"
@@ -80,6 +81,7 @@ REQUIRED: dict[Event, tuple[str, ...]] = {
     Event.KIE_TASK_CREATED: (*_BASE, "job_id", "task_id"),
     Event.KIE_CALLBACK: (*_BASE, "job_id", "task_id"),
     Event.KIE_POLL: (*_BASE, "job_id", "task_id"),
+    Event.KIE_ERROR: (*_BASE, "job_id", "code", "reason_detail"),
     Event.JOB_SUCCEEDED: (*_BASE, "job_id", "task_id"),
     Event.JOB_FAILED: (*_BASE, "job_id", "reason_code", "reason_detail"),
     Event.JOB_TIMED_OUT: (*_BASE, "job_id", "reason_code", "reason_detail"),

@@ -12,6 +12,7 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
+from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select, update
 
 from trt.catalog.schema import Family
@@ -21,6 +22,7 @@ from trt.jobs.state import ACTIVE
 from trt.kie.callbacks import callback_task_id, signature_ok
 from trt.kie.client import parse_callback
 from trt.telemetry.logs import get_logger
+from trt.telemetry.metrics import Metrics
 
 log = get_logger(__name__)
 MAX_CALLBACK_BYTES = 1024 * 1024
@@ -100,9 +102,18 @@ class CallbackReceiver:
             return job.id
 
 
-def create_web_app(receiver: CallbackReceiver, ready: Ready) -> web.Application:
+def create_web_app(
+    receiver: CallbackReceiver, ready: Ready, metrics: Metrics | None = None
+) -> web.Application:
     app = web.Application(client_max_size=MAX_CALLBACK_BYTES)
     app.router.add_post("/kie/callback/{token}", receiver.handle)
+    if metrics is not None:
+
+        async def metrics_page(_request: web.Request) -> web.Response:
+            body = await metrics.render()
+            return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
+
+        app.router.add_get("/metrics", metrics_page)
 
     async def healthz(_request: web.Request) -> web.Response:
         return web.json_response({"status": "ok"})

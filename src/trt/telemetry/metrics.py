@@ -1,0 +1,107 @@
+"""Prometheus metrics for `/metrics`: fed by telemetry events, plus gauges read at scrape time.
+
+Counters and histograms move with events (a telemetry sink, so metrics cannot disagree with the
+logs); job and ledger gauges are read from the database when Prometheus scrapes, so every
+instance reports the shared truth.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from sqlalchemy import func, select
+
+from trt.db.database import Database
+from trt.db.models import Job, LedgerAccount
+from trt.telemetry.events import Event
+
+LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self, database: Database, *, role: str = "active") -> None:
+        self.database = database
+        self.registry = CollectorRegistry()
+        r = self.registry
+        self.updates = Counter(
+            "trt_updates_total", "Telegram updates by type", ["type"], registry=r
+        )
+        self.callbacks = Counter(
+            "trt_callbacks_total", "Callback queries by handler", ["handler"], registry=r
+        )
+        self.rejections = Counter(
+            "trt_rejections_total", "Refusals by reason code", ["reason"], registry=r
+        )
+        self.dispatch = Histogram(
+            "trt_dispatch_seconds",
+            "Update handling time",
+            ["outcome"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
+        self.kie_errors = Counter(
+            "trt_kie_errors_total", "KIE errors by code", ["code"], registry=r
+        )
+        self.deliveries = Counter(
+            "trt_deliveries_total", "Results delivered", ["outcome"], registry=r
+        )
+        self.jobs = Gauge("trt_jobs", "Jobs by state and model", ["state", "model"], registry=r)
+        self.ledger = Gauge("trt_ledger_kopecks", "Ledger totals", ["kind"], registry=r)
+        self.role = Gauge("trt_leader_role", "1 for this instance's role", ["role"], registry=r)
+        self.role.labels(role=role).set(1)
+
+    def sink(self, record: dict[str, Any]) -> None:
+        """Telemetry sink: every event that a metric counts."""
+        name = record.get("event")
+        if name == Event.UPDATE_RECEIVED:
+            self.updates.labels(type=str(record.get("kind") or "unknown")).inc()
+        elif name == Event.CALLBACK_ACCEPTED:
+            self.callbacks.labels(handler=str(record.get("handler", "?"))).inc()
+        elif name in (Event.CALLBACK_REJECTED, Event.PASSIVE_REJECT):
+            self.rejections.labels(reason=str(record.get("reason_code", "?"))).inc()
+        elif name in (Event.DISPATCH_OK, Event.DISPATCH_ERROR):
+            latency = record.get("latency_ms")
+            outcome = "ok" if name == Event.DISPATCH_OK else "error"
+            if isinstance(latency, (int, float)):
+                self.dispatch.labels(outcome=outcome).observe(latency / 1000)
+            if outcome == "error":
+                self.rejections.labels(reason=str(record.get("reason_code", "?"))).inc()
+        elif name == Event.KIE_ERROR:
+            self.kie_errors.labels(code=str(record.get("code", "?"))).inc()
+        elif name == Event.DELIVERED:
+            self.deliveries.labels(outcome=str(record.get("outcome", "sent"))).inc()
+
+    async def refresh(self) -> None:
+        """Read the job and ledger gauges from the database (at scrape time)."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            rows = (
+                await session.execute(
+                    select(Job.status, Job.model_slug, func.count()).group_by(
+                        Job.status, Job.model_slug
+                    )
+                )
+            ).all()
+            wallets = (
+                await session.execute(
+                    select(
+                        func.coalesce(func.sum(LedgerAccount.posted_kop), 0),
+                        func.coalesce(func.sum(LedgerAccount.pending_debit_kop), 0),
+                    ).where(LedgerAccount.user_id.is_not(None))
+                )
+            ).one()
+            revenue = await session.scalar(
+                select(func.coalesce(func.sum(LedgerAccount.posted_kop), 0)).where(
+                    LedgerAccount.code == "revenue"
+                )
+            )
+        self.jobs.clear()
+        for status, model, count in rows:
+            self.jobs.labels(state=status, model=model).set(count)
+        self.ledger.labels(kind="wallets_posted").set(int(wallets[0]))
+        self.ledger.labels(kind="holds_open").set(int(wallets[1]))
+        self.ledger.labels(kind="revenue").set(int(revenue or 0))
+
+    async def render(self) -> bytes:
+        await self.refresh()
+        return generate_latest(self.registry)
