@@ -242,7 +242,7 @@ async def test_three_workers_on_one_postgres_process_each_job_once(world: World)
     assert len(world.sandbox.kie.tasks) == 200  # no job was sent to KIE twice
     await world.assert_settled_once()
     created_by = [
-        sum(e.get("event") == "kie_task_created" for e in worker.events) for worker in workers
+        sum(e.get("event") == "KIE_TASK_CREATED" for e in worker.events) for worker in workers
     ]
     assert sum(created_by) == 200
     async with world.database.unit_of_work(readonly=True) as session:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
@@ -101,3 +102,47 @@ async def test_metrics_and_health(tmp_path: Path) -> None:
         assert 'trt_rejections_total{reason="UNKNOWN_CALLBACK"} 1.0' in text
         assert "trt_dispatch_seconds_bucket" in text
         assert 'trt_leader_role{role="active"} 1.0' in text
+
+
+async def test_a_paid_jobs_events_follow_its_cid(tmp_path: Path) -> None:
+    records: list[dict[str, Any]] = []
+    telemetry.sinks.append(records.append)
+    try:
+        async with running_bot(tmp_path) as bot:
+            await bot.give_money(8004, 100_000)
+            user = await bot.client.user(8004, "Вера")
+            await bot.services.jobs.create(
+                user_id=8004,
+                chat_id=8004,
+                lang="ru",
+                model_slug="nb2",
+                params={"prompt": "a fox"},
+                draft_key="chain-1",
+                cid="chaincid0001",
+            )
+            while True:
+                message = (await user.next_event(("message", "edit"))).message
+                if message.photo_file_id:
+                    break
+            # DELIVERED follows the outbox commit, after Telegram's answer: no sandbox event
+            # announces it, so poll the records (bounded).
+            for _ in range(200):
+                if any(r.get("event") == Event.DELIVERED for r in records):
+                    break
+                await asyncio.sleep(0.05)
+    finally:
+        telemetry.sinks.remove(records.append)
+    chain = [r["event"] for r in records if r.get("cid") == "chaincid0001"]
+    expected = [
+        Event.JOB_CREATED,
+        Event.HOLD_PLACED,
+        Event.KIE_TASK_CREATED,
+        Event.JOB_SUCCEEDED,
+        Event.HOLD_CAPTURED,
+        Event.DELIVERED,
+    ]
+    assert [e for e in chain if e in expected] == expected
+    for record in records:
+        if record.get("cid") == "chaincid0001":
+            missing = [f for f in REQUIRED[Event(record["event"])] if f not in record]
+            assert missing == [], (record["event"], missing)

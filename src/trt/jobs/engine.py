@@ -34,7 +34,7 @@ from trt.jobs.state import ACTIVE, JobStatus, sources_of
 from trt.kie.client import KieClient, TaskStatus, parse_callback
 from trt.kie.errors import KieError, kind_of
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta
-from trt.telemetry.events import Event, telemetry
+from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
@@ -325,7 +325,14 @@ class JobEngine:
             )
             if adopted.scalar_one_or_none() is not None:
                 self._outbox(session, job, "running", {"text": self._running_text(job)})
-        log.info("kie_task_created", job_id=job.id, task_id=task_id, model=job.kie_model)
+        telemetry.emit(
+            Event.KIE_TASK_CREATED,
+            cid=job.cid,
+            job_id=job.id,
+            task_id=task_id,
+            model=job.kie_model,
+            owner=self.owner,
+        )
 
     async def _resolved_media(self, job: Job) -> dict[str, Any]:
         """The job's params with users' Telegram uploads moved to KIE (kept on the job)."""
@@ -419,6 +426,7 @@ class JobEngine:
         _task, status = self._from_callback(job)
         if status is None:
             try:
+                telemetry.emit(Event.KIE_POLL, cid=job.cid, job_id=job.id, task_id=job.kie_task_id)
                 status = await self.kie.status(Family(job.family), job.kie_task_id)
             except KieError as error:
                 log.warning("kie_poll_failed", job_id=job.id, code=error.code)
@@ -499,7 +507,18 @@ class JobEngine:
             self._outbox(
                 session, job, "result", {"caption": t(job.lang, key, model=self._title(job))}
             )
-        log.info("job_succeeded", job_id=job.id, files=len(files), price_kop=job.price_kop)
+        telemetry.emit(
+            Event.JOB_SUCCEEDED,
+            cid=job.cid,
+            job_id=job.id,
+            task_id=job.kie_task_id,
+            files=len(files),
+            price_kop=job.price_kop,
+        )
+        if job.hold_id is not None:
+            telemetry.emit(
+                Event.HOLD_CAPTURED, cid=job.cid, job_id=job.id, amount_kop=job.price_kop
+            )
 
     # -- endings with a refund --------------------------------------------------------------
     async def _fail(self, job: Job, to: JobStatus, code: str, detail: str) -> None:
@@ -523,13 +542,19 @@ class JobEngine:
                 refund=format_rubles(job.price_kop),
             )
             self._outbox(session, job, "failure", {"text": text})
-        log.info(
-            "job_failed" if to is JobStatus.FAILED else "job_timed_out",
+        failed = to is JobStatus.FAILED
+        telemetry.emit(
+            Event.JOB_FAILED if failed else Event.JOB_TIMED_OUT,
+            cid=job.cid,
             job_id=job.id,
-            code=code,
-            detail=detail[:200],
+            reason_code=(Reason.DOWNSTREAM_ERROR if failed else Reason.DOWNSTREAM_TIMEOUT).value,
+            reason_detail=f"{code}: {detail}"[:300],
             refunded_kop=job.price_kop,
         )
+        if job.hold_id is not None:
+            telemetry.emit(
+                Event.HOLD_RELEASED, cid=job.cid, job_id=job.id, amount_kop=job.price_kop
+            )
 
     async def _return_free_slot(self, session: AsyncSession, job: Job) -> None:
         await session.execute(

@@ -27,6 +27,7 @@ from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, utcnow
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.pipeline import UnifiedModelPipeline
+from trt.telemetry.events import Event, telemetry
 
 
 class JobLimitError(Exception):
@@ -191,6 +192,19 @@ class JobService:
             if found is None:
                 raise
             return Created(found, False)
+        telemetry.emit(
+            Event.JOB_CREATED,
+            cid=cid,
+            user_id=user_id,
+            job_id=job_id,
+            model=model.slug,
+            price_kop=price,
+            free=is_free,
+        )
+        if hold_id is not None:
+            telemetry.emit(
+                Event.HOLD_PLACED, cid=cid, user_id=user_id, job_id=job_id, amount_kop=price
+            )
         if self.wake is not None:
             self.wake.set()
         created = await self.get(job_id)

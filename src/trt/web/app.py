@@ -21,6 +21,7 @@ from trt.db.models import Job, KieCallback, utcnow
 from trt.jobs.state import ACTIVE
 from trt.kie.callbacks import callback_task_id, signature_ok
 from trt.kie.client import parse_callback
+from trt.telemetry.events import Event, telemetry
 from trt.telemetry.logs import get_logger
 from trt.telemetry.metrics import Metrics
 
@@ -96,8 +97,12 @@ class CallbackReceiver:
                 values["next_run_at"] = utcnow()
             if values:
                 await session.execute(update(Job).where(Job.id == job.id).values(**values))
-            log.info(
-                "kie_callback", job_id=job.id, task_id=task_id, final=final is not None, cid=job.cid
+            telemetry.emit(
+                Event.KIE_CALLBACK,
+                cid=job.cid,
+                job_id=job.id,
+                task_id=task_id,
+                final=final is not None,
             )
             return job.id
 
