@@ -27,7 +27,7 @@ from trt.db.models import HoldResolution, Job
 from trt.jobs.service import JobService
 from trt.jobs.state import TERMINAL, JobStatus
 from trt.pipeline import UnifiedModelPipeline
-from trt.sandbox.demo import DEMO_KIE_KEY, DEMO_TOKEN, Sandbox, start_sandbox
+from trt.sandbox.demo import Sandbox, sandbox_env, start_sandbox
 from trt.sandbox.telegram import FloodControl
 
 pytestmark = pytest.mark.slow
@@ -43,16 +43,10 @@ class World:
 
     def env(self, **extra: str) -> dict[str, str]:
         return trt_env(
-            BOT_TOKEN=DEMO_TOKEN,
-            TELEGRAM_API_BASE=self.sandbox.telegram_app.url,
-            KIE_API_KEY=DEMO_KIE_KEY,
-            KIE_BASE_URL=self.sandbox.kie_app.url,
-            KIE_UPLOAD_BASE_URL=self.sandbox.kie_app.url,
+            **sandbox_env(self.sandbox, self.url),
             KIE_CREATES_PER_10S="100000",
             KIE_RECORDS_PER_S="100000",
-            DATABASE_URL=self.url,
             HTTP_PORT="0",
-            LOG_FORMAT="json",
             JOB_POLL_SCALE="0.02",
             JOB_IDLE_POLL_S="0.05",
             JOB_LEASE_S="2",

@@ -115,6 +115,19 @@ def demo_config(
     )
 
 
+def sandbox_env(sandbox: Sandbox, database_url: str) -> dict[str, str]:
+    """Environment variables of a `trt run` process against this sandbox (tests, benches)."""
+    return {
+        "BOT_TOKEN": DEMO_TOKEN,
+        "TELEGRAM_API_BASE": sandbox.telegram_app.url,
+        "KIE_API_KEY": DEMO_KIE_KEY,
+        "KIE_BASE_URL": sandbox.kie_app.url,
+        "KIE_UPLOAD_BASE_URL": sandbox.kie_app.url,
+        "DATABASE_URL": database_url,
+        "LOG_FORMAT": "json",
+    }
+
+
 async def credit_demo_users(services: runtime.Services) -> None:
     """Each demo user starts with a demo balance (once per demo database)."""
     users = UserService(services.database)
