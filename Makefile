@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 UV_VERSION := 0.13.9
 STAMP := $(VENV)/.installed
 
-.PHONY: setup test lint format run demo clean lock browser bench
+.PHONY: setup test lint format run demo clean lock browser bench smoke-buttons
 
 setup: $(STAMP)
 
@@ -39,6 +39,10 @@ run: setup
 
 demo: setup
 	$(BIN)/trt demo
+
+# Taps every button reachable from /start as a new user (also part of `make test`).
+smoke-buttons: setup
+	$(BIN)/python -m trt.sandbox.smoke
 
 # Benchmarks: figures printed as a table and written to bench/results.json (not part of test).
 bench: setup

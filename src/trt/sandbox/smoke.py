@@ -1,0 +1,189 @@
+"""`make smoke-buttons`: a new user taps every inline button reachable from /start.
+
+Breadth-first over callback data: every button found on a screen is tapped once (on the message
+that showed it); a screen that asks for a prompt gets a short text, one that asks for a photo
+gets a small picture, so parameter screens are reached too. The crawl user has no money: it can
+spend nothing but free runs. Checked: every tap answered, no DISPATCH_ERROR, every callback's
+event chain complete with its required fields, zero strict Bot API violations, and an unknown
+callback (`test:unknown`) answered with UNKNOWN_CALLBACK.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import sys
+import tempfile
+from collections import defaultdict, deque
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from trt import app as runtime
+from trt.config import LogFormat
+from trt.sandbox.demo import demo_config, start_sandbox
+from trt.sandbox.driver import Message, SandboxClient, SandboxUser
+from trt.sandbox.media import render_png
+from trt.telemetry.events import REQUIRED, Event, telemetry
+from trt.telemetry.logs import configure_logging
+
+CRAWL_USER = 424_242
+MAX_TAPS = 1500
+SCREEN_WAIT_S = 0.4  # a tap that only answers (a toast) shows no new screen
+CHAIN = (
+    Event.UPDATE_RECEIVED,
+    Event.CALLBACK_RECEIVED,
+    Event.CALLBACK_ROUTED,
+    Event.UI_RENDER,
+    Event.DISPATCH_OK,
+)
+
+
+@dataclass
+class Summary:
+    taps: int = 0
+    screens: set[str] = field(default_factory=set)
+    slowest_answer_s: float = 0.0
+    problems: list[str] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        return not self.problems
+
+    def text(self) -> str:
+        lines = [
+            f"screens visited: {len(self.screens)}",
+            f"buttons clicked: {self.taps}",
+            f"slowest answer: {self.slowest_answer_s * 1000:.0f} ms",
+            f"problems: {len(self.problems)}",
+        ]
+        lines.extend(f"  - {problem}" for problem in self.problems[:30])
+        return "\n".join(lines)
+
+
+async def _screen_after(user: SandboxUser) -> Message | None:
+    try:
+        return (await user.next_event(("edit", "message"), timeout_s=SCREEN_WAIT_S)).message
+    except AssertionError:
+        return None
+
+
+async def crawl(user: SandboxUser, summary: Summary) -> None:
+    await user.send("/start")
+    start = await user.next_message()
+    queue: deque[tuple[int, str]] = deque()
+    seen: set[str] = set()
+
+    def enqueue(message: Message) -> None:
+        summary.screens.add(message.text.split("\n", 1)[0][:60])
+        for button in message.buttons:
+            data = button.get("callback_data")
+            if data and data not in seen:
+                seen.add(data)
+                queue.append((message.message_id, data))
+
+    enqueue(start)
+    while queue and summary.taps < MAX_TAPS:
+        message_id, data = queue.popleft()
+        answer = await user.click_data(message_id, data)
+        summary.taps += 1
+        if not answer.answered:
+            summary.problems.append(f"tap {data!r} was not answered")
+            continue
+        summary.slowest_answer_s = max(summary.slowest_answer_s, answer.wait_s or 0.0)
+        screen = await _screen_after(user)
+        if screen is None:
+            continue
+        enqueue(screen)
+        # Answer the flow's questions so its parameter screens are reached too.
+        if screen.text.startswith("✍️"):
+            await user.send("тест")
+            followed = await _screen_after(user)
+            if followed is not None:
+                enqueue(followed)
+        elif screen.text.startswith("📎"):
+            await user.send_file(render_png("smoke", 320, 240))
+            followed = await _screen_after(user)
+            if followed is not None:
+                enqueue(followed)
+    unknown = await user.click_data(start.message_id, "test:unknown")
+    summary.taps += 1
+    if not (unknown.answered and unknown.text == "Кнопка устарела — открываю меню"):
+        summary.problems.append("test:unknown was not answered as UNKNOWN_CALLBACK")
+
+
+def check_events(records: list[dict[str, Any]], summary: Summary) -> None:
+    by_cid: dict[str, list[dict[str, Any]]] = defaultdict(list)
+    for record in records:
+        if record.get("cid"):
+            by_cid[str(record["cid"])].append(record)
+        if record.get("event") == Event.DISPATCH_ERROR:
+            summary.problems.append(f"DISPATCH_ERROR: {record.get('reason_detail')}")
+        required = (
+            REQUIRED.get(Event(record["event"])) if record.get("event") in set(Event) else None
+        )
+        missing = [f for f in required or () if f not in record]
+        if missing:
+            summary.problems.append(f"{record['event']} without {missing}")
+    for chain in by_cid.values():
+        names = [r["event"] for r in chain]
+        if Event.CALLBACK_RECEIVED not in names:
+            continue
+        absent = [step.value for step in CHAIN if step not in names]
+        decided = Event.CALLBACK_ACCEPTED in names or Event.CALLBACK_REJECTED in names
+        if absent or not decided:
+            summary.problems.append(f"incomplete chain {names}: missing {absent}")
+        if Event.CALLBACK_REJECTED in names and not any(
+            r.get("reason_code") for r in chain if r["event"] == Event.CALLBACK_REJECTED
+        ):
+            summary.problems.append("CALLBACK_REJECTED without a reason code")
+
+
+async def run_smoke(workdir: Path) -> Summary:
+    """Sandbox + bot in this process, the crawl, then every check."""
+    summary = Summary()
+    records: list[dict[str, Any]] = []
+    sandbox = await start_sandbox(kie_step_s=0.0, kie_generate_s=0.0)
+    stop = asyncio.Event()
+    ready: asyncio.Future[runtime.Services] = asyncio.get_running_loop().create_future()
+
+    async def on_ready(services: runtime.Services) -> None:
+        ready.set_result(services)
+
+    config = demo_config(sandbox, workdir / "smoke.db", http_port=0, rate_limit_per_10s=100_000)
+    bot_task = asyncio.create_task(
+        runtime.run(config, stop, install_signal_handlers=False, on_ready=on_ready)
+    )
+    telemetry.sinks.append(records.append)
+    try:
+        waiting: list[asyncio.Future[Any]] = [bot_task, ready]
+        await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
+        if bot_task.done():
+            bot_task.result()
+        async with SandboxClient(sandbox.telegram_app.url) as client:
+            user = await client.user(CRAWL_USER, "Smoke")
+            await crawl(user, summary)
+            violations = await client.violations()
+            summary.problems.extend(
+                f"Bot API violation: {v['method']} {v['problems']}" for v in violations
+            )
+            unanswered = (await client.records())["unanswered_callbacks"]
+            summary.problems.extend(f"unanswered callback {q}" for q in unanswered)
+    finally:
+        stop.set()
+        await bot_task
+        telemetry.sinks.remove(records.append)
+        await sandbox.stop()
+    check_events(records, summary)
+    return summary
+
+
+def main() -> int:
+    configure_logging(LogFormat.CONSOLE, "WARNING")
+    with tempfile.TemporaryDirectory() as tmp:
+        summary = asyncio.run(run_smoke(Path(tmp)))
+    print(summary.text())  # noqa: T201 - the command's report
+    return 0 if summary.ok else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
