@@ -97,6 +97,14 @@ class Bench:
             free_daily_quota=0,
         )
 
+    async def close(self, process: TrtProcess | None, *, grace_s: float) -> None:
+        """Stop the bot (SIGTERM, then kill after `grace_s`) and tear the sandbox down."""
+        if process is not None:
+            await process.signal(signal.SIGTERM)
+            await process.finish(grace_s)
+            await process.kill()
+        await self.teardown()
+
     async def teardown(self) -> None:
         await self.database.dispose()
         await drop_database(self.url)
@@ -188,11 +196,7 @@ async def throughput_run(backend: str, jobs: int, workdir: Path) -> float:
         await bench.until_count((JobStatus.DELIVERED,), jobs, timeout_s=600)
         return jobs / (time.monotonic() - started)
     finally:
-        if process is not None:
-            await process.signal(signal.SIGTERM)
-            await process.finish(60)
-            await process.kill()
-        await bench.teardown()
+        await bench.close(process, grace_s=60)
 
 
 async def memory_run(backend: str, inflight: int, workdir: Path) -> dict[str, float]:
@@ -213,11 +217,7 @@ async def memory_run(backend: str, inflight: int, workdir: Path) -> dict[str, fl
             "peak_rss_mb": peak_rss_mb(process.proc.pid),
         }
     finally:
-        if process is not None:
-            await process.signal(signal.SIGTERM)
-            await process.finish(120)
-            await process.kill()
-        await bench.teardown()
+        await bench.close(process, grace_s=120)
 
 
 async def rate_limit_run(workdir: Path, limit_per_10s: int = 18, jobs: int = 60) -> dict[str, Any]:
@@ -248,11 +248,7 @@ async def rate_limit_run(workdir: Path, limit_per_10s: int = 18, jobs: int = 60)
             "elapsed_s": round(time.monotonic() - started, 1),
         }
     finally:
-        if process is not None:
-            await process.signal(signal.SIGTERM)
-            await process.finish(60)
-            await process.kill()
-        await bench.teardown()
+        await bench.close(process, grace_s=60)
 
 
 async def main(args: argparse.Namespace) -> int:
