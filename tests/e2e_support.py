@@ -15,6 +15,7 @@ from trt.billing.ledger import Ledger, check_invariants
 from trt.billing.wallets import WalletService
 from trt.sandbox.demo import Sandbox, demo_config, start_sandbox
 from trt.sandbox.driver import SandboxClient
+from trt.telemetry.events import Event, telemetry
 
 FAST_ENGINE = {
     "poll_scale": 0.02,
@@ -30,6 +31,34 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
+class EventLog:
+    """The telemetry events of a test, awaitable: no polling for what an event announces."""
+
+    def __init__(self) -> None:
+        self.records: list[dict[str, Any]] = []
+        self._changed = asyncio.Event()
+
+    def sink(self, record: dict[str, Any]) -> None:
+        self.records.append(record)
+        self._changed.set()
+
+    async def wait_for(
+        self, event: Event, *, timeout_s: float = 10.0, **match: Any
+    ) -> dict[str, Any]:
+        """The first record of `event` whose fields equal `match` (waits for it to be emitted)."""
+        seen = 0
+        async with asyncio.timeout(timeout_s):
+            while True:
+                for record in self.records[seen:]:
+                    if record.get("event") == event and all(
+                        record.get(key) == value for key, value in match.items()
+                    ):
+                        return record
+                seen = len(self.records)
+                self._changed.clear()
+                await self._changed.wait()
+
+
 @dataclass
 class RunningBot:
     sandbox: Sandbox
@@ -37,6 +66,7 @@ class RunningBot:
     task: asyncio.Task[None]
     stop: asyncio.Event
     services: runtime.Services
+    events: EventLog
 
     @property
     def url(self) -> str:
@@ -83,6 +113,8 @@ async def running_bot(
     async def on_ready(services: runtime.Services) -> None:
         ready.set_result(services)
 
+    events = EventLog()
+    telemetry.sinks.append(events.sink)
     try:
         port = free_port() if callbacks else 0
         config = demo_config(
@@ -102,9 +134,10 @@ async def running_bot(
         if task in done:
             task.result()  # raises the start-up error
         async with SandboxClient(sandbox.telegram_app.url) as client:
-            yield RunningBot(sandbox, client, task, stop, ready.result())
+            yield RunningBot(sandbox, client, task, stop, ready.result(), events)
     finally:
         stop.set()
         if task is not None:
             await task
+        telemetry.sinks.remove(events.sink)
         await sandbox.stop()

@@ -18,6 +18,7 @@ from trt.db.models import HoldResolution, Job, Outbox
 from trt.jobs.service import JobLimitError
 from trt.jobs.state import JobStatus
 from trt.sandbox.driver import Message, SandboxUser
+from trt.telemetry.events import Event
 
 USER = 4242
 PRICE_NB2_1K = 760  # 8 credits × $0.005 × 95 ₽/$ × 2 = 7.60 ₽
@@ -264,6 +265,8 @@ async def test_callbacks_complete_jobs_duplicates_and_forgeries_are_harmless(
                 assert response.status == 401  # no valid signature
             async with http.post(f"{base}/kie/callback/not-a-token", json=forged) as response:
                 assert response.status in (401, 404)
+        # The photo reaches the user before the outbox commits the delivery: await that.
+        await bot.events.wait_for(Event.DELIVERED, job_id=job_id)
         assert (await job_row(bot, job_id)).status == JobStatus.DELIVERED.value
         photos = [m for m in await user.messages() if m.photo_file_id]
         assert len(photos) == 1
@@ -299,11 +302,9 @@ async def test_a_user_who_blocked_the_bot_is_charged_and_the_job_counts_as_deliv
 ) -> None:
     await user.block_bot()
     job_id = await start(bot, "[slow:0.3] a fox")
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 20
-    while (await job_row(bot, job_id)).status != JobStatus.DELIVERED.value:
-        assert loop.time() < deadline, "job not settled"
-        await asyncio.sleep(0.05)
+    delivered = await bot.events.wait_for(Event.DELIVERED, job_id=job_id, timeout_s=20)
+    assert delivered["outcome"] == "blocked"
+    assert (await job_row(bot, job_id)).status == JobStatus.DELIVERED.value
     assert await bot.balance(USER) == (100_000 - PRICE_NB2_1K, 0)
     async with bot.services.database.unit_of_work(readonly=True) as session:
         outcomes = set(await session.scalars(select(Outbox.outcome).where(Outbox.job_id == job_id)))

@@ -11,9 +11,9 @@ from sqlalchemy import select
 
 from tests.e2e_support import RunningBot, running_bot
 from trt.db.models import Job
-from trt.jobs.state import JobStatus
 from trt.sandbox.driver import Message, SandboxUser
 from trt.sandbox.media import render_png
+from trt.telemetry.events import Event
 
 FUNDS = 500_000
 
@@ -148,15 +148,7 @@ async def test_one_model_of_each_category_to_a_delivered_result(bot: RunningBot)
 
 
 async def wait_delivered(bot: RunningBot, job_id: str) -> None:
-    loop = asyncio.get_running_loop()
-    deadline = loop.time() + 15
-    while loop.time() < deadline:
-        async with bot.services.database.unit_of_work(readonly=True) as session:
-            job = await session.get(Job, job_id)
-        if job is not None and job.status == JobStatus.DELIVERED.value:
-            return
-        await asyncio.sleep(0.05)
-    raise AssertionError(f"{job_id} not delivered")
+    await bot.events.wait_for(Event.DELIVERED, job_id=job_id, timeout_s=15)
 
 
 async def test_double_tap_and_stale_confirm_make_one_job(bot: RunningBot) -> None:
@@ -221,6 +213,7 @@ async def test_a_restart_in_the_middle_keeps_the_users_place(tmp_path: Path) -> 
         assert "Выберите вариант" in hint.text
 
 
+@pytest.mark.dispatch_errors_expected
 async def test_a_failing_handler_still_answers_with_the_cid(
     bot: RunningBot, monkeypatch: pytest.MonkeyPatch
 ) -> None:

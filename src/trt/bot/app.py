@@ -12,6 +12,7 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 from trt.billing.wallets import WalletService
 from trt.bot.middlewares import (
     AnswerFirstMiddleware,
+    AnswerTimingMiddleware,
     CorrelationMiddleware,
     ErrorMiddleware,
     RateLimitMiddleware,
@@ -37,6 +38,7 @@ def create_bot(config: Config) -> Bot:
     token = config.telegram.bot_token
     assert token is not None, "BOT_TOKEN is checked by Config.require()"
     session = AiohttpSession(api=TelegramAPIServer.from_base(config.telegram.api_base))
+    session.middleware(AnswerTimingMiddleware())
     return Bot(
         token.get_secret_value(),
         session=session,

@@ -4,25 +4,34 @@ from __future__ import annotations
 
 import contextlib
 import time
-import uuid
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
 from typing import Any
 
 import structlog
-from aiogram import BaseMiddleware
+from aiogram import BaseMiddleware, Bot
+from aiogram.client.session.middlewares.base import (
+    BaseRequestMiddleware,
+    NextRequestMiddlewareType,
+)
 from aiogram.dispatcher.flags import get_flag
+from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
+from aiogram.methods.base import TelegramType
 from aiogram.types import CallbackQuery, Message, TelegramObject, User
 
 from trt.i18n import DEFAULT_LANG, t
 from trt.telemetry.events import (
     Event,
     Reason,
+    current_scope,
     get_callback_id,
     get_chat_id,
     get_update_id,
     get_user_id,
+    new_cid,
+    reject,
     telemetry,
+    update_scope,
 )
 from trt.telemetry.logs import get_logger
 from trt.users import UserService
@@ -65,27 +74,20 @@ class AnswerFirstMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        if isinstance(event, CallbackQuery):
-            handler_object = data.get("handler")
-            name = getattr(getattr(handler_object, "callback", None), "__qualname__", "?")
-            fields = {
-                "cid": data.get("cid"),
-                "update_id": get_update_id(event, data),
-                "user_id": get_user_id(event),
-                "chat_id": get_chat_id(event),
-                "callback_id": get_callback_id(event),
-                "callback_data": event.data,
-                "handler": name,
-            }
-            telemetry.emit(Event.CALLBACK_ROUTED, **fields)
-            if not get_flag(data, "manual_answer"):
-                await event.answer()
-            telemetry.emit(Event.CALLBACK_ACCEPTED, **fields)
-        return await handler(event, data)
+        if not isinstance(event, CallbackQuery):
+            return await handler(event, data)
+        handler_object = data.get("handler")
+        name = getattr(getattr(handler_object, "callback", None), "__qualname__", "?")
+        telemetry.callback_routed(name)
+        if not get_flag(data, "manual_answer"):
+            await event.answer()
+        result = await handler(event, data)
+        telemetry.settle_callback()
+        return result
 
 
 class CorrelationMiddleware(BaseMiddleware):
-    """One correlation id (`cid`) per update, in every log line and in handler data."""
+    """One correlation id (`cid`) per update, in every log line, event and in handler data."""
 
     async def __call__(
         self,
@@ -93,41 +95,27 @@ class CorrelationMiddleware(BaseMiddleware):
         event: TelegramObject,
         data: dict[str, Any],
     ) -> Any:
-        cid = uuid.uuid4().hex[:12]
+        cid = new_cid()
         data["cid"] = cid
-        update_id = get_update_id(event, data)
-        started = time.monotonic()
-        with structlog.contextvars.bound_contextvars(cid=cid, update_id=update_id):
-            telemetry.emit(
-                Event.UPDATE_RECEIVED,
-                cid=cid,
-                update_id=update_id,
-                user_id=get_user_id(event),
-                chat_id=get_chat_id(event),
-                kind=getattr(event, "event_type", None),
-            )
-            common = {
-                "cid": cid,
-                "update_id": update_id,
-                "user_id": get_user_id(event),
-                "chat_id": get_chat_id(event),
-            }
-            query = getattr(event, "callback_query", None)
+        ids: dict[str, Any] = {
+            "cid": cid,
+            "update_id": get_update_id(event, data),
+            "user_id": get_user_id(event),
+            "chat_id": get_chat_id(event),
+        }
+        query = getattr(event, "callback_query", None)
+        if query is not None:
+            ids.update(callback_id=get_callback_id(event), callback_data=query.data)
+        bound = {k: ids[k] for k in ("cid", "update_id", "user_id") if ids[k] is not None}
+        with update_scope(**ids) as scope, structlog.contextvars.bound_contextvars(**bound):
+            telemetry.emit(Event.UPDATE_RECEIVED, kind=getattr(event, "event_type", None))
             if query is not None:
-                telemetry.emit(
-                    Event.CALLBACK_RECEIVED,
-                    **common,
-                    callback_id=get_callback_id(event),
-                    callback_data=query.data,
-                )
+                telemetry.emit(Event.CALLBACK_RECEIVED)
             elif getattr(event, "message", None) is not None:
-                telemetry.emit(Event.MESSAGE_RECEIVED, **common)
+                telemetry.emit(Event.MESSAGE_RECEIVED)
             result = await handler(event, data)
-            latency_ms = round((time.monotonic() - started) * 1000, 2)
             if not data.get("dispatch_error"):
-                telemetry.emit(
-                    Event.DISPATCH_OK, cid=cid, update_id=update_id, latency_ms=latency_ms
-                )
+                telemetry.emit(Event.DISPATCH_OK, latency_ms=scope.elapsed_ms())
             return result
 
 
@@ -146,17 +134,48 @@ class ErrorMiddleware(BaseMiddleware):
             cid = str(data.get("cid", "-"))
             data["dispatch_error"] = True
             log.exception("dispatch_error", reason_code=Reason.INTERNAL_ERROR.value)
+            scope = current_scope()
             telemetry.emit(
                 Event.DISPATCH_ERROR,
-                cid=cid,
-                update_id=get_update_id(event, data),
-                latency_ms=None,
+                latency_ms=scope.elapsed_ms() if scope is not None else None,
                 reason_code=Reason.INTERNAL_ERROR.value,
                 reason_detail=f"{error.__class__.__name__}: {error}"[:300],
             )
             text = t(str(data.get("lang", DEFAULT_LANG)), "errors.apology", cid=cid)
             await _apologize(event, text)
             return None
+
+
+class AnswerTimingMiddleware(BaseRequestMiddleware):
+    """CALLBACK_ANSWERED with the time from the update's arrival to Telegram's answer.
+
+    Sits on the bot's session, so it sees every answerCallbackQuery: the automatic answer, a
+    handler's own, a refusal, an apology and the passive instance's.
+    """
+
+    async def __call__(
+        self,
+        make_request: NextRequestMiddlewareType[TelegramType],
+        bot: Bot,
+        method: TelegramMethod[TelegramType],
+    ) -> Response[TelegramType]:
+        # A plain bool, not isinstance narrowing: `method` keeps its generic type for the call.
+        answering = isinstance(method, AnswerCallbackQuery)
+        if not answering:
+            return await make_request(bot, method)
+        ok = False
+        try:
+            response = await make_request(bot, method)
+            ok = True
+            return response
+        finally:
+            scope = current_scope()
+            telemetry.emit(
+                Event.CALLBACK_ANSWERED,
+                callback_id=getattr(method, "callback_query_id", None),
+                latency_ms=scope.elapsed_ms() if scope is not None else None,
+                ok=ok,
+            )
 
 
 async def _apologize(event: TelegramObject, text: str) -> None:
@@ -195,7 +214,7 @@ class RateLimitMiddleware(BaseMiddleware):
             seen.popleft()
         if len(seen) >= self.limit:
             lang = str(data.get("lang", DEFAULT_LANG))
-            log.info("rate_limited", reason_code=Reason.RATE_LIMITED.value, user_id=user.id)
+            reject(Reason.RATE_LIMITED, f"over {self.limit} in {self.window_s:g} s")
             if isinstance(event, CallbackQuery):
                 await event.answer(t(lang, "limits.slow_down"))
             elif now - self._warned.get(user.id, 0.0) > self.window_s:

@@ -5,7 +5,6 @@ from __future__ import annotations
 import html
 import re
 
-import structlog
 from aiogram.exceptions import TelegramBadRequest
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
@@ -21,7 +20,6 @@ async def show(callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup)
         user_id=get_user_id(callback),
         chat_id=get_chat_id(callback),
         screen=screen,
-        cid=structlog.contextvars.get_contextvars().get("cid"),
     )
     message = callback.message
     if isinstance(message, Message) and message.text is not None:

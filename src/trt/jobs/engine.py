@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
+import structlog
 from sqlalchemy import case, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -209,6 +210,11 @@ class JobEngine:
             job = await session.get(Job, job_id)
         if job is None or job.lease_owner != self.owner:
             return
+        # Every line logged while advancing the job (KIE calls included) carries its cid.
+        with structlog.contextvars.bound_contextvars(cid=job.cid, job_id=job.id):
+            await self._advance(job)
+
+    async def _advance(self, job: Job) -> None:
         status = JobStatus(job.status)
         if status is JobStatus.CONFIRMED:
             await self._submit(job)

@@ -18,6 +18,7 @@ import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 
+import structlog
 from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -28,7 +29,7 @@ from trt.db.database import Database
 from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.i18n import t
 from trt.jobs.state import JobStatus
-from trt.telemetry.events import Event, telemetry
+from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
@@ -135,6 +136,10 @@ class OutboxRelay:
             job = None if row is None else await session.get(Job, row.job_id)
         if row is None or job is None or row.sent_at is not None:
             return
+        with structlog.contextvars.bound_contextvars(cid=row.cid or job.cid, job_id=job.id):
+            await self._deliver(row, job)
+
+    async def _deliver(self, row: Outbox, job: Job) -> None:
         wait = self.sender.wait_s(row.chat_id)
         if wait > PACING_SLACK_S:
             # The chat's next slot is later: give the row back rather than hold a worker.
@@ -240,10 +245,12 @@ class OutboxRelay:
 
     async def _settle_result(self, job: Job, *, delivered: bool) -> None:
         """A result nobody can receive: delivered (blocked) or refunded (given up)."""
-        async with self.database.unit_of_work() as session:
-            if delivered:
+        if delivered:
+            async with self.database.unit_of_work() as session:
                 await self._job_delivered(session, job)
-                return
+            telemetry.emit(Event.DELIVERED, cid=job.cid, job_id=job.id, outcome="blocked")
+            return
+        async with self.database.unit_of_work() as session:
             moved = await session.execute(
                 update(Job)
                 .where(Job.id == job.id, Job.status == JobStatus.SUCCEEDED.value)
@@ -268,6 +275,14 @@ class OutboxRelay:
                     memo=f"undelivered job {job.id}",
                     cid=job.cid,
                 )
+        telemetry.emit(
+            Event.JOB_FAILED,
+            cid=job.cid,
+            job_id=job.id,
+            reason_code=Reason.DOWNSTREAM_ERROR.value,
+            reason_detail="the result could not be delivered; refunded",
+            amount_kop=job.price_kop,
+        )
 
     async def _retry(self, row: Outbox, job: Job, later: RetryLater) -> None:
         attempts = row.attempts + 1

@@ -4,8 +4,8 @@ Breadth-first over callback data: every button found on a screen is tapped once 
 that showed it); a screen that asks for a prompt gets a short text, one that asks for a photo
 gets a small picture, so parameter screens are reached too. The crawl user has no money: it can
 spend nothing but free runs. Checked: every tap answered, no DISPATCH_ERROR, every callback's
-event chain complete with its required fields, zero strict Bot API violations, and an unknown
-callback (`test:unknown`) answered with UNKNOWN_CALLBACK.
+event chain complete with its required fields (`trt.telemetry.contract`), zero strict Bot API
+violations, and an unknown callback (`test:unknown`) answered with UNKNOWN_CALLBACK.
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import sys
 import tempfile
-from collections import defaultdict, deque
+from collections import deque
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -23,19 +23,13 @@ from trt.config import LogFormat
 from trt.sandbox.demo import demo_config, start_sandbox
 from trt.sandbox.driver import Message, SandboxClient, SandboxUser
 from trt.sandbox.media import render_png
-from trt.telemetry.events import REQUIRED, Event, telemetry
+from trt.telemetry.contract import check_records
+from trt.telemetry.events import Event, telemetry
 from trt.telemetry.logs import configure_logging
 
 CRAWL_USER = 424_242
 MAX_TAPS = 1500
 SCREEN_WAIT_S = 0.4  # a tap that only answers (a toast) shows no new screen
-CHAIN = (
-    Event.UPDATE_RECEIVED,
-    Event.CALLBACK_RECEIVED,
-    Event.CALLBACK_ROUTED,
-    Event.UI_RENDER,
-    Event.DISPATCH_OK,
-)
 
 
 @dataclass
@@ -43,6 +37,7 @@ class Summary:
     taps: int = 0
     screens: set[str] = field(default_factory=set)
     slowest_answer_s: float = 0.0
+    answer_ms: list[float] = field(default_factory=list)  # the bot's own CALLBACK_ANSWERED
     problems: list[str] = field(default_factory=list)
 
     @property
@@ -54,8 +49,14 @@ class Summary:
             f"screens visited: {len(self.screens)}",
             f"buttons clicked: {self.taps}",
             f"slowest answer: {self.slowest_answer_s * 1000:.0f} ms",
-            f"problems: {len(self.problems)}",
         ]
+        if self.answer_ms:
+            ordered = sorted(self.answer_ms)
+            lines.append(
+                f"answer latency in the bot: p50 {ordered[len(ordered) // 2]:.0f} ms, "
+                f"max {ordered[-1]:.0f} ms over {len(ordered)} answers"
+            )
+        lines.append(f"problems: {len(self.problems)}")
         lines.extend(f"  - {problem}" for problem in self.problems[:30])
         return "\n".join(lines)
 
@@ -111,33 +112,6 @@ async def crawl(user: SandboxUser, summary: Summary) -> None:
         summary.problems.append("test:unknown was not answered as UNKNOWN_CALLBACK")
 
 
-def check_events(records: list[dict[str, Any]], summary: Summary) -> None:
-    by_cid: dict[str, list[dict[str, Any]]] = defaultdict(list)
-    for record in records:
-        if record.get("cid"):
-            by_cid[str(record["cid"])].append(record)
-        if record.get("event") == Event.DISPATCH_ERROR:
-            summary.problems.append(f"DISPATCH_ERROR: {record.get('reason_detail')}")
-        required = (
-            REQUIRED.get(Event(record["event"])) if record.get("event") in set(Event) else None
-        )
-        missing = [f for f in required or () if f not in record]
-        if missing:
-            summary.problems.append(f"{record['event']} without {missing}")
-    for chain in by_cid.values():
-        names = [r["event"] for r in chain]
-        if Event.CALLBACK_RECEIVED not in names:
-            continue
-        absent = [step.value for step in CHAIN if step not in names]
-        decided = Event.CALLBACK_ACCEPTED in names or Event.CALLBACK_REJECTED in names
-        if absent or not decided:
-            summary.problems.append(f"incomplete chain {names}: missing {absent}")
-        if Event.CALLBACK_REJECTED in names and not any(
-            r.get("reason_code") for r in chain if r["event"] == Event.CALLBACK_REJECTED
-        ):
-            summary.problems.append("CALLBACK_REJECTED without a reason code")
-
-
 async def run_smoke(workdir: Path) -> Summary:
     """Sandbox + bot in this process, the crawl, then every check."""
     summary = Summary()
@@ -173,7 +147,13 @@ async def run_smoke(workdir: Path) -> Summary:
         await bot_task
         telemetry.sinks.remove(records.append)
         await sandbox.stop()
-    check_events(records, summary)
+    summary.problems.extend(check_records(records, strict=True))
+    summary.answer_ms = [
+        float(r["latency_ms"])
+        for r in records
+        if r.get("event") == Event.CALLBACK_ANSWERED
+        and isinstance(r.get("latency_ms"), (int, float))
+    ]
     return summary
 
 

@@ -12,7 +12,10 @@ from __future__ import annotations
 
 import contextlib
 import time
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Iterator
+from contextvars import ContextVar
+from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
@@ -28,6 +31,8 @@ class Event(StrEnum):
     CALLBACK_ROUTED = "CALLBACK_ROUTED"
     CALLBACK_ACCEPTED = "CALLBACK_ACCEPTED"
     CALLBACK_REJECTED = "CALLBACK_REJECTED"
+    CALLBACK_ANSWERED = "CALLBACK_ANSWERED"
+    MESSAGE_REJECTED = "MESSAGE_REJECTED"
     UI_RENDER = "UI_RENDER"
     DISPATCH_OK = "DISPATCH_OK"
     DISPATCH_ERROR = "DISPATCH_ERROR"
@@ -57,6 +62,8 @@ class Reason(StrEnum):
     STATE_MISMATCH = "STATE_MISMATCH"
     EXPIRED = "EXPIRED"
     INSUFFICIENT_FUNDS = "INSUFFICIENT_FUNDS"
+    LIMIT_REACHED = "LIMIT_REACHED"
+    DUPLICATE = "DUPLICATE"
     DOWNSTREAM_ERROR = "DOWNSTREAM_ERROR"
     DOWNSTREAM_TIMEOUT = "DOWNSTREAM_TIMEOUT"
     DB_ERROR = "DB_ERROR"
@@ -64,14 +71,17 @@ class Reason(StrEnum):
 
 
 _BASE = ("cid", "event", "ts")
-_CALLBACK = (*_BASE, "update_id", "user_id", "chat_id", "callback_id", "callback_data")
+_MESSAGE = (*_BASE, "update_id", "user_id", "chat_id")
+_CALLBACK = (*_MESSAGE, "callback_id", "callback_data")
 REQUIRED: dict[Event, tuple[str, ...]] = {
     Event.UPDATE_RECEIVED: (*_BASE, "update_id"),
-    Event.MESSAGE_RECEIVED: (*_BASE, "update_id", "user_id", "chat_id"),
+    Event.MESSAGE_RECEIVED: _MESSAGE,
     Event.CALLBACK_RECEIVED: _CALLBACK,
     Event.CALLBACK_ROUTED: (*_CALLBACK, "handler"),
     Event.CALLBACK_ACCEPTED: (*_CALLBACK, "handler"),
     Event.CALLBACK_REJECTED: (*_CALLBACK, "reason_code", "reason_detail"),
+    Event.CALLBACK_ANSWERED: (*_CALLBACK, "latency_ms"),
+    Event.MESSAGE_REJECTED: (*_MESSAGE, "reason_code", "reason_detail"),
     Event.UI_RENDER: (*_BASE, "user_id", "chat_id", "screen"),
     Event.DISPATCH_OK: (*_BASE, "update_id", "latency_ms"),
     Event.DISPATCH_ERROR: (*_BASE, "update_id", "latency_ms", "reason_code", "reason_detail"),
@@ -169,8 +179,52 @@ def get_message_id(event: Any) -> int | None:
     return value if isinstance(value, int) else None
 
 
+# -- the update being handled ------------------------------------------------------------------
+@dataclass(slots=True)
+class UpdateScope:
+    """What every event of one update shares; set once per update, read by `emit`.
+
+    Handlers need not pass the ids along: an event emitted while an update is handled gets the
+    update's cid, update id, user, chat and callback fields unless it names its own.
+    """
+
+    ids: dict[str, Any]
+    started: float = field(default_factory=time.monotonic)
+    # The callback's decision: CALLBACK_ACCEPTED is emitted once the handler shows a screen or
+    # returns, unless it rejected the tap first (then CALLBACK_REJECTED is the decision).
+    handler: str | None = None
+    decided: bool = False
+
+    def elapsed_ms(self) -> float:
+        return round((time.monotonic() - self.started) * 1000, 2)
+
+
+_scope: ContextVar[UpdateScope | None] = ContextVar("trt_update_scope", default=None)
+
+
+def new_cid() -> str:
+    """A fresh correlation id: 12 hex characters, short enough to read out to support."""
+    return uuid.uuid4().hex[:12]
+
+
+def current_scope() -> UpdateScope | None:
+    return _scope.get()
+
+
+@contextlib.contextmanager
+def update_scope(**ids: Any) -> Iterator[UpdateScope]:
+    """Bind `ids` (cid, update_id, user_id, …) to every event emitted inside the block."""
+    scope = UpdateScope({k: v for k, v in ids.items() if v is not None})
+    token = _scope.set(scope)
+    try:
+        yield scope
+    finally:
+        _scope.reset(token)
+
+
 # -- emitting ---------------------------------------------------------------------------------
 Sink = Callable[[dict[str, Any]], None]
+_DECISION_TRIGGERS = frozenset({Event.UI_RENDER.value})
 
 
 class Telemetry:
@@ -182,20 +236,75 @@ class Telemetry:
         self._reported = False
 
     def emit(self, event: Event | str, **fields: Any) -> dict[str, Any] | None:
+        """Log the event and hand it to every sink; None when it could not be built or logged."""
         try:
-            record = {"event": str(event), "ts": time.time(), **fields}
-            log.info(str(event), **{k: v for k, v in fields.items() if k != "event"})
-            for sink in self.sinks:
-                sink(record)
-            return record
+            name = str(event)
+            scope = _scope.get()
+            if scope is not None:
+                if name in _DECISION_TRIGGERS:
+                    self.settle_callback()
+                merged = dict(scope.ids)
+                for key, value in fields.items():
+                    # An explicit None does not hide the update's own id (`update_id=None`).
+                    if value is not None or key not in merged:
+                        merged[key] = value
+                fields = merged
+            record = {"event": name, "ts": time.time(), **fields}
+            log.info(name, **{k: v for k, v in fields.items() if k != "event"})
         except Exception as error:
-            self.failures += 1
-            if not self._reported:
-                self._reported = True
-                # Reported once: a broken sink must not flood the log or stop the bot.
-                with contextlib.suppress(Exception):
-                    log.error("telemetry_sink_failed", error=repr(error)[:200])
+            self._failed(error)
             return None
+        for sink in self.sinks:
+            # Each sink on its own: a broken one costs only its own copy of the event.
+            try:
+                sink(record)
+            except Exception as error:
+                self._failed(error)
+        return record
+
+    def _failed(self, error: Exception) -> None:
+        self.failures += 1
+        if not self._reported:
+            self._reported = True
+            # Reported once: a broken sink must not flood the log or stop the bot.
+            with contextlib.suppress(Exception):
+                log.error("telemetry_sink_failed", error=repr(error)[:200])
+
+    def callback_routed(self, handler: str) -> None:
+        """CALLBACK_ROUTED now; CALLBACK_ACCEPTED follows unless the handler rejects."""
+        scope = _scope.get()
+        if scope is not None:
+            scope.handler = handler
+            scope.decided = False
+        self.emit(Event.CALLBACK_ROUTED, handler=handler)
+
+    def settle_callback(self) -> None:
+        """Emit CALLBACK_ACCEPTED for a routed callback that was neither accepted nor rejected."""
+        scope = _scope.get()
+        if scope is None or scope.handler is None or scope.decided:
+            return
+        scope.decided = True
+        self.emit(Event.CALLBACK_ACCEPTED, handler=scope.handler)
+
+    def _rejection(
+        self,
+        event: Event,
+        reason_code: Reason | str | None,
+        reason: Reason | str | None,
+        reason_detail: str | None,
+        error_type: str | None,
+        error_message: str | None,
+        extra: dict[str, Any],
+    ) -> dict[str, Any] | None:
+        scope = _scope.get()
+        if scope is not None:
+            scope.decided = True
+        code = reason_code or reason or Reason.INTERNAL_ERROR
+        detail = reason_detail or error_message or ""
+        fields: dict[str, Any] = {"reason_code": str(code), "reason_detail": detail, **extra}
+        if error_type:
+            fields["error_type"] = error_type
+        return self.emit(event, **fields)
 
     def callback_rejected(
         self,
@@ -208,12 +317,36 @@ class Telemetry:
         **extra: Any,
     ) -> dict[str, Any] | None:
         """CALLBACK_REJECTED; `reason_code` preferred, `reason` accepted; unknown kwargs kept."""
-        code = reason_code or reason or Reason.INTERNAL_ERROR
-        detail = reason_detail or error_message or ""
-        fields: dict[str, Any] = {"reason_code": str(code), "reason_detail": detail, **extra}
-        if error_type:
-            fields["error_type"] = error_type
-        return self.emit(Event.CALLBACK_REJECTED, **fields)
+        return self._rejection(
+            Event.CALLBACK_REJECTED,
+            reason_code,
+            reason,
+            reason_detail,
+            error_type,
+            error_message,
+            extra,
+        )
+
+    def message_rejected(
+        self,
+        reason_code: Reason | str | None = None,
+        *,
+        reason: Reason | str | None = None,
+        reason_detail: str | None = None,
+        error_type: str | None = None,
+        error_message: str | None = None,
+        **extra: Any,
+    ) -> dict[str, Any] | None:
+        """MESSAGE_REJECTED: a message (a command, a text, a file) refused, with the reason."""
+        return self._rejection(
+            Event.MESSAGE_REJECTED,
+            reason_code,
+            reason,
+            reason_detail,
+            error_type,
+            error_message,
+            extra,
+        )
 
 
 telemetry = Telemetry()
@@ -223,6 +356,29 @@ def log_callback_rejected(*args: Any, **kwargs: Any) -> dict[str, Any] | None:
     """Backward-compatible entry point: any old or new spelling, never an exception."""
     try:
         return telemetry.callback_rejected(*args[:1], **kwargs)
+    except Exception:
+        telemetry.failures += 1
+        return None
+
+
+def reject(
+    reason_code: Reason | str, reason_detail: str = "", **extra: Any
+) -> dict[str, Any] | None:
+    """Record the refusal of the update being handled, whichever kind it is.
+
+    A tap gets CALLBACK_REJECTED (and so no CALLBACK_ACCEPTED), anything else MESSAGE_REJECTED;
+    the ids come from the update's scope. Never raises.
+    """
+    scope = _scope.get()
+    is_callback = scope is not None and "callback_id" in scope.ids
+    entry = log_callback_rejected if is_callback else log_message_rejected
+    return entry(reason_code=reason_code, reason_detail=reason_detail, **extra)
+
+
+def log_message_rejected(*args: Any, **kwargs: Any) -> dict[str, Any] | None:
+    """The same for messages: any spelling, never an exception."""
+    try:
+        return telemetry.message_rejected(*args[:1], **kwargs)
     except Exception:
         telemetry.failures += 1
         return None

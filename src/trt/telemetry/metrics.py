@@ -40,6 +40,12 @@ class Metrics:
             buckets=LATENCY_BUCKETS_S,
             registry=r,
         )
+        self.callback_answer = Histogram(
+            "trt_callback_answer_seconds",
+            "Time from a tap's arrival to its answerCallbackQuery",
+            buckets=LATENCY_BUCKETS_S,
+            registry=r,
+        )
         self.kie_errors = Counter(
             "trt_kie_errors_total", "KIE errors by code", ["code"], registry=r
         )
@@ -58,7 +64,7 @@ class Metrics:
             self.updates.labels(type=str(record.get("kind") or "unknown")).inc()
         elif name == Event.CALLBACK_ACCEPTED:
             self.callbacks.labels(handler=str(record.get("handler", "?"))).inc()
-        elif name in (Event.CALLBACK_REJECTED, Event.PASSIVE_REJECT):
+        elif name in (Event.CALLBACK_REJECTED, Event.MESSAGE_REJECTED, Event.PASSIVE_REJECT):
             self.rejections.labels(reason=str(record.get("reason_code", "?"))).inc()
         elif name in (Event.DISPATCH_OK, Event.DISPATCH_ERROR):
             latency = record.get("latency_ms")
@@ -67,6 +73,10 @@ class Metrics:
                 self.dispatch.labels(outcome=outcome).observe(latency / 1000)
             if outcome == "error":
                 self.rejections.labels(reason=str(record.get("reason_code", "?"))).inc()
+        elif name == Event.CALLBACK_ANSWERED:
+            latency = record.get("latency_ms")
+            if isinstance(latency, (int, float)):
+                self.callback_answer.observe(latency / 1000)
         elif name == Event.KIE_ERROR:
             self.kie_errors.labels(code=str(record.get("code", "?"))).inc()
         elif name == Event.DELIVERED:

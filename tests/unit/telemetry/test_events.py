@@ -28,6 +28,8 @@ from trt.telemetry.events import (
     get_update_id,
     get_user_id,
     log_callback_rejected,
+    reject,
+    update_scope,
 )
 
 USER = User(id=7, is_bot=False, first_name="A")
@@ -125,10 +127,12 @@ def test_a_sink_that_raises_is_counted_and_never_raises() -> None:
     def broken(_record: dict[str, Any]) -> None:
         raise OSError("disk full")
 
-    telemetry.sinks.append(broken)
-    assert telemetry.emit(Event.UPDATE_RECEIVED, cid="c", update_id=1) is None
-    assert telemetry.emit(Event.DISPATCH_OK, cid="c", update_id=1, latency_ms=1) is None
+    kept: list[dict[str, Any]] = []
+    telemetry.sinks.extend([broken, kept.append])
+    assert telemetry.emit(Event.UPDATE_RECEIVED, cid="c", update_id=1) is not None
+    assert telemetry.emit(Event.DISPATCH_OK, cid="c", update_id=1, latency_ms=1) is not None
     assert telemetry.failures == 2
+    assert [r["event"] for r in kept] == ["UPDATE_RECEIVED", "DISPATCH_OK"]
 
 
 def test_every_event_has_its_required_fields_declared() -> None:
@@ -145,3 +149,91 @@ def test_the_module_level_entry_point_survives_a_broken_telemetry(
 
     monkeypatch.setattr(events.telemetry, "callback_rejected", explode)
     assert log_callback_rejected(reason_code="X") is None
+
+
+def _recording() -> tuple[Telemetry, list[dict[str, Any]]]:
+    recorder = Telemetry()
+    records: list[dict[str, Any]] = []
+    recorder.sinks.append(records.append)
+    return recorder, records
+
+
+def test_events_inside_an_update_carry_its_ids() -> None:
+    recorder, records = _recording()
+    with update_scope(cid="c1", update_id=10, user_id=7, chat_id=70):
+        recorder.emit(Event.UI_RENDER, screen="menu")
+        recorder.emit(Event.MESSAGE_REJECTED, update_id=None, user_id=8, reason_code="X")
+    recorder.emit(Event.UI_RENDER, screen="outside")
+    assert records[0] | {"ts": 0} == {
+        "event": "UI_RENDER",
+        "ts": 0,
+        "cid": "c1",
+        "update_id": 10,
+        "user_id": 7,
+        "chat_id": 70,
+        "screen": "menu",
+    }
+    # An explicit None keeps the update's id; an explicit value wins.
+    assert (records[1]["update_id"], records[1]["user_id"]) == (10, 8)
+    assert "cid" not in records[2]
+
+
+def test_an_accepted_tap_is_accepted_once_before_its_screen() -> None:
+    recorder, records = _recording()
+    with update_scope(cid="c2", update_id=11, callback_id="cb", callback_data="x"):
+        recorder.callback_routed("on_menu")
+        recorder.emit(Event.UI_RENDER, screen="a")
+        recorder.emit(Event.UI_RENDER, screen="b")
+        recorder.settle_callback()
+    assert [r["event"] for r in records] == [
+        "CALLBACK_ROUTED",
+        "CALLBACK_ACCEPTED",
+        "UI_RENDER",
+        "UI_RENDER",
+    ]
+    assert records[1]["handler"] == "on_menu"
+
+
+def test_a_tap_without_a_screen_is_accepted_when_its_handler_returns() -> None:
+    recorder, records = _recording()
+    with update_scope(cid="c3", callback_id="cb"):
+        recorder.callback_routed("on_toast")
+        recorder.settle_callback()
+        recorder.settle_callback()
+    assert [r["event"] for r in records] == ["CALLBACK_ROUTED", "CALLBACK_ACCEPTED"]
+
+
+def test_reject_picks_the_event_by_the_kind_of_update(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder, records = _recording()
+    monkeypatch.setattr(events, "telemetry", recorder)
+    with update_scope(cid="c4", update_id=12, callback_id="cb", callback_data="x"):
+        recorder.callback_routed("on_confirm")
+        reject(Reason.STATE_MISMATCH, "old confirmation")
+        recorder.emit(Event.UI_RENDER, screen="menu")
+        recorder.settle_callback()
+    with update_scope(cid="c5", update_id=13, user_id=7, chat_id=70):
+        reject(Reason.VALIDATION_FAILED, "too long")
+    reject("ACCESS_DENIED", "no update at all", user_id=9)
+    names = [(r["event"], r.get("reason_code")) for r in records]
+    assert names == [
+        ("CALLBACK_ROUTED", None),
+        ("CALLBACK_REJECTED", "STATE_MISMATCH"),
+        ("UI_RENDER", None),  # rejected: no CALLBACK_ACCEPTED before or after the screen
+        ("MESSAGE_REJECTED", "VALIDATION_FAILED"),
+        ("MESSAGE_REJECTED", "ACCESS_DENIED"),
+    ]
+    assert records[1]["reason_detail"] == "old confirmation"
+    assert records[3]["update_id"] == 13
+    assert records[4]["user_id"] == 9
+
+
+def test_a_broken_log_call_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch) -> None:
+    recorder, records = _recording()
+
+    def explode(*_args: Any, **_kwargs: Any) -> None:
+        raise ValueError("renderer bug")
+
+    monkeypatch.setattr(events.log, "info", explode)
+    assert recorder.emit(Event.UPDATE_RECEIVED, cid="c", update_id=1) is None
+    assert recorder.failures == 1
+    assert records == []

@@ -8,16 +8,7 @@ from aiogram.types import CallbackQuery, Message
 from trt.bot.keyboards import main_menu
 from trt.bot.screens import show
 from trt.i18n import t
-from trt.telemetry.events import (
-    Reason,
-    get_callback_id,
-    get_chat_id,
-    get_user_id,
-    log_callback_rejected,
-)
-from trt.telemetry.logs import get_logger
-
-log = get_logger(__name__)
+from trt.telemetry.events import Reason, reject
 
 
 def build() -> Router:
@@ -28,18 +19,9 @@ def build() -> Router:
     return router
 
 
-async def on_unknown_callback(callback: CallbackQuery, lang: str, cid: str | None = None) -> None:
+async def on_unknown_callback(callback: CallbackQuery, lang: str) -> None:
+    reject(Reason.UNKNOWN_CALLBACK, "no handler for this callback data")
     await callback.answer(t(lang, "fallback.stale"))
-    log_callback_rejected(
-        reason_code=Reason.UNKNOWN_CALLBACK,
-        reason_detail="no handler for this callback data",
-        cid=cid,
-        update_id=None,
-        user_id=get_user_id(callback),
-        chat_id=get_chat_id(callback),
-        callback_id=get_callback_id(callback),
-        callback_data=callback.data,
-    )
     await show(callback, t(lang, "start.menu"), main_menu(lang))
 
 

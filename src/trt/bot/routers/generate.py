@@ -36,6 +36,7 @@ from trt.catalog.schema import ParamType, Role
 from trt.i18n import t
 from trt.jobs.service import JobLimitError, JobService, JobValidationError
 from trt.pipeline import ParamView, UnifiedModelPipeline
+from trt.telemetry.events import Reason, reject
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
@@ -104,6 +105,7 @@ async def on_start_model(
 ) -> None:
     model = pipeline.catalog.get(callback_data.slug)
     if model is None or not model.enabled:
+        reject(Reason.STATE_MISMATCH, f"model {callback_data.slug} unknown or disabled")
         await show(callback, t(lang, "catalog.disabled"), main_menu(lang))
         return
     draft = Draft(model.slug)
@@ -124,6 +126,8 @@ async def on_flow_action(
 ) -> None:
     draft = await _draft(state)
     if callback_data.action == "cancel" or draft is None:
+        if draft is None and callback_data.action != "cancel":
+            reject(Reason.STATE_MISMATCH, "no draft in progress")
         await state.clear()
         key = "flow.cancelled" if callback_data.action == "cancel" else "flow.stale"
         await show(callback, t(lang, key), main_menu(lang))
@@ -163,15 +167,18 @@ async def on_param_set(
     draft = await _draft(state)
     model = pipeline.catalog.get(callback_data.slug)
     if draft is None or model is None or draft.slug != model.slug:
+        reject(Reason.STATE_MISMATCH, "the choice is not for the draft in progress")
         await callback.answer(t(lang, "flow.stale"))
         await show(callback, t(lang, "start.menu"), main_menu(lang))
         return
     names = list(model.params)
     if not 0 <= callback_data.param < len(names):
+        reject(Reason.VALIDATION_FAILED, f"no parameter #{callback_data.param}")
         await callback.answer(t(lang, "flow.stale"))
         return
     view = pipeline.get_schema(model.slug, lang).param(names[callback_data.param])
     if not 0 <= callback_data.value < len(view.options):
+        reject(Reason.VALIDATION_FAILED, f"no option #{callback_data.value} of {view.name}")
         await callback.answer(t(lang, "flow.stale"))
         return
     await callback.answer()
@@ -199,6 +206,7 @@ async def on_param_menu(
 ) -> None:
     draft = await _draft(state)
     if draft is None or draft.slug != callback_data.slug:
+        reject(Reason.STATE_MISMATCH, "settings of a draft not in progress")
         await show(callback, t(lang, "flow.stale"), main_menu(lang))
         return
     text, markup = settings_screen(pipeline, draft, lang)
@@ -221,6 +229,7 @@ async def on_param_open(
         or draft.slug != model.slug
         or not (0 <= callback_data.param < len(names))
     ):
+        reject(Reason.STATE_MISMATCH, "a parameter of a draft not in progress")
         await show(callback, t(lang, "flow.stale"), main_menu(lang))
         return
     schema = pipeline.get_schema(model.slug, lang)
@@ -251,9 +260,11 @@ async def on_confirm(
         # A second tap, or a confirmation from an old message: never a second job.
         existing = await jobs.by_draft(callback_data.draft)
         if existing is not None:
+            reject(Reason.DUPLICATE, f"job {existing.id} exists for this confirmation")
             status = t(lang, f"status.{existing.status.value}")
             await callback.answer(t(lang, "flow.already", status=status))
             return
+        reject(Reason.STATE_MISMATCH, "a confirmation of another draft")
         await callback.answer(t(lang, "flow.stale"))
         await show(callback, t(lang, "flow.stale"), main_menu(lang))
         return
@@ -281,6 +292,7 @@ async def on_confirm(
             cid=cid,
         )
     except InsufficientFundsError as short:
+        reject(Reason.INSUFFICIENT_FUNDS, f"needs {short.needed_kop}, has {short.available_kop}")
         missing = format_rubles(short.needed_kop - short.available_kop)
         text, markup, _q = confirm_screen(
             pipeline, draft, lang, balance_kopecks=short.available_kop, free_left=None
@@ -288,10 +300,12 @@ async def on_confirm(
         await show(callback, text + "\n\n" + t(lang, "jobs.insufficient", missing=missing), markup)
         return
     except JobLimitError as limit:
+        reject(Reason.LIMIT_REACHED, f"{limit.scope} limit of {limit.count} active jobs")
         key = "jobs.limit_user" if limit.scope == "user" else "jobs.limit_global"
         await show(callback, t(lang, key, count=limit.count), main_menu(lang))
         return
     except JobValidationError as invalid:
+        reject(Reason.VALIDATION_FAILED, "; ".join(invalid.messages)[:300])
         await show(callback, "\n".join(html.escape(m) for m in invalid.messages), main_menu(lang))
         return
     await state.clear()
@@ -324,10 +338,12 @@ async def on_media(
 ) -> None:
     current = await _current_question(state, pipeline, lang)
     if current is None:
+        reject(Reason.STATE_MISMATCH, "input without a question")
         await message.answer(t(lang, "flow.stale"), reply_markup=main_menu(lang))
         return
     draft, view = current
     if view.media is None:
+        reject(Reason.VALIDATION_FAILED, f"a file where {view.name} asks for a value")
         await message.answer(
             t(lang, "flow.need_text", label=html.escape(view.label))
             if view.role in (Role.PROMPT, Role.TEXT)
@@ -338,15 +354,18 @@ async def on_media(
     file_id, size, mime = _file_of(message)
     limit_mb = min(media.max_mb, TELEGRAM_DOWNLOAD_LIMIT_MB)
     if file_id is None:
+        reject(Reason.VALIDATION_FAILED, "no usable file in the message")
         await message.answer(t(lang, "flow.not_image"))
         return
     if mime is not None and mime.split("/")[-1].replace("jpg", "jpeg") not in {
         f.replace("jpg", "jpeg") for f in media.formats
     }:
         formats = ", ".join(media.formats).upper()
+        reject(Reason.VALIDATION_FAILED, f"{mime} is not one of {formats}")
         await message.answer(t(lang, "flow.wrong_type", formats=formats))
         return
     if size is not None and size > limit_mb * 1024 * 1024:
+        reject(Reason.VALIDATION_FAILED, f"{size} bytes over {limit_mb} MB")
         await message.answer(t(lang, "flow.too_big", mb=int(limit_mb)))
         return
     reference = TELEGRAM_FILE_PREFIX + file_id
@@ -354,6 +373,7 @@ async def on_media(
     if view.type is ParamType.ARRAY:
         items = list(draft.params.get(view.name) or [])
         if len(items) >= limit:
+            reject(Reason.VALIDATION_FAILED, f"more than {limit} files")
             await message.answer(t(lang, "flow.too_many", max=limit))
             return
         items.append(reference)
@@ -388,14 +408,17 @@ async def on_text(
 ) -> None:
     current = await _current_question(state, pipeline, lang)
     if current is None:
+        reject(Reason.STATE_MISMATCH, "input without a question")
         await message.answer(t(lang, "flow.stale"), reply_markup=main_menu(lang))
         return
     draft, view = current
     if view.media is not None:
+        reject(Reason.VALIDATION_FAILED, f"text where {view.name} asks for a file")
         what = t(lang, f"flow.what_{view.media.kind.value}")
         await message.answer(t(lang, "flow.need_media", what=what))
         return
     if view.options and view.role not in (Role.PROMPT, Role.TEXT):
+        reject(Reason.VALIDATION_FAILED, f"text where {view.name} asks for a button")
         await message.answer(t(lang, "flow.need_choice"))
         return
     candidate: dict[str, Any] = {**draft.params, view.name: message.text or ""}
@@ -403,6 +426,7 @@ async def on_text(
         e for e in pipeline.validate(draft.slug, candidate, lang).errors if e.field == view.name
     ]
     if errors:
+        reject(Reason.VALIDATION_FAILED, "; ".join(e.message for e in errors)[:300])
         await message.answer("\n".join(html.escape(e.message) for e in errors))
         return
     checked = pipeline.validate(
@@ -419,9 +443,11 @@ async def on_other_input(
 ) -> None:
     current = await _current_question(state, pipeline, lang)
     if current is None:
+        reject(Reason.STATE_MISMATCH, "input without a question")
         await message.answer(t(lang, "flow.stale"), reply_markup=main_menu(lang))
         return
     _draft_value, view = current
+    reject(Reason.VALIDATION_FAILED, f"unsupported input for {view.name}")
     if view.media is not None:
         await message.answer(
             t(lang, "flow.need_media", what=t(lang, f"flow.what_{view.media.kind.value}"))
@@ -431,4 +457,5 @@ async def on_other_input(
 
 
 async def on_input_while_confirming(message: Message, lang: str) -> None:
+    reject(Reason.STATE_MISMATCH, "input while the confirmation is shown")
     await message.answer(t(lang, "flow.need_choice"))

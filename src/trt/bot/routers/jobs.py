@@ -18,6 +18,7 @@ from trt.catalog.pricing import format_rubles
 from trt.i18n import t
 from trt.jobs.service import JobService, JobView
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline
+from trt.telemetry.events import Reason, reject
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
@@ -139,13 +140,8 @@ async def on_job_action(
     job = await jobs.get(callback_data.job)
     if job is None or job.user_id != callback.from_user.id:
         # Forged or someone else's: refuse politely, move nothing.
+        reject(Reason.ACCESS_DENIED, "job of another user or unknown", job_id=callback_data.job)
         await callback.answer(t(lang, "errors.denied"), show_alert=True)
-        log.warning(
-            "callback_rejected",
-            reason_code="ACCESS_DENIED",
-            reason_detail="job of another user or unknown",
-            job_id=callback_data.job,
-        )
         return
     await callback.answer()
     model = pipeline.catalog.get(job.model_slug)

@@ -12,7 +12,7 @@ from aiogram.types import Message
 
 from trt.config import Config
 from trt.i18n import t
-from trt.telemetry.events import Reason, log_callback_rejected
+from trt.telemetry.events import Reason, reject
 from trt.telemetry.store import EventStore
 
 MAX_LINES = 30
@@ -61,16 +61,10 @@ async def on_trace(
     lang: str,
     config: Config,
     events: EventStore,
-    cid: str | None = None,
 ) -> None:
     assert message.from_user is not None
     if message.from_user.id not in config.admin.admin_ids:
-        log_callback_rejected(
-            reason_code=Reason.ACCESS_DENIED,
-            reason_detail="/trace by a non-admin",
-            cid=cid,
-            user_id=message.from_user.id,
-        )
+        reject(Reason.ACCESS_DENIED, "/trace by a non-admin")
         await message.answer(t(lang, "fallback.text_hint"))
         return
     target = (command.args or "").strip()
