@@ -61,11 +61,21 @@ class TrtProcess:
         async with self._changed:
             self._changed.notify_all()
 
-    async def wait_event(self, name: str, timeout_s: float = EVENT_TIMEOUT_S) -> dict[str, Any]:
-        """The first logged event called `name`; fails if the process ends without it."""
+    async def wait_event(
+        self, name: str, timeout_s: float = EVENT_TIMEOUT_S, **match: Any
+    ) -> dict[str, Any]:
+        """The first logged event called `name` (with the fields in `match`); fails if the
+        process ends without it."""
 
         def found() -> dict[str, Any] | None:
-            return next((e for e in self.events if e.get("event") == name), None)
+            return next(
+                (
+                    e
+                    for e in self.events
+                    if e.get("event") == name and all(e.get(k) == v for k, v in match.items())
+                ),
+                None,
+            )
 
         async def wait() -> dict[str, Any]:
             async with self._changed:

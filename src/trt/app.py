@@ -24,11 +24,13 @@ from aiohttp import web
 
 from trt import __version__
 from trt.bot.app import create_bot, create_dispatcher, set_commands
+from trt.bot.intake import UpdateInbox
 from trt.bot.keyboards import back_to_menu
 from trt.bot.routers.jobs import result_keyboard
 from trt.bot.sender import Sender
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
+from trt.concurrency import finish
 from trt.config import BotMode, Config, mask_database_url
 from trt.db import migrate
 from trt.db.database import Database
@@ -37,12 +39,13 @@ from trt.jobs.media import BotFiles
 from trt.jobs.outbox import OutboxRelay
 from trt.jobs.service import JobService
 from trt.kie.client import KieClient, Limits
+from trt.leadership import Leadership
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import telemetry
 from trt.telemetry.logs import get_logger
 from trt.telemetry.metrics import Metrics
 from trt.telemetry.store import EventStore
-from trt.web.app import CallbackReceiver, create_web_app
+from trt.web.app import WEBHOOK_PATH, CallbackReceiver, TelegramWebhook, create_web_app
 
 log = get_logger(__name__)
 
@@ -76,6 +79,8 @@ class Services:
     wake: asyncio.Event
     events: EventStore
     metrics: Metrics
+    leadership: Leadership
+    inbox: UpdateInbox
     http_url: str = ""
 
 
@@ -124,6 +129,15 @@ async def build_services(config: Config, database: Database) -> Services:
     )
     await kie.start()
     owner = instance_id()
+    bot_id = config.telegram.bot_id
+    assert bot_id is not None, "BOT_TOKEN is checked by Config.require()"
+    leadership = Leadership(
+        database,
+        name=f"bot:{bot_id}",
+        holder=owner,
+        lock_key=bot_id % 2**31,
+        ttl_s=config.leadership.lease_ttl_s,
+    )
     wake = asyncio.Event()
     jobs = JobService(
         database,
@@ -142,6 +156,7 @@ async def build_services(config: Config, database: Database) -> Services:
         public_base_url=config.http.public_base_url,
         wake=wake,
         files=BotFiles(bot),
+        fence=leadership.fence,
     )
     sender = Sender(bot)
     relay = OutboxRelay(
@@ -154,9 +169,15 @@ async def build_services(config: Config, database: Database) -> Services:
         idle_poll_s=config.engine.idle_poll_s,
         concurrency=config.engine.workers,
         wake=asyncio.Event(),
+        fence=leadership.fence,
     )
     events = EventStore(database, retention_days=config.logging.events_retention_days)
-    dispatcher = create_dispatcher(config, database, pipeline, jobs, sender, events)
+    dispatcher = create_dispatcher(
+        config, database, pipeline, jobs, sender, events, is_active=lambda: leadership.is_active
+    )
+    inbox = UpdateInbox(database, dispatcher, bot, check=leadership.check, fence=leadership.fence)
+    metrics = Metrics(database)
+    leadership.listeners.append(metrics.set_role)
     return Services(
         config,
         owner,
@@ -170,11 +191,13 @@ async def build_services(config: Config, database: Database) -> Services:
         relay,
         wake,
         events,
-        Metrics(database),
+        metrics,
+        leadership,
+        inbox,
     )
 
 
-async def start_http(services: Services) -> web.AppRunner:
+async def start_http(services: Services) -> tuple[web.AppRunner, TelegramWebhook]:
     config = services.config
     hmac_key = config.kie.webhook_hmac_key
     receiver = CallbackReceiver(
@@ -182,16 +205,32 @@ async def start_http(services: Services) -> web.AppRunner:
         hmac_key=hmac_key.get_secret_value() if hmac_key else None,
         wake=services.wake,
     )
+    secret = config.telegram.effective_webhook_secret()
+    webhook = TelegramWebhook(
+        secret=secret.get_secret_value() if secret else None,
+        inbox=services.inbox,
+        is_active=lambda: services.leadership.is_active,
+        dispatcher=services.dispatcher,
+        bot=services.bot,
+    )
 
     async def ready() -> dict[str, Any]:
+        # A PASSIVE instance is ready too: a rolling deploy waits for the new instance to be
+        # healthy before it stops the old one, which only then hands the lease over.
+        role = services.leadership.role.value
         try:
             await services.database.ping()
         except Exception as error:  # any failure means not ready; the probe reports it
-            return {"ready": False, "database": str(error)[:200]}
-        return {"ready": True, "database": "ok", "version": __version__}
+            return {"ready": False, "database": str(error)[:200], "role": role}
+        return {"ready": True, "database": "ok", "role": role, "version": __version__}
 
+    serves_webhook = config.telegram.mode is BotMode.WEBHOOK
     runner = web.AppRunner(
-        create_web_app(receiver, ready, services.metrics), access_log=None, handle_signals=False
+        create_web_app(
+            receiver, ready, services.metrics, webhook=webhook if serves_webhook else None
+        ),
+        access_log=None,
+        handle_signals=False,
     )
     await runner.setup()
     site = web.TCPSite(runner, config.http.host, config.http.port)
@@ -200,7 +239,81 @@ async def start_http(services: Services) -> web.AppRunner:
     sockets = getattr(server, "sockets", None) or []
     port = sockets[0].getsockname()[1] if sockets else config.http.port
     services.http_url = f"http://{config.http.host}:{port}"
-    return runner
+    return runner, webhook
+
+
+async def _until_passive(leadership: Leadership) -> None:
+    while leadership.is_active:
+        await leadership.wait_changed()
+
+
+async def _first(*awaitables: Awaitable[Any]) -> None:
+    """Until the first of `awaitables` completes; the others are cancelled."""
+    waiters = [asyncio.ensure_future(a) for a in awaitables]
+    try:
+        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for waiter in waiters:
+            waiter.cancel()
+        await asyncio.gather(*waiters, return_exceptions=True)
+
+
+async def _take_updates(services: Services) -> None:
+    """Point Telegram at this instance: set the webhook, or clear it for polling. Pending
+    updates are always kept (`drop_pending_updates` is never true)."""
+    config = services.config
+    try:
+        if config.telegram.mode is BotMode.WEBHOOK:
+            secret = config.telegram.effective_webhook_secret()
+            await services.bot.set_webhook(
+                f"{config.http.public_base_url}{WEBHOOK_PATH}",
+                secret_token=secret.get_secret_value() if secret else None,
+                allowed_updates=services.dispatcher.resolve_used_update_types(),
+                drop_pending_updates=False,
+            )
+        else:
+            await services.bot.delete_webhook(drop_pending_updates=False)
+    except (TelegramAPIError, TelegramNetworkError) as error:
+        # Polling retries on its own; a webhook already set by the previous leader still works.
+        log.warning("take_updates_failed", error=str(error)[:200])
+
+
+async def serve_active(services: Services, stop: asyncio.Event) -> None:
+    """Run the ACTIVE-only work whenever this instance leads; hand over cleanly on `stop`.
+
+    Losing the lease cancels the work at once (another instance may already lead). On `stop`
+    (SIGTERM) the update intake stops first, in-flight handling and job steps finish within
+    `LEADER_DRAIN_S`, and then the lease is released so the waiting instance takes over.
+    """
+    leadership = services.leadership
+    drain_s = services.config.leadership.drain_s
+    while not stop.is_set():
+        if not leadership.is_active:
+            await _first(leadership.wait_changed(), stop.wait())
+            continue
+        await _take_updates(services)
+        intake_stop, work_stop = asyncio.Event(), asyncio.Event()
+        intake: set[asyncio.Task[None]] = set()
+        if services.config.telegram.mode is BotMode.POLLING:
+            allowed = services.dispatcher.resolve_used_update_types()
+            intake.add(asyncio.create_task(services.inbox.poll(intake_stop, allowed)))
+        work = {
+            asyncio.create_task(services.inbox.process(work_stop, drain_s=drain_s)),
+            asyncio.create_task(services.engine.run(work_stop, drain_s=drain_s)),
+            asyncio.create_task(services.relay.run(work_stop, drain_s=drain_s)),
+        }
+        await _first(_until_passive(leadership), stop.wait())
+        if not leadership.is_active:
+            log.warning("active_work_cancelled", reason="leadership lost")
+            await finish(intake | work)
+            continue
+        # A long poll in flight is abandoned: what it would return stays unconfirmed at
+        # Telegram and goes to the next leader.
+        intake_stop.set()
+        await finish(intake)
+        work_stop.set()
+        await asyncio.gather(*work, return_exceptions=True)
+    await leadership.release()
 
 
 OnReady = Callable[[Services], Awaitable[None]]
@@ -223,8 +336,9 @@ async def run(
     services = await build_services(config, database)
     tasks: list[asyncio.Task[None]] = []
     http: web.AppRunner | None = None
+    webhook: TelegramWebhook | None = None
     try:
-        http = await start_http(services)
+        http, webhook = await start_http(services)
         try:
             await set_commands(services.bot)
         except (TelegramAPIError, TelegramNetworkError) as error:
@@ -234,20 +348,12 @@ async def run(
         telemetry.sinks.append(services.events.sink)
         telemetry.sinks.append(services.metrics.sink)
         tasks.append(asyncio.create_task(services.events.run(stop), name="event-store"))
-        tasks.append(asyncio.create_task(services.engine.run(stop), name="job-engine"))
-        tasks.append(asyncio.create_task(services.relay.run(stop), name="outbox-relay"))
-        if config.telegram.mode is BotMode.POLLING:
-            tasks.append(
-                asyncio.create_task(
-                    services.dispatcher.start_polling(
-                        services.bot,
-                        handle_signals=False,
-                        close_bot_session=False,
-                        allowed_updates=services.dispatcher.resolve_used_update_types(),
-                    ),
-                    name="telegram-polling",
-                )
-            )
+        tasks.append(asyncio.create_task(services.leadership.run(stop), name="leadership"))
+        tasks.append(asyncio.create_task(serve_active(services, stop), name="active-work"))
+        # The startup log states the role: wait for the first attempt (bounded; a database
+        # that does not answer leaves the instance PASSIVE, which is what the log then says).
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(services.leadership.decided.wait(), 10)
         if on_ready is not None:
             await on_ready(services)
         log.info(
@@ -260,15 +366,18 @@ async def run(
             models=len(services.pipeline.catalog),
             http=services.http_url,
             owner=services.owner,
+            role=services.leadership.role.value,
+            lease_ttl_s=config.leadership.lease_ttl_s,
         )
         await stop.wait()
         log.info("stopping", reason="signal")
     finally:
         stop.set()
-        if config.telegram.mode is BotMode.POLLING:
-            with contextlib.suppress(RuntimeError):  # polling not started or already stopped
-                await services.dispatcher.stop_polling()
         await asyncio.gather(*tasks, return_exceptions=True)
+        with contextlib.suppress(Exception):  # a crash before the tasks ran: still let go
+            await services.leadership.release()
+        if webhook is not None:
+            await webhook.close()
         for sink in (services.events.sink, services.metrics.sink):
             if sink in telemetry.sinks:
                 telemetry.sinks.remove(sink)

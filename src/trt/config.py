@@ -200,6 +200,17 @@ class EngineSettings(BaseSettings):
     max_result_mb: int = Field(default=200, ge=1)
 
 
+class LeadershipSettings(BaseSettings):
+    """One ACTIVE instance per bot: how long a lease lasts, how the handover drains."""
+
+    model_config = _settings_config("LEADER_")
+
+    # A crashed leader is replaced within this; renewed every min(2 s, TTL / 3).
+    lease_ttl_s: float = Field(default=10.0, ge=3, le=15)
+    # On SIGTERM: how long in-flight handling and job steps may finish before the lease goes.
+    drain_s: float = Field(default=10.0, ge=0, le=60)
+
+
 class AdminSettings(BaseSettings):
     """Who may operate TRT from inside Telegram."""
 
@@ -256,6 +267,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     KieSettings,
     PricingSettings,
     EngineSettings,
+    LeadershipSettings,
     AdminSettings,
     LoggingSettings,
 )
@@ -289,6 +301,7 @@ class Config:
     kie: KieSettings
     pricing: PricingSettings
     engine: EngineSettings
+    leadership: LeadershipSettings
     admin: AdminSettings
     logging: LoggingSettings
 
@@ -345,6 +358,10 @@ class Config:
                 f"JOB_{name.upper()}": str(getattr(self.engine, name))
                 for name in EngineSettings.model_fields
             },
+            **{
+                f"LEADER_{name.upper()}": str(getattr(self.leadership, name))
+                for name in LeadershipSettings.model_fields
+            },
             "LOG_FORMAT": self.logging.format.value if self.logging.format else "(auto)",
             "LOG_LEVEL": self.logging.level,
             "EVENTS_RETENTION_DAYS": str(self.logging.events_retention_days),
@@ -364,6 +381,17 @@ def load_config(**overrides: dict[str, Any]) -> Config:
             built[field_name] = cls(**overrides.get(field_name, {}))
         except ValidationError as exc:
             problems.extend(_problems_from(cls, exc))
+    telegram = built.get("telegram")
+    http = built.get("http")
+    if (
+        isinstance(telegram, TelegramSettings)
+        and isinstance(http, HttpSettings)
+        and telegram.mode is BotMode.WEBHOOK
+        and http.public_base_url is None
+    ):
+        problems.append(
+            ConfigProblem("BOT_MODE", "webhook mode needs PUBLIC_BASE_URL (where Telegram posts)")
+        )
     if problems:
         raise ConfigError(problems)
     return Config(**built)  # type: ignore[arg-type]

@@ -104,11 +104,15 @@ async def test_metrics_and_health(tmp_path: Path) -> None:
             async with http.get(bot.services.http_url + "/healthz") as response:
                 assert (await response.json()) == {"status": "ok"}
             async with http.get(bot.services.http_url + "/readyz") as response:
-                assert (await response.json())["ready"] is True
+                ready = await response.json()
+                assert (ready["ready"], ready["role"]) == (True, "active")
         assert 'trt_updates_total{type="message"}' in text
         assert 'trt_rejections_total{reason="UNKNOWN_CALLBACK"} 1.0' in text
         assert "trt_dispatch_seconds_bucket" in text
         assert 'trt_leader_role{role="active"} 1.0' in text
+        assert 'trt_leader_role{role="passive"} 0.0' in text
+        assert "trt_leader_epoch 1.0" in text
+        assert "trt_callback_answer_seconds_count 1.0" in text
 
 
 async def test_a_paid_jobs_events_follow_its_cid(tmp_path: Path) -> None:

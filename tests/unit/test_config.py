@@ -47,6 +47,8 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
         "PRICE_MARKUP": "1.8",
         "LOG_FORMAT": "console",
         "LOG_LEVEL": "debug",
+        "LEADER_LEASE_TTL_S": "6",
+        "LEADER_DRAIN_S": "4",
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)
@@ -61,7 +63,20 @@ def test_every_variable_is_read(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.pricing.usd_rub_rate == Decimal("101.5")
     assert config.logging.format is LogFormat.CONSOLE
     assert config.logging.level == "DEBUG"
+    assert (config.leadership.lease_ttl_s, config.leadership.drain_s) == (6, 4)
     config.require()  # both run-time secrets present
+
+
+def test_webhook_mode_needs_a_public_url_and_the_lease_a_bounded_ttl(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setenv("BOT_MODE", "webhook")
+    monkeypatch.setenv("LEADER_LEASE_TTL_S", "60")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    reasons = {problem.variable: problem.reason for problem in caught.value.problems}
+    assert set(reasons) == {"BOT_MODE", "LEADER_LEASE_TTL_S"}
+    assert "PUBLIC_BASE_URL" in reasons["BOT_MODE"]
 
 
 def test_port_falls_back_to_paas_port(monkeypatch: pytest.MonkeyPatch) -> None:

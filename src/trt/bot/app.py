@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 from aiogram import Bot, Dispatcher
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
@@ -15,6 +17,7 @@ from trt.bot.middlewares import (
     AnswerTimingMiddleware,
     CorrelationMiddleware,
     ErrorMiddleware,
+    PassiveMiddleware,
     RateLimitMiddleware,
     UserMiddleware,
 )
@@ -53,6 +56,7 @@ def create_dispatcher(
     jobs: JobService,
     sender: Sender,
     events: EventStore,
+    is_active: Callable[[], bool] = lambda: True,
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
     users = UserService(database)
@@ -67,9 +71,11 @@ def create_dispatcher(
         wallets=WalletService(database),
         events=events,
     )
-    # Order matters: the cid first (every later line carries it), errors next (they answer
-    # with the cid), then the user's row and language, then the per-user rate limit.
+    # Order matters: the cid first (every later line carries it), then the PASSIVE check (a
+    # deploy overlap: answered at once, nothing written), errors next (they answer with the
+    # cid), then the user's row and language, then the per-user rate limit.
     dispatcher.update.outer_middleware(CorrelationMiddleware())
+    dispatcher.update.outer_middleware(PassiveMiddleware(is_active))
     dispatcher.update.outer_middleware(ErrorMiddleware())
     dispatcher.update.outer_middleware(UserMiddleware(users))
     rate_limit = RateLimitMiddleware(limit=config.telegram.user_rate_limit_per_10s)

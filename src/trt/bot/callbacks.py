@@ -87,6 +87,10 @@ class LangSet(CallbackData, prefix="lg"):
     lang: str
 
 
+class Refresh(CallbackData, prefix="rf"):
+    """🔄 Обновить, shown by a PASSIVE instance: re-opens the screen the user was on."""
+
+
 def model_callbacks(model: ModelSpec) -> list[CallbackData]:
     """The widest instance of every model-dependent button for `model`."""
     params = list(model.params.values())

@@ -15,11 +15,20 @@ from aiogram.client.session.middlewares.base import (
     NextRequestMiddlewareType,
 )
 from aiogram.dispatcher.flags import get_flag
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.methods import AnswerCallbackQuery, Response, TelegramMethod
 from aiogram.methods.base import TelegramType
-from aiogram.types import CallbackQuery, Message, TelegramObject, User
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    TelegramObject,
+    User,
+)
 
-from trt.i18n import DEFAULT_LANG, t
+from trt.bot.callbacks import Refresh
+from trt.i18n import DEFAULT_LANG, normalize_lang, t
 from trt.telemetry.events import (
     Event,
     Reason,
@@ -117,6 +126,75 @@ class CorrelationMiddleware(BaseMiddleware):
             if not data.get("dispatch_error"):
                 telemetry.emit(Event.DISPATCH_OK, latency_ms=scope.elapsed_ms())
             return result
+
+
+class PassiveMiddleware(BaseMiddleware):
+    """While this instance is PASSIVE (a deploy overlap), answer at once and offer 🔄 Обновить.
+
+    Placed before the error middleware and the user's row: it moves no money and writes
+    nothing but telemetry. A tap is answered with a toast and the refresh button joins the
+    message's keyboard (a new message when that message cannot be edited); a message gets a
+    short note with the button. The button, pressed on the ACTIVE instance, re-opens the
+    user's screen.
+    """
+
+    def __init__(self, is_active: Callable[[], bool]) -> None:
+        self.is_active = is_active
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        if self.is_active():
+            return await handler(event, data)
+        user: User | None = data.get("event_from_user")
+        lang = normalize_lang(user.language_code if user is not None else None)
+        query = getattr(event, "callback_query", None)
+        message = getattr(event, "message", None)
+        kind = "callback" if query is not None else "message" if message is not None else "other"
+        telemetry.emit(
+            Event.PASSIVE_REJECT,
+            reason_code=Reason.PASSIVE_REJECT.value,
+            reason_detail=f"{kind} during a handover: this instance is PASSIVE",
+        )
+        try:
+            if isinstance(query, CallbackQuery):
+                await query.answer(t(lang, "passive.callback"))
+                await _offer_refresh(query, lang)
+            elif isinstance(message, Message) and user is not None:
+                await message.answer(t(lang, "passive.message"), reply_markup=refresh_markup(lang))
+        except Exception as error:  # nothing here may fail the update: it is only a courtesy
+            log.warning("passive_answer_failed", error=str(error)[:200])
+        return None
+
+
+def refresh_markup(lang: str, keep: InlineKeyboardMarkup | None = None) -> InlineKeyboardMarkup:
+    """`keep`'s rows (without an earlier refresh row) and one 🔄 row below them."""
+    refresh = Refresh().pack()
+    rows = [
+        row
+        for row in (keep.inline_keyboard if keep is not None else [])
+        if not any(button.callback_data == refresh for button in row)
+    ]
+    button = InlineKeyboardButton(text=t(lang, "passive.refresh"), callback_data=refresh)
+    return InlineKeyboardMarkup(inline_keyboard=[*rows, [button]])
+
+
+async def _offer_refresh(query: CallbackQuery, lang: str) -> None:
+    message = query.message
+    if isinstance(message, Message):
+        try:
+            await message.edit_reply_markup(reply_markup=refresh_markup(lang, message.reply_markup))
+            return
+        except TelegramBadRequest as error:
+            if "message is not modified" in error.message:
+                return
+    if query.bot is not None:
+        await query.bot.send_message(
+            query.from_user.id, t(lang, "passive.message"), reply_markup=refresh_markup(lang)
+        )
 
 
 class ErrorMiddleware(BaseMiddleware):

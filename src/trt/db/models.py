@@ -11,6 +11,7 @@ from sqlalchemy import (
     Boolean,
     CheckConstraint,
     DateTime,
+    Float,
     ForeignKey,
     Integer,
     LargeBinary,
@@ -286,3 +287,37 @@ class EventRow(Base):
     event: Mapped[str] = mapped_column(String(32))
     at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     fields: Mapped[dict[str, Any]] = mapped_column(JSON)
+
+
+class LeaderLease(Base):
+    """Who is ACTIVE for a bot: the holder, a fencing epoch, and an expiry on the database clock.
+
+    `epoch` grows on every acquisition; ACTIVE-only writes check it (see `trt.leadership`), so an
+    instance that lost the lease without noticing writes nothing. `expires_at_s` is seconds since
+    the Unix epoch as the database reads its own clock (never a host's).
+    """
+
+    __tablename__ = "leader_lease"
+
+    name: Mapped[str] = mapped_column(String(64), primary_key=True)
+    holder: Mapped[str | None] = mapped_column(String(128))
+    epoch: Mapped[int] = mapped_column(BigInteger, default=0)
+    expires_at_s: Mapped[float] = mapped_column(Float, default=0.0)
+
+
+class InboxUpdate(Base):
+    """A Telegram update taken in by the ACTIVE instance, kept until handled (and a while after).
+
+    The update id is the key: a redelivered update is stored once. Rows are written before the
+    update is confirmed to Telegram, so an instance killed mid-handling loses nothing: the next
+    ACTIVE instance handles what is left unprocessed.
+    """
+
+    __tablename__ = "inbox_updates"
+
+    update_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON)
+    chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)

@@ -13,18 +13,20 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import random
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import case, select, update
+from sqlalchemy import ColumnElement, case, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
 from trt.catalog.pricing import format_rubles
 from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
+from trt.concurrency import finish
 from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, Outbox, utcnow
@@ -39,6 +41,7 @@ from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
+Fence = Callable[[], ColumnElement[bool]]
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 60.0
 SWEEP_INTERVAL_S = 60.0
@@ -81,6 +84,7 @@ class JobEngine:
         public_base_url: str | None,
         wake: asyncio.Event | None = None,
         files: TelegramFiles | None = None,
+        fence: Fence | None = None,
     ) -> None:
         self.database = database
         self.pipeline = pipeline
@@ -90,6 +94,8 @@ class JobEngine:
         self.public_base_url = public_base_url
         self.wake = wake or asyncio.Event()
         self.files = files
+        # ACTIVE-only writes carry the leader's fence (trt.leadership); none in tools and tests.
+        self.fence: Fence = fence or true
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
         self._running: set[asyncio.Task[None]] = set()
 
@@ -103,8 +109,8 @@ class JobEngine:
         return f"{self.public_base_url}/kie/callback/{token}"
 
     # -- the loop -------------------------------------------------------------------------
-    async def run(self, stop: asyncio.Event) -> None:
-        """Claim and advance due jobs until `stop` is set; wakes early on `wake`."""
+    async def run(self, stop: asyncio.Event, *, drain_s: float = 0.0) -> None:
+        """Claim and advance due jobs until `stop`; then let steps finish for `drain_s`."""
         log.info("engine_started", owner=self.owner, workers=self.settings.workers)
         next_sweep = 0.0
         loop = asyncio.get_running_loop()
@@ -120,9 +126,7 @@ class JobEngine:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.settings.idle_poll_s)
         finally:
-            for task in list(self._running):
-                task.cancel()
-            await asyncio.gather(*self._running, return_exceptions=True)
+            await finish(self._running, drain_s)
             log.info("engine_stopped", owner=self.owner)
 
     async def run_once(self) -> int:
@@ -185,6 +189,7 @@ class JobEngine:
                     Job.status.in_(due),
                     Job.next_run_at <= now,
                     (Job.lease_until.is_(None)) | (Job.lease_until < now),
+                    self.fence(),
                 )
                 .order_by(Job.next_run_at)
                 .limit(limit)
@@ -195,7 +200,7 @@ class JobEngine:
                 return []
             await session.execute(
                 update(Job)
-                .where(Job.id.in_(ids))
+                .where(Job.id.in_(ids), self.fence())
                 .values(
                     lease_owner=self.owner,
                     lease_until=now + timedelta(seconds=self.settings.lease_s),
@@ -249,6 +254,7 @@ class JobEngine:
                 Job.id == job.id,
                 Job.status.in_([s.value for s in (sources or sources_of(to))]),
                 Job.lease_owner == self.owner,
+                self.fence(),
             )
             .values(status=to.value, updated_at=now, **values)
             .returning(Job.id)
@@ -262,7 +268,7 @@ class JobEngine:
         async with self.database.unit_of_work() as session:
             await session.execute(
                 update(Job)
-                .where(Job.id == job.id, Job.lease_owner == self.owner)
+                .where(Job.id == job.id, Job.lease_owner == self.owner, self.fence())
                 .values(
                     next_run_at=utcnow() + timedelta(seconds=delay_s),
                     lease_owner=None,
@@ -310,6 +316,7 @@ class JobEngine:
                     Job.id == job.id,
                     Job.status.in_([JobStatus.SUBMITTING.value, JobStatus.RECONCILING.value]),
                     Job.kie_task_id.is_(None),
+                    self.fence(),
                 )
                 .values(
                     status=JobStatus.SUBMITTED.value,

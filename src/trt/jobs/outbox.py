@@ -20,11 +20,12 @@ from datetime import timedelta
 
 import structlog
 from aiogram.types import InlineKeyboardMarkup
-from sqlalchemy import select, update
+from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import REVENUE, Ledger
 from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable, send_kind
+from trt.concurrency import finish
 from trt.db.database import Database
 from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.i18n import t
@@ -55,6 +56,7 @@ class OutboxRelay:
         idle_poll_s: float = 0.5,
         concurrency: int = 8,
         wake: asyncio.Event | None = None,
+        fence: Callable[[], ColumnElement[bool]] | None = None,
     ) -> None:
         self.database = database
         self.sender = sender
@@ -65,10 +67,15 @@ class OutboxRelay:
         self.idle_poll_s = idle_poll_s
         self.concurrency = concurrency
         self.wake = wake or asyncio.Event()
+        # The leader's fence (trt.leadership) on claims: a stale leader takes no new rows. The
+        # writes after a send are compare-and-set on the job and stay unfenced, so a send that
+        # went out is always recorded and a refund decided is never lost.
+        self.fence = fence or true
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
         self._running: set[asyncio.Task[None]] = set()
 
-    async def run(self, stop: asyncio.Event) -> None:
+    async def run(self, stop: asyncio.Event, *, drain_s: float = 0.0) -> None:
+        """Send due rows until `stop`; then let sends in progress finish for `drain_s`."""
         try:
             while not stop.is_set():
                 if await self.run_once():
@@ -77,9 +84,7 @@ class OutboxRelay:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self.wake.wait(), self.idle_poll_s)
         finally:
-            for task in list(self._running):
-                task.cancel()
-            await asyncio.gather(*self._running, return_exceptions=True)
+            await finish(self._running, drain_s)
 
     async def run_once(self) -> int:
         """Claim rows for the free sending slots; each slot takes the next row when done."""
@@ -108,6 +113,7 @@ class OutboxRelay:
                         Outbox.sent_at.is_(None),
                         Outbox.next_attempt_at <= now,
                         (Outbox.lease_until.is_(None)) | (Outbox.lease_until < now),
+                        self.fence(),
                     )
                     .order_by(Outbox.id)
                     .limit(limit)
@@ -117,7 +123,7 @@ class OutboxRelay:
             if ids:
                 await session.execute(
                     update(Outbox)
-                    .where(Outbox.id.in_(ids))
+                    .where(Outbox.id.in_(ids), self.fence())
                     .values(lease_until=now + timedelta(seconds=self.lease_s))
                 )
         return ids

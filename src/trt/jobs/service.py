@@ -27,7 +27,7 @@ from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, utcnow
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.pipeline import UnifiedModelPipeline
-from trt.telemetry.events import Event, telemetry
+from trt.telemetry.events import Event, new_cid, telemetry
 
 
 class JobLimitError(Exception):
@@ -134,6 +134,7 @@ class JobService:
         existing = await self.by_draft(draft_key)
         if existing is not None:
             return Created(existing, False)
+        cid = cid or new_cid()  # a job made outside an update (admin, tools) is traceable too
         model = self.pipeline.resolve_model(model_slug)
         complete = self.pipeline.apply_defaults(self.pipeline.get_schema(model.slug), params)
         checked = self.pipeline.validate(model.slug, complete, lang)

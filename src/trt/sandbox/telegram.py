@@ -222,7 +222,9 @@ class TelegramServer:
         self.messages: dict[int, dict[int, dict[str, Any]]] = {}
         self._message_ids: dict[int, itertools.count[int]] = {}
         self.updates: list[dict[str, Any]] = []
-        self._update_ids = itertools.count(100_000_001)
+        # Telegram's ids "start from a certain positive number": a fresh server must not reuse
+        # the ids an earlier one gave the same bot (its inbox would take them for repeats).
+        self._update_ids = itertools.count(100_000_000 + int(time.time() * 1000) % 10**12)
         self.allowed_updates: frozenset[str] = DEFAULT_ALLOWED_UPDATES
         self.webhook: Webhook | None = None
         self.files: dict[str, StoredFile] = {}

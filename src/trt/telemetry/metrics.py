@@ -20,7 +20,7 @@ LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
 class Metrics:
-    def __init__(self, database: Database, *, role: str = "active") -> None:
+    def __init__(self, database: Database, *, role: str = "passive") -> None:
         self.database = database
         self.registry = CollectorRegistry()
         r = self.registry
@@ -55,7 +55,14 @@ class Metrics:
         self.jobs = Gauge("trt_jobs", "Jobs by state and model", ["state", "model"], registry=r)
         self.ledger = Gauge("trt_ledger_kopecks", "Ledger totals", ["kind"], registry=r)
         self.role = Gauge("trt_leader_role", "1 for this instance's role", ["role"], registry=r)
-        self.role.labels(role=role).set(1)
+        self.epoch = Gauge("trt_leader_epoch", "The fencing epoch held (0: none)", registry=r)
+        self.set_role(role, None)
+
+    def set_role(self, role: str, epoch: int | None) -> None:
+        """A leadership listener: exactly one of active / passive is 1."""
+        for name in ("active", "passive"):
+            self.role.labels(role=name).set(1 if name == str(role) else 0)
+        self.epoch.set(epoch or 0)
 
     def sink(self, record: dict[str, Any]) -> None:
         """Telemetry sink: every event that a metric counts."""

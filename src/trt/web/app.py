@@ -1,4 +1,5 @@
-"""aiohttp application: `/kie/callback/{token}`, `/healthz`, `/readyz`.
+"""aiohttp application: `/telegram/webhook`, `/kie/callback/{token}`, `/metrics`, `/healthz`,
+`/readyz`.
 
 The callback receiver answers fast and does no work of its own: it verifies the signature,
 stores the payload with the job in one transaction and wakes the engine (shared/kie/README.md
@@ -8,25 +9,31 @@ stores the payload with the job in one transaction and wakes the engine (shared/
 from __future__ import annotations
 
 import asyncio
+import hmac
 from collections.abc import Awaitable, Callable
 from typing import Any
 
+from aiogram import Bot, Dispatcher
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select, update
 
+from trt.bot.intake import UpdateInbox
 from trt.catalog.schema import Family
+from trt.concurrency import finish
 from trt.db.database import Database
 from trt.db.models import Job, KieCallback, utcnow
 from trt.jobs.state import ACTIVE
 from trt.kie.callbacks import callback_task_id, signature_ok
 from trt.kie.client import parse_callback
+from trt.leadership import StaleLeaderError
 from trt.telemetry.events import Event, telemetry
 from trt.telemetry.logs import get_logger
 from trt.telemetry.metrics import Metrics
 
 log = get_logger(__name__)
 MAX_CALLBACK_BYTES = 1024 * 1024
+WEBHOOK_PATH = "/telegram/webhook"
 OK = {"code": 200, "msg": "success"}
 
 Ready = Callable[[], Awaitable[dict[str, Any]]]
@@ -107,11 +114,71 @@ class CallbackReceiver:
             return job.id
 
 
+class TelegramWebhook:
+    """Telegram's webhook: verify the secret, keep the update, answer 200 at once.
+
+    The ACTIVE instance stores the update in the inbox (a repeat is stored once) and handles it
+    from there; a database failure answers 500 so Telegram delivers again. A PASSIVE instance
+    (a deploy overlap) stores nothing: the dispatcher's passive middleware answers the user.
+    """
+
+    def __init__(
+        self,
+        *,
+        secret: str | None,
+        inbox: UpdateInbox,
+        is_active: Callable[[], bool],
+        dispatcher: Dispatcher,
+        bot: Bot,
+    ) -> None:
+        self.secret = secret
+        self.inbox = inbox
+        self.is_active = is_active
+        self.dispatcher = dispatcher
+        self.bot = bot
+        self._passive: set[asyncio.Task[Any]] = set()
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if self.secret is not None:
+            given = request.headers.get("X-Telegram-Bot-Api-Secret-Token", "")
+            if not hmac.compare_digest(given.encode(), self.secret.encode()):
+                log.warning("webhook_rejected", reason_code="ACCESS_DENIED")
+                return web.json_response({"ok": False}, status=401)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"ok": False, "error": "invalid JSON"}, status=400)
+        if not isinstance(body, dict) or not isinstance(body.get("update_id"), int):
+            return web.json_response({"ok": False, "error": "not an update"}, status=400)
+        if self.is_active():
+            try:
+                await self.inbox.store([body])
+                return web.json_response({"ok": True})
+            except StaleLeaderError:
+                pass  # lost the lease a moment ago: answer as the PASSIVE instance we are now
+            except Exception as error:  # Telegram redelivers on a non-2xx answer
+                log.warning("webhook_store_failed", error=str(error)[:200])
+                return web.json_response({"ok": False}, status=500)
+        task = asyncio.create_task(self.dispatcher.feed_raw_update(self.bot, body))
+        self._passive.add(task)
+        task.add_done_callback(self._passive.discard)
+        return web.json_response({"ok": True})
+
+    async def close(self) -> None:
+        """Let the PASSIVE answers in flight finish."""
+        await finish(self._passive, drain_s=5.0)
+
+
 def create_web_app(
-    receiver: CallbackReceiver, ready: Ready, metrics: Metrics | None = None
+    receiver: CallbackReceiver,
+    ready: Ready,
+    metrics: Metrics | None = None,
+    webhook: TelegramWebhook | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_CALLBACK_BYTES)
     app.router.add_post("/kie/callback/{token}", receiver.handle)
+    if webhook is not None:
+        app.router.add_post(WEBHOOK_PATH, webhook.handle)
     if metrics is not None:
 
         async def metrics_page(_request: web.Request) -> web.Response:

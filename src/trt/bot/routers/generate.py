@@ -16,7 +16,15 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 
 from trt.billing.ledger import InsufficientFundsError
 from trt.billing.wallets import WalletService
-from trt.bot.callbacks import Confirm, FlowAction, ParamMenu, ParamOpen, ParamSet, StartModel
+from trt.bot.callbacks import (
+    Confirm,
+    FlowAction,
+    ParamMenu,
+    ParamOpen,
+    ParamSet,
+    Refresh,
+    StartModel,
+)
 from trt.bot.flow import (
     Draft,
     Flow,
@@ -51,6 +59,7 @@ def build() -> Router:
     router.callback_query.register(on_param_menu, ParamMenu.filter())
     router.callback_query.register(on_param_open, ParamOpen.filter())
     router.callback_query.register(on_confirm, Confirm.filter(), flags={"manual_answer": True})
+    router.callback_query.register(on_refresh, Refresh.filter())
     router.message.register(on_media, Flow.collecting, F.photo | F.document | F.video | F.audio)
     router.message.register(on_text, Flow.collecting, F.text)
     router.message.register(on_other_input, Flow.collecting)
@@ -243,6 +252,25 @@ async def on_param_open(
         t(lang, "flow.ask_choice", label=html.escape(view.label)),
         InlineKeyboardMarkup(inline_keyboard=rows),
     )
+
+
+async def on_refresh(
+    callback: CallbackQuery,
+    lang: str,
+    state: FSMContext,
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+) -> None:
+    """🔄 after a deploy: the flow's current screen (question or confirmation), or the menu."""
+    draft = await _draft(state)
+    if draft is None or pipeline.catalog.get(draft.slug) is None:
+        await show(callback, t(lang, "start.menu"), main_menu(lang))
+        return
+    text, markup = await _next_screen(
+        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+    )
+    await show(callback, text, markup)
 
 
 async def on_confirm(
