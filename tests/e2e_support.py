@@ -43,10 +43,11 @@ class EventLog:
         self._changed.set()
 
     async def wait_for(
-        self, event: Event, *, timeout_s: float = 10.0, **match: Any
+        self, event: Event, *, timeout_s: float = 10.0, since: int = 0, **match: Any
     ) -> dict[str, Any]:
-        """The first record of `event` whose fields equal `match` (waits for it to be emitted)."""
-        seen = 0
+        """The first record of `event` from index `since` whose fields equal `match` (waits
+        for it to be emitted)."""
+        seen = since
         async with asyncio.timeout(timeout_s):
             while True:
                 for record in self.records[seen:]:
@@ -54,9 +55,18 @@ class EventLog:
                         record.get(key) == value for key, value in match.items()
                     ):
                         return record
-                seen = len(self.records)
+                seen = max(seen, len(self.records))
                 self._changed.clear()
                 await self._changed.wait()
+
+    async def handled(self, user_id: int, since: int, *, timeout_s: float = 10.0) -> None:
+        """Until the user's next message after record `since` has been handled to the end."""
+        received = await self.wait_for(
+            Event.MESSAGE_RECEIVED, user_id=user_id, since=since, timeout_s=timeout_s
+        )
+        await self.wait_for(
+            Event.DISPATCH_OK, cid=received["cid"], since=since, timeout_s=timeout_s
+        )
 
 
 @dataclass
@@ -102,6 +112,8 @@ async def running_bot(
     engine: dict[str, Any] | None = None,
     hmac_key: str | None = None,
     rate_limit_per_10s: int = 10_000,  # tests tap faster than people; the limit has its own
+    payments: dict[str, Any] | None = None,
+    admin_ids: tuple[int, ...] = (),
 ) -> AsyncIterator[RunningBot]:
     """Sandbox servers plus `trt run`'s runtime, polling, with a fast engine."""
     sandbox = await start_sandbox(kie_step_s=kie_step_s, kie_generate_s=kie_generate_s)
@@ -111,6 +123,7 @@ async def running_bot(
     ready: asyncio.Future[runtime.Services] = asyncio.get_running_loop().create_future()
 
     async def on_ready(services: runtime.Services) -> None:
+        sandbox.point_yookassa_at(services)
         ready.set_result(services)
 
     events = EventLog()
@@ -126,6 +139,8 @@ async def running_bot(
             engine={**FAST_ENGINE, **(engine or {})},
             hmac_key=hmac_key,
             rate_limit_per_10s=rate_limit_per_10s,
+            payments=payments,
+            admin_ids=admin_ids,
         )
         task = asyncio.create_task(
             runtime.run(config, stop, install_signal_handlers=False, on_ready=on_ready)

@@ -40,12 +40,22 @@ from trt.jobs.outbox import OutboxRelay
 from trt.jobs.service import JobService
 from trt.kie.client import KieClient, Limits
 from trt.leadership import Leadership
+from trt.payments.bonuses import BonusService
+from trt.payments.service import PaymentService
+from trt.payments.stars import StarsPayments
+from trt.payments.yookassa import CardPayments, YooKassaClient
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import telemetry
 from trt.telemetry.logs import get_logger
 from trt.telemetry.metrics import Metrics
 from trt.telemetry.store import EventStore
-from trt.web.app import WEBHOOK_PATH, CallbackReceiver, TelegramWebhook, create_web_app
+from trt.web.app import (
+    WEBHOOK_PATH,
+    CallbackReceiver,
+    TelegramWebhook,
+    YooKassaNotifications,
+    create_web_app,
+)
 
 log = get_logger(__name__)
 
@@ -81,6 +91,9 @@ class Services:
     metrics: Metrics
     leadership: Leadership
     inbox: UpdateInbox
+    payments: PaymentService
+    stars: StarsPayments
+    cards: CardPayments | None
     http_url: str = ""
 
 
@@ -172,8 +185,32 @@ async def build_services(config: Config, database: Database) -> Services:
         fence=leadership.fence,
     )
     events = EventStore(database, retention_days=config.logging.events_retention_days)
+    payments = PaymentService(database, config.payments)
+    stars = StarsPayments(payments, bot, sender, config.payments)
+    cards: CardPayments | None = None
+    settings = config.payments
+    if settings.yookassa_enabled:
+        assert settings.yookassa_shop_id is not None
+        assert settings.yookassa_secret_key is not None
+        client = YooKassaClient(
+            settings.yookassa_api_base,
+            settings.yookassa_shop_id,
+            settings.yookassa_secret_key.get_secret_value(),
+        )
+        await client.start()
+        cards = CardPayments(payments, client, bot, sender, settings)
     dispatcher = create_dispatcher(
-        config, database, pipeline, jobs, sender, events, is_active=lambda: leadership.is_active
+        config,
+        database,
+        pipeline,
+        jobs,
+        sender,
+        events,
+        is_active=lambda: leadership.is_active,
+        payments=payments,
+        stars=stars,
+        bonuses=BonusService(database, settings),
+        cards=cards,
     )
     inbox = UpdateInbox(database, dispatcher, bot, check=leadership.check, fence=leadership.fence)
     metrics = Metrics(database)
@@ -194,6 +231,9 @@ async def build_services(config: Config, database: Database) -> Services:
         metrics,
         leadership,
         inbox,
+        payments,
+        stars,
+        cards,
     )
 
 
@@ -225,9 +265,18 @@ async def start_http(services: Services) -> tuple[web.AppRunner, TelegramWebhook
         return {"ready": True, "database": "ok", "role": role, "version": __version__}
 
     serves_webhook = config.telegram.mode is BotMode.WEBHOOK
+    notifications = (
+        YooKassaNotifications(services.cards, lambda: services.leadership.is_active)
+        if services.cards is not None
+        else None
+    )
     runner = web.AppRunner(
         create_web_app(
-            receiver, ready, services.metrics, webhook=webhook if serves_webhook else None
+            receiver,
+            ready,
+            services.metrics,
+            webhook=webhook if serves_webhook else None,
+            notifications=notifications,
         ),
         access_log=None,
         handle_signals=False,
@@ -301,7 +350,10 @@ async def serve_active(services: Services, stop: asyncio.Event) -> None:
             asyncio.create_task(services.inbox.process(work_stop, drain_s=drain_s)),
             asyncio.create_task(services.engine.run(work_stop, drain_s=drain_s)),
             asyncio.create_task(services.relay.run(work_stop, drain_s=drain_s)),
+            asyncio.create_task(services.stars.run(work_stop)),
         }
+        if services.cards is not None:
+            work.add(asyncio.create_task(services.cards.run(work_stop)))
         await _first(_until_passive(leadership), stop.wait())
         if not leadership.is_active:
             log.warning("active_work_cancelled", reason="leadership lost")
@@ -387,6 +439,8 @@ async def run(
             await http.cleanup()
         await services.bot.session.close()
         await services.kie.close()
+        if services.cards is not None:
+            await services.cards.client.close()
         await database.dispose()
         for signum in signals:
             loop.remove_signal_handler(signum)

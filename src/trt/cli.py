@@ -91,6 +91,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
     return demo.main(args.port, args.database)
 
 
+def cmd_promo(args: argparse.Namespace) -> int:
+    """`trt promo add CODE RUBLES --uses N [--expires DATE]` and `trt promo list`."""
+    from datetime import UTC, datetime
+
+    from trt.db.database import Database
+    from trt.payments.bonuses import BonusService
+
+    config = _setup("promo")
+
+    async def go() -> int:
+        database = Database(config.database.url)
+        try:
+            bonuses = BonusService(database, config.payments)
+            if args.action == "add":
+                expires = (
+                    datetime.fromisoformat(args.expires).replace(tzinfo=UTC)
+                    if args.expires
+                    else None
+                )
+                try:
+                    promo = await bonuses.create_promo(
+                        args.code, args.rubles * 100, max_uses=args.uses, expires_at=expires
+                    )
+                except ValueError as error:
+                    print(f"trt: {error}", file=sys.stderr)
+                    return EXIT_CONFIG
+                until = promo.expires_at.date().isoformat() if promo.expires_at else "no expiry"
+                print(f"promo {promo.code}: {args.rubles} ₽ × {promo.max_uses} uses, {until}")
+                return EXIT_OK
+            for promo in await bonuses.promos():
+                until = promo.expires_at.isoformat() if promo.expires_at else "-"
+                rubles = promo.amount_kop / 100
+                print(f"{promo.code:20} {rubles:>10.2f} ₽  {promo.uses}/{promo.max_uses}  {until}")
+            return EXIT_OK
+        finally:
+            await database.dispose()
+
+    return asyncio.run(go())
+
+
 def cmd_version(_args: argparse.Namespace) -> int:
     print(f"trt {__version__}")
     return EXIT_OK
@@ -139,6 +179,14 @@ def build_parser() -> argparse.ArgumentParser:
     demo_parser.add_argument(
         "--database", default="trt-demo.db", help="SQLite file for the demo (default ./trt-demo.db)"
     )
+    promo_parser = add("promo", cmd_promo, "Create and list promo codes (DATABASE_URL).")
+    promo_sub = promo_parser.add_subparsers(dest="action", metavar="ACTION", required=True)
+    promo_add = promo_sub.add_parser("add", help="create a promo code")
+    promo_add.add_argument("code", help="3-32 of A-Z, 0-9, _ and - (case-insensitive)")
+    promo_add.add_argument("rubles", type=int, help="roubles credited per use")
+    promo_add.add_argument("--uses", type=int, default=1, help="how many users (default 1)")
+    promo_add.add_argument("--expires", help="last moment it works, ISO date/time (UTC)")
+    promo_sub.add_parser("list", help="every promo code with its uses")
     add("version", cmd_version, "Print the version.")
     catalog_commands.add_parser(sub)
     return parser

@@ -200,6 +200,96 @@ class EngineSettings(BaseSettings):
     max_result_mb: int = Field(default=200, ge=1)
 
 
+@dataclass(frozen=True, slots=True)
+class StarsPackage:
+    """A Telegram Stars top-up: `stars` paid, `rubles` credited."""
+
+    stars: int
+    rubles: int
+
+
+def _int_list(value: Any, name: str) -> Any:
+    if isinstance(value, str):
+        parts = [part.strip() for part in value.split(",") if part.strip()]
+        if not all(part.isdigit() and int(part) > 0 for part in parts):
+            raise ValueError(f"comma-separated positive whole {name} expected, got {value!r}")
+        return tuple(int(part) for part in parts)
+    return value
+
+
+class PaymentsSettings(BaseSettings):
+    """Top-ups: Stars packages, YooKassa (when configured), manual transfers, bonuses."""
+
+    model_config = _settings_config()
+
+    stars_packages: Annotated[tuple[StarsPackage, ...], NoDecode] = Field(
+        default=(
+            StarsPackage(50, 90),
+            StarsPackage(100, 180),
+            StarsPackage(250, 450),
+            StarsPackage(500, 900),
+        ),
+        validation_alias="STARS_PACKAGES",
+    )
+    # Amounts offered for card / SBP (YooKassa) and manual transfers, in roubles.
+    topup_amounts_rub: Annotated[tuple[int, ...], NoDecode] = Field(
+        default=(100, 300, 500, 1000), validation_alias="TOPUP_AMOUNTS_RUB"
+    )
+    yookassa_shop_id: str | None = Field(default=None, validation_alias="YOOKASSA_SHOP_ID")
+    yookassa_secret_key: SecretStr | None = Field(
+        default=None, validation_alias="YOOKASSA_SECRET_KEY"
+    )
+    yookassa_api_base: str = Field(
+        default="https://api.yookassa.ru/v3", validation_alias="YOOKASSA_API_BASE"
+    )
+    manual_transfer_details: str | None = Field(
+        default=None, validation_alias="MANUAL_TRANSFER_DETAILS"
+    )
+    welcome_bonus_rub: int = Field(
+        default=0, ge=0, le=100_000, validation_alias="WELCOME_BONUS_RUB"
+    )
+    referral_bonus_rub: int = Field(
+        default=50, ge=0, le=100_000, validation_alias="REFERRAL_BONUS_RUB"
+    )
+    reconcile_interval_s: float = Field(
+        default=300, ge=5, le=86_400, validation_alias="PAYMENTS_RECONCILE_S"
+    )
+
+    @field_validator("stars_packages", mode="before")
+    @classmethod
+    def _packages(cls, value: Any) -> Any:
+        if not isinstance(value, str):
+            return value
+        packages = []
+        for part in (p.strip() for p in value.split(",") if p.strip()):
+            stars, sep, rubles = part.partition(":")
+            if not (sep and stars.strip().isdigit() and rubles.strip().isdigit()):
+                raise ValueError(f"'STARS:RUBLES,…' expected (e.g. '50:90,100:180'), got {part!r}")
+            if int(stars) < 1 or int(rubles) < 1:
+                raise ValueError(f"amounts must be positive, got {part!r}")
+            packages.append(StarsPackage(int(stars), int(rubles)))
+        return tuple(packages)
+
+    @field_validator("topup_amounts_rub", mode="before")
+    @classmethod
+    def _amounts(cls, value: Any) -> Any:
+        return _int_list(value, "rouble amounts")
+
+    @field_validator("yookassa_api_base")
+    @classmethod
+    def _yookassa_url(cls, value: str) -> str:
+        return _http_url(value)
+
+    @field_validator("yookassa_shop_id", "manual_transfer_details")
+    @classmethod
+    def _blank_is_none(cls, value: str | None) -> str | None:
+        return value.strip() if value and value.strip() else None
+
+    @property
+    def yookassa_enabled(self) -> bool:
+        return self.yookassa_shop_id is not None and self.yookassa_secret_key is not None
+
+
 class LeadershipSettings(BaseSettings):
     """One ACTIVE instance per bot: how long a lease lasts, how the handover drains."""
 
@@ -268,6 +358,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     PricingSettings,
     EngineSettings,
     LeadershipSettings,
+    PaymentsSettings,
     AdminSettings,
     LoggingSettings,
 )
@@ -302,6 +393,7 @@ class Config:
     pricing: PricingSettings
     engine: EngineSettings
     leadership: LeadershipSettings
+    payments: PaymentsSettings
     admin: AdminSettings
     logging: LoggingSettings
 
@@ -326,6 +418,7 @@ class Config:
             self.telegram.effective_webhook_secret(),
             self.kie.api_key,
             self.kie.webhook_hmac_key,
+            self.payments.yookassa_secret_key,
         ]
         return [v.get_secret_value() for v in values if v is not None]
 
@@ -362,6 +455,19 @@ class Config:
                 f"LEADER_{name.upper()}": str(getattr(self.leadership, name))
                 for name in LeadershipSettings.model_fields
             },
+            "STARS_PACKAGES": ",".join(
+                f"{p.stars}:{p.rubles}" for p in self.payments.stars_packages
+            ),
+            "TOPUP_AMOUNTS_RUB": ",".join(str(a) for a in self.payments.topup_amounts_rub),
+            "YOOKASSA_SHOP_ID": self.payments.yookassa_shop_id or "(unset: card payments off)",
+            "YOOKASSA_SECRET_KEY": _mask(self.payments.yookassa_secret_key),
+            "YOOKASSA_API_BASE": self.payments.yookassa_api_base,
+            "MANUAL_TRANSFER_DETAILS": "(set)"
+            if self.payments.manual_transfer_details
+            else "(unset: manual transfers off)",
+            "WELCOME_BONUS_RUB": str(self.payments.welcome_bonus_rub),
+            "REFERRAL_BONUS_RUB": str(self.payments.referral_bonus_rub),
+            "PAYMENTS_RECONCILE_S": str(self.payments.reconcile_interval_s),
             "LOG_FORMAT": self.logging.format.value if self.logging.format else "(auto)",
             "LOG_LEVEL": self.logging.level,
             "EVENTS_RETENTION_DAYS": str(self.logging.events_retention_days),

@@ -25,22 +25,6 @@ PRICE_NB2_1K = 760  # 8 credits × $0.005 × 95 ₽/$ × 2 = 7.60 ₽
 HMAC = "e2e-hmac-key"
 
 
-@pytest.fixture
-async def database_url(backend: str, empty_database_url: str) -> str | None:
-    """None for SQLite (running_bot makes a file); a migrated database for Postgres."""
-    if backend == "sqlite":
-        return None
-    from trt.db import migrate
-    from trt.db.database import Database
-
-    database = Database(empty_database_url)
-    try:
-        await migrate.upgrade(database)
-    finally:
-        await database.dispose()
-    return empty_database_url
-
-
 async def start(
     bot: RunningBot,
     prompt: str = "a red fox",

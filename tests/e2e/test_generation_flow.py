@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.e2e_support import RunningBot, running_bot
+from trt.bot.callbacks import Refresh
 from trt.db.models import Job
 from trt.sandbox.driver import Message, SandboxUser
 from trt.sandbox.media import render_png
@@ -254,3 +255,23 @@ async def too_many(bot: RunningBot) -> None:
     texts = bot_texts()
     assert texts.count(slow_down) == 1
     assert len(texts) <= 41  # some of the 45 got no answer at all
+
+
+async def test_refresh_reopens_the_flow_screen_the_user_was_on(bot: RunningBot) -> None:
+    user = await new_user(bot, 7010)
+    earlier = await open_model(user, "🎨 Картинки и дизайн", "Nano Banana 2")
+    await user.send("маяк на закате")
+    question = await user.next_message()
+    assert question.text.startswith("Формат кадра")
+    # The 🔄 a PASSIVE instance added to an earlier screen, pressed on the ACTIVE one.
+    answer = await user.click_data(earlier.message_id, Refresh().pack())
+    assert answer.answered
+    reopened = (await user.next_event(("edit", "message"))).message
+    assert reopened.text == question.text
+    assert reopened.button_labels == question.button_labels
+    await user.send("/cancel")
+    await user.next_message()
+    answer = await user.click_data(question.message_id, Refresh().pack())
+    assert answer.answered
+    menu = (await user.next_event(("edit", "message"))).message
+    assert menu.text.startswith("Главное меню")

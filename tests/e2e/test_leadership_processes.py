@@ -162,7 +162,10 @@ async def test_kill_9_on_the_leader_loses_no_update_and_no_job_runs_twice(
         for user_id in users:
             await world.fund(user_id, 10_000)
         jobs = [await world.create(user_id, "[slow:1] a lighthouse") for user_id in users]
-        await world.until(lambda s: all(v != JobStatus.CONFIRMED.value for v in s.values()))
+        # Every task exists at KIE (a kill during createTask is the engine tests' case: that
+        # job is reconciled or refunded, never resent).
+        before_kie = {JobStatus.CONFIRMED.value, JobStatus.SUBMITTING.value}
+        await world.until(lambda s: not before_kie & set(s.values()))
         await a.kill()  # kill -9 mid-generation: no release, no goodbye
         loop = asyncio.get_running_loop()
         killed = loop.time()
@@ -183,6 +186,8 @@ async def test_kill_9_on_the_leader_loses_no_update_and_no_job_runs_twice(
         assert all(states[job] == JobStatus.DELIVERED.value for job in jobs)
         assert len(world.sandbox.kie.tasks) == len(jobs)  # no job went to KIE twice
         await world.assert_settled_once(killed_while_sending=True)
+        # Only the leader polled: the survivor never met another poller (409 Conflict).
+        assert not [e for e in b.events if e.get("event") == "polling_failed"]
     finally:
         await b.signal(signal.SIGTERM)
         await b.finish()

@@ -13,7 +13,7 @@ from sqlalchemy import select, update
 
 from tests.conftest import POSTGRES_URL
 from trt.db.database import Database
-from trt.db.models import FsmState
+from trt.db.models import FsmState, LeaderLease
 from trt.leadership import Leadership, Role, StaleLeaderError, asyncpg_dsn
 
 WAIT_S = 10.0
@@ -117,6 +117,21 @@ async def test_a_stale_leader_is_fenced_after_a_takeover(database: Database) -> 
                 select(FsmState.state).where(FsmState.key == "fence-target")
             )
         assert state == "written by the leader"
+
+
+async def test_a_failed_heartbeat_makes_the_leader_passive_at_once(database: Database) -> None:
+    a = leader(database, "a", ttl_s=1.0)
+    async with running(a):
+        await until_role(a, Role.ACTIVE)
+        async with database.unit_of_work() as session:  # someone else holds the row now
+            await session.execute(
+                update(LeaderLease)
+                .where(LeaderLease.name == "bot:42")
+                .values(holder="intruder", epoch=LeaderLease.epoch + 1)
+            )
+        await until_role(a, Role.PASSIVE)  # the next renewal (≤ TTL / 3) finds it gone
+        assert a.epoch is None
+        assert a._lock_connection is None  # and the advisory lock went with it
 
 
 async def test_a_crashed_leader_is_replaced_within_the_lease(database: Database) -> None:

@@ -56,6 +56,8 @@ class WalletService:
             )
         return result.created
 
-    async def statement(self, user_id: int, *, limit: int = 10) -> list[StatementLine]:
+    async def statement(
+        self, user_id: int, *, offset: int = 0, limit: int = 10
+    ) -> list[StatementLine]:
         async with self.database.unit_of_work(readonly=True) as session:
-            return await self.ledger.statement(session, user_id, limit=limit)
+            return await self.ledger.statement(session, user_id, offset=offset, limit=limit)

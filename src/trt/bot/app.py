@@ -23,17 +23,22 @@ from trt.bot.middlewares import (
 )
 from trt.bot.routers import account, catalog, fallback, generate, start, support
 from trt.bot.routers import jobs as jobs_router
+from trt.bot.routers import payments as payments_router
 from trt.bot.sender import Sender
 from trt.bot.storage import SqlStorage
 from trt.config import Config
 from trt.db.database import Database
 from trt.i18n import LANGUAGES, t
 from trt.jobs.service import JobService
+from trt.payments.bonuses import BonusService
+from trt.payments.service import PaymentService
+from trt.payments.stars import StarsPayments
+from trt.payments.yookassa import CardPayments
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.store import EventStore
 from trt.users import UserService
 
-COMMANDS = ("start", "help", "balance", "history", "debug", "cancel", "language")
+COMMANDS = ("start", "help", "balance", "history", "promo", "debug", "cancel", "language")
 
 
 def create_bot(config: Config) -> Bot:
@@ -56,7 +61,12 @@ def create_dispatcher(
     jobs: JobService,
     sender: Sender,
     events: EventStore,
-    is_active: Callable[[], bool] = lambda: True,
+    *,
+    is_active: Callable[[], bool],
+    payments: PaymentService,
+    stars: StarsPayments,
+    bonuses: BonusService,
+    cards: CardPayments | None,
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
     users = UserService(database)
@@ -70,6 +80,10 @@ def create_dispatcher(
         users=users,
         wallets=WalletService(database),
         events=events,
+        payments=payments,
+        stars=stars,
+        bonuses=bonuses,
+        cards=cards,
     )
     # Order matters: the cid first (every later line carries it), then the PASSIVE check (a
     # deploy overlap: answered at once, nothing written), errors next (they answer with the
@@ -86,6 +100,7 @@ def create_dispatcher(
         start.build(),
         support.build(),
         account.build(),  # commands (/cancel, /balance, …) win over the flow's text input
+        payments_router.build(),  # a payment or a receipt wins over the flow's input too
         catalog.build(),
         generate.build(),
         jobs_router.build(),

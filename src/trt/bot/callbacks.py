@@ -87,6 +87,39 @@ class LangSet(CallbackData, prefix="lg"):
     lang: str
 
 
+class TopUp(CallbackData, prefix="tu"):
+    """A top-up method: stars | card | manual | promo | invite."""
+
+    method: str
+
+
+class StarsBuy(CallbackData, prefix="sb"):
+    """A Stars package, by its index in `STARS_PACKAGES`."""
+
+    index: int
+
+
+class CardBuy(CallbackData, prefix="cb"):
+    """A card / SBP (YooKassa) top-up of `rub` roubles (one of `TOPUP_AMOUNTS_RUB`)."""
+
+    rub: int
+
+
+class ManualAmount(CallbackData, prefix="ma"):
+    rub: int
+
+
+class ManualVerdict(CallbackData, prefix="mv"):
+    """An admin's ✅ / ❌ on a manual transfer (the admin check is in the handler)."""
+
+    payment: str
+    approve: bool
+
+
+class BalancePage(CallbackData, prefix="bp"):
+    page: int
+
+
 class Refresh(CallbackData, prefix="rf"):
     """🔄 Обновить, shown by a PASSIVE instance: re-opens the screen the user was on."""
 

@@ -11,9 +11,8 @@ from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 from trt.telemetry.events import Event, get_chat_id, get_user_id, telemetry
 
 
-async def show(callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup) -> None:
-    """Replace the tapped message with the screen; a new message when it cannot be edited."""
-    # The screen's name for telemetry: its first line as a person reads it.
+def rendered(callback: CallbackQuery, text: str) -> None:
+    """UI_RENDER for what a tap shows; the screen's name is its first line as a person reads it."""
     screen = html.unescape(re.sub(r"<[^>]+>", "", text.split("\n", 1)[0]))[:60]
     telemetry.emit(
         Event.UI_RENDER,
@@ -21,6 +20,11 @@ async def show(callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup)
         chat_id=get_chat_id(callback),
         screen=screen,
     )
+
+
+async def show(callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup) -> None:
+    """Replace the tapped message with the screen; a new message when it cannot be edited."""
+    rendered(callback, text)
     message = callback.message
     if isinstance(message, Message) and message.text is not None:
         try:

@@ -321,3 +321,68 @@ class InboxUpdate(Base):
     received_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     processed_at: Mapped[datetime | None] = mapped_column(UtcDateTime, index=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0)
+
+
+# --------------------------------------------------------------------------- payments
+class Payment(Base):
+    """One top-up attempt: Telegram Stars, YooKassa or a manual transfer, from intent to credit.
+
+    The credit itself is a ledger posting keyed by the provider's id (`<method>:<external_id>`),
+    so a repeated notification, a redelivered update and the reconciliation all credit once.
+    """
+
+    __tablename__ = "payments"
+    __table_args__ = (UniqueConstraint("method", "external_id"),)
+
+    id: Mapped[str] = mapped_column(String(32), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("users.id"), index=True)
+    chat_id: Mapped[int] = mapped_column(BigInteger)
+    lang: Mapped[str] = mapped_column(String(8))
+    method: Mapped[str] = mapped_column(String(16))
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    amount_kop: Mapped[int] = mapped_column(BigInteger)
+    stars: Mapped[int | None] = mapped_column(Integer)
+    external_id: Mapped[str | None] = mapped_column(String(128))
+    confirmation_url: Mapped[str | None] = mapped_column(String(512))
+    receipt_file_id: Mapped[str | None] = mapped_column(String(256))
+    decided_by: Mapped[int | None] = mapped_column(BigInteger)
+    detail: Mapped[str] = mapped_column(String(255), default="", server_default="")
+    cid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp(), index=True
+    )
+    updated_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+
+
+class PromoCode(Base):
+    __tablename__ = "promo_codes"
+
+    code: Mapped[str] = mapped_column(String(32), primary_key=True)
+    amount_kop: Mapped[int] = mapped_column(BigInteger)
+    max_uses: Mapped[int] = mapped_column(Integer)
+    uses: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    expires_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    created_at: Mapped[datetime] = mapped_column(
+        UtcDateTime, default=utcnow, server_default=func.current_timestamp()
+    )
+
+
+class PromoRedemption(Base):
+    __tablename__ = "promo_redemptions"
+
+    code: Mapped[str] = mapped_column(ForeignKey("promo_codes.code"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    redeemed_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+
+
+class Referral(Base):
+    """Who invited whom (`/start ref_<code>`); the inviter's bonus comes with the first top-up."""
+
+    __tablename__ = "referrals"
+
+    invited_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    inviter_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    credited_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

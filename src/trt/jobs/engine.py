@@ -515,10 +515,13 @@ class JobEngine:
                     )
                 )
             if job.hold_id is not None:
-                await self.ledger.capture(session, job.hold_id, memo=f"job {job.id}", cid=job.cid)
+                await self.ledger.capture(session, job.hold_id, memo=self._title(job), cid=job.cid)
             key = "jobs.result_free" if job.is_free else "jobs.result"
             self._outbox(
-                session, job, "result", {"caption": t(job.lang, key, model=self._title(job))}
+                session,
+                job,
+                "result",
+                {"caption": t(job.lang, key, model=self._title(job)), "model": self._title(job)},
             )
         telemetry.emit(
             Event.JOB_SUCCEEDED,

@@ -178,7 +178,7 @@ class OutboxRelay:
             if row.kind == "result":
                 # Blocked: delivered (see the module's decisions). Refused even as links: the
                 # user cannot get it, so the payment comes back.
-                await self._settle_result(job, delivered=refused.blocked)
+                await self._settle_result(job, row, delivered=refused.blocked)
             log.info("outbox_undeliverable", outbox_id=row.id, job_id=job.id, reason=refused.reason)
 
     async def _deliver_result(self, row: Outbox, job: Job) -> None:
@@ -249,7 +249,7 @@ class OutboxRelay:
             .values(status=JobStatus.DELIVERED.value, updated_at=utcnow())
         )
 
-    async def _settle_result(self, job: Job, *, delivered: bool) -> None:
+    async def _settle_result(self, job: Job, row: Outbox, *, delivered: bool) -> None:
         """A result nobody can receive: delivered (blocked) or refunded (given up)."""
         if delivered:
             async with self.database.unit_of_work() as session:
@@ -278,7 +278,7 @@ class OutboxRelay:
                     debit=revenue,
                     credit=wallet,
                     amount_kop=job.price_kop,
-                    memo=f"undelivered job {job.id}",
+                    memo=str(row.payload.get("model") or job.model_slug),
                     cid=job.cid,
                 )
         telemetry.emit(
@@ -295,7 +295,7 @@ class OutboxRelay:
         if attempts >= MAX_ATTEMPTS:
             await self._mark(row, "gave_up")
             if row.kind == "result":
-                await self._settle_result(job, delivered=False)
+                await self._settle_result(job, row, delivered=False)
             log.error("outbox_gave_up", outbox_id=row.id, job_id=job.id, reason=later.reason)
             return
         delay = min(

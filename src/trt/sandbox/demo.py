@@ -21,8 +21,10 @@ from trt.sandbox.client_api import add_client_api
 from trt.sandbox.kie import KieServer
 from trt.sandbox.runner import RunningApp, start_app
 from trt.sandbox.telegram import TelegramServer
+from trt.sandbox.yookassa import YooKassaServer
 from trt.telemetry.logs import get_logger
 from trt.users import UserService
+from trt.web.app import YOOKASSA_PATH
 
 DEMO_TOKEN = "777000:SANDBOX-demo-token-not-secret"  # noqa: S105 - the sandbox's, public
 DEMO_KIE_KEY = "sandbox-kie-key"
@@ -38,16 +40,26 @@ DEMO_USERS = (
 log = get_logger(__name__)
 
 
+DEMO_TRANSFER_DETAILS = "Сбербанк, карта 2202 2000 0000 0000, получатель ООО «ТРТ» (песочница)"
+
+
 @dataclass
 class Sandbox:
     telegram: TelegramServer
     kie: KieServer
+    yookassa: YooKassaServer
     telegram_app: RunningApp
     kie_app: RunningApp
+    yookassa_app: RunningApp
 
     async def stop(self) -> None:
         await self.telegram_app.stop()
         await self.kie_app.stop()
+        await self.yookassa_app.stop()
+
+    def point_yookassa_at(self, services: runtime.Services) -> None:
+        """The shop's notification URL (YooKassa's dashboard setting): this bot's server."""
+        self.yookassa.notification_url = services.http_url + YOOKASSA_PATH
 
 
 def add_webchat(server: TelegramServer) -> None:
@@ -65,22 +77,27 @@ async def start_sandbox(
     host: str = "127.0.0.1",
     telegram_port: int = 0,
     kie_port: int = 0,
+    yookassa_port: int = 0,
     token: str = DEMO_TOKEN,
     kie_key: str = DEMO_KIE_KEY,
     kie_step_s: float = 1.0,
     kie_generate_s: float = 3.0,
 ) -> Sandbox:
-    """Both sandbox servers with the web chat, on the given ports (0: any free port)."""
+    """The sandbox servers (Telegram with the web chat, KIE, YooKassa) on the given ports (0:
+    any free port)."""
     telegram = TelegramServer(token)
     add_client_api(telegram)
     add_webchat(telegram)
     for user_id, name, lang in DEMO_USERS:
         telegram.ensure_user(user_id, name, language_code=lang)
     kie = KieServer(kie_key, step_s=kie_step_s, generate_s=kie_generate_s)
+    yookassa = YooKassaServer()
     telegram_app = await start_app(telegram.app, host, telegram_port)
     kie_app = await start_app(kie.app, host, kie_port)
+    yookassa_app = await start_app(yookassa.app, host, yookassa_port)
     kie.base_url = kie_app.url
-    return Sandbox(telegram, kie, telegram_app, kie_app)
+    yookassa.base_url = yookassa_app.url
+    return Sandbox(telegram, kie, yookassa, telegram_app, kie_app, yookassa_app)
 
 
 def demo_config(
@@ -93,6 +110,8 @@ def demo_config(
     engine: dict[str, Any] | None = None,
     hmac_key: str | None = None,
     rate_limit_per_10s: int = 40,
+    payments: dict[str, Any] | None = None,
+    admin_ids: tuple[int, ...] = (),
 ) -> Config:
     """The configuration of the bot against a sandbox (the demo, end-to-end tests)."""
     kie: dict[str, Any] = {
@@ -112,6 +131,14 @@ def demo_config(
         database={"DATABASE_URL": database_url or f"sqlite+aiosqlite:///{database_path}"},
         http={"HTTP_PORT": http_port, "PUBLIC_BASE_URL": public_base_url},
         engine=engine or {},
+        payments={
+            "YOOKASSA_SHOP_ID": sandbox.yookassa.shop_id,
+            "YOOKASSA_SECRET_KEY": sandbox.yookassa.secret_key,
+            "YOOKASSA_API_BASE": sandbox.yookassa_app.url + "/v3",
+            "MANUAL_TRANSFER_DETAILS": DEMO_TRANSFER_DETAILS,
+            **(payments or {}),
+        },
+        admin={"ADMIN_IDS": ",".join(str(a) for a in admin_ids)},
     )
 
 
@@ -124,6 +151,9 @@ def sandbox_env(sandbox: Sandbox, database_url: str) -> dict[str, str]:
         "KIE_BASE_URL": sandbox.kie_app.url,
         "KIE_UPLOAD_BASE_URL": sandbox.kie_app.url,
         "DATABASE_URL": database_url,
+        "YOOKASSA_SHOP_ID": sandbox.yookassa.shop_id,
+        "YOOKASSA_SECRET_KEY": sandbox.yookassa.secret_key,
+        "YOOKASSA_API_BASE": sandbox.yookassa_app.url + "/v3",
         "LOG_FORMAT": "json",
     }
 
@@ -146,17 +176,23 @@ async def credit_demo_users(services: runtime.Services) -> None:
 
 async def run_demo(port: int, database_path: Path) -> None:
     """Serve the demo until Ctrl-C."""
-    sandbox = await start_sandbox(telegram_port=port, kie_port=port + 1)
+    sandbox = await start_sandbox(telegram_port=port, kie_port=port + 1, yookassa_port=port + 3)
     stop = asyncio.Event()
+
+    async def on_ready(services: runtime.Services) -> None:
+        sandbox.point_yookassa_at(services)
+        await credit_demo_users(services)
+
     try:
-        config = demo_config(sandbox, database_path, http_port=port + 2)
-        bot_task = asyncio.create_task(
-            runtime.run(config, stop, on_ready=credit_demo_users), name="trt-bot"
+        config = demo_config(
+            sandbox, database_path, http_port=port + 2, admin_ids=(DEMO_USERS[0][0],)
         )
+        bot_task = asyncio.create_task(runtime.run(config, stop, on_ready=on_ready), name="trt-bot")
         print(  # noqa: T201 - the demo's one line for the person who started it
             f"\nTRT demo is running: open {sandbox.telegram_app.url} in a browser "
             f"(Telegram sandbox {sandbox.telegram_app.url}, KIE sandbox {sandbox.kie_app.url}, "
-            f"database {database_path}). Press Ctrl-C to stop.\n",
+            f"YooKassa sandbox {sandbox.yookassa_app.url}, database {database_path}; "
+            f"{DEMO_USERS[0][1]} is the admin). Press Ctrl-C to stop.\n",
             flush=True,
         )
         await bot_task

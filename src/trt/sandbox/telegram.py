@@ -232,6 +232,8 @@ class TelegramServer:
         self.callbacks: dict[str, CallbackRecord] = {}
         self.pre_checkouts: dict[str, asyncio.Future[tuple[bool, str | None]]] = {}
         self.star_transactions: list[dict[str, Any]] = []
+        # Every successful payment made, with its user: tests deliver one again (a repeat).
+        self.successful_payments: list[tuple[int, dict[str, Any]]] = []
         self.refunded_charges: set[str] = set()
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.violations: list[Violation] = []
@@ -1015,8 +1017,14 @@ class TelegramServer:
         await self.push_update("callback_query", query)
         return record
 
-    async def user_pays(self, user_id: int, message_id: int) -> tuple[bool, str | None]:
-        """The user taps Pay on an invoice: pre-checkout, then the payment if approved."""
+    async def user_pays(
+        self, user_id: int, message_id: int, *, lose_update: bool = False
+    ) -> tuple[bool, str | None]:
+        """The user taps Pay on an invoice: pre-checkout, then the payment if approved.
+
+        `lose_update` charges the user but never delivers the `successful_payment` update (as
+        when a bot misses it): only `getStarTransactions` shows the payment.
+        """
         message = self.messages.get(user_id, {}).get(message_id)
         if message is None or "invoice" not in message:
             raise ApiError(400, "Bad Request: invoice not found")
@@ -1046,16 +1054,16 @@ class TelegramServer:
             )
             return False, error
         charge_id = "stxsandbox" + secrets.token_hex(12)
-        await self.user_sends(
-            user_id,
-            successful_payment={
-                "currency": invoice["currency"],
-                "total_amount": invoice["total_amount"],
-                "invoice_payload": message["_payload"],
-                "telegram_payment_charge_id": charge_id,
-                "provider_payment_charge_id": "",
-            },
-        )
+        paid = {
+            "currency": invoice["currency"],
+            "total_amount": invoice["total_amount"],
+            "invoice_payload": message["_payload"],
+            "telegram_payment_charge_id": charge_id,
+            "provider_payment_charge_id": "",
+        }
+        self.successful_payments.append((user_id, paid))
+        if not lose_update:
+            await self.user_sends(user_id, successful_payment=paid)
         self.star_transactions.append(
             {
                 "id": charge_id,

@@ -49,6 +49,11 @@ class Event(StrEnum):
     DELIVERED = "DELIVERED"
     HOLD_CAPTURED = "HOLD_CAPTURED"
     HOLD_RELEASED = "HOLD_RELEASED"
+    PAYMENT_CREATED = "PAYMENT_CREATED"
+    PAYMENT_CREDITED = "PAYMENT_CREDITED"
+    PAYMENT_REJECTED = "PAYMENT_REJECTED"
+    PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
+    BONUS_CREDITED = "BONUS_CREDITED"
 
 
 class Reason(StrEnum):
@@ -98,6 +103,18 @@ REQUIRED: dict[Event, tuple[str, ...]] = {
     Event.DELIVERED: (*_BASE, "job_id"),
     Event.HOLD_CAPTURED: (*_BASE, "job_id"),
     Event.HOLD_RELEASED: (*_BASE, "job_id"),
+    Event.PAYMENT_CREATED: (*_BASE, "user_id", "payment_id", "method", "amount_kop"),
+    Event.PAYMENT_CREDITED: (
+        *_BASE,
+        "user_id",
+        "payment_id",
+        "method",
+        "amount_kop",
+        "external_id",
+    ),
+    Event.PAYMENT_REJECTED: (*_BASE, "method", "reason_code", "reason_detail"),
+    Event.PAYMENT_REFUNDED: (*_BASE, "user_id", "payment_id", "amount_kop"),
+    Event.BONUS_CREDITED: (*_BASE, "user_id", "kind", "amount_kop"),
 }
 
 

@@ -27,6 +27,7 @@ from trt.jobs.state import ACTIVE
 from trt.kie.callbacks import callback_task_id, signature_ok
 from trt.kie.client import parse_callback
 from trt.leadership import StaleLeaderError
+from trt.payments.yookassa import CardPayments, YooKassaError
 from trt.telemetry.events import Event, telemetry
 from trt.telemetry.logs import get_logger
 from trt.telemetry.metrics import Metrics
@@ -34,6 +35,7 @@ from trt.telemetry.metrics import Metrics
 log = get_logger(__name__)
 MAX_CALLBACK_BYTES = 1024 * 1024
 WEBHOOK_PATH = "/telegram/webhook"
+YOOKASSA_PATH = "/yookassa/notification"
 OK = {"code": 200, "msg": "success"}
 
 Ready = Callable[[], Awaitable[dict[str, Any]]]
@@ -169,16 +171,47 @@ class TelegramWebhook:
         await finish(self._passive, drain_s=5.0)
 
 
+class YooKassaNotifications:
+    """YooKassa's HTTP notifications: the body is a hint, the API is the truth (CardPayments).
+
+    Only the ACTIVE instance acts on them (money moves there); a PASSIVE one answers 503 and
+    YooKassa delivers again (the leader's periodic check finds the payment anyway).
+    """
+
+    def __init__(self, cards: CardPayments, is_active: Callable[[], bool]) -> None:
+        self.cards = cards
+        self.is_active = is_active
+
+    async def handle(self, request: web.Request) -> web.Response:
+        if not self.is_active():
+            return web.json_response({"ok": False, "error": "passive instance"}, status=503)
+        try:
+            body = await request.json()
+        except ValueError:
+            return web.json_response({"ok": False, "error": "invalid JSON"}, status=400)
+        try:
+            outcome = await self.cards.on_notification(body)
+        except YooKassaError as error:  # cannot verify now: YooKassa retries
+            log.warning("yookassa_notification_unverified", error=str(error)[:200])
+            return web.json_response({"ok": False}, status=502)
+        if outcome == "invalid":
+            return web.json_response({"ok": False, "error": "not a notification"}, status=400)
+        return web.json_response({"ok": True, "outcome": outcome})
+
+
 def create_web_app(
     receiver: CallbackReceiver,
     ready: Ready,
     metrics: Metrics | None = None,
     webhook: TelegramWebhook | None = None,
+    notifications: YooKassaNotifications | None = None,
 ) -> web.Application:
     app = web.Application(client_max_size=MAX_CALLBACK_BYTES)
     app.router.add_post("/kie/callback/{token}", receiver.handle)
     if webhook is not None:
         app.router.add_post(WEBHOOK_PATH, webhook.handle)
+    if notifications is not None:
+        app.router.add_post(YOOKASSA_PATH, notifications.handle)
     if metrics is not None:
 
         async def metrics_page(_request: web.Request) -> web.Response:

@@ -10,16 +10,18 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from trt.billing.wallets import WalletService
-from trt.bot.callbacks import LangSet, Menu
+from trt.bot.callbacks import BalancePage, LangSet, Menu
 from trt.bot.keyboards import main_menu
 from trt.bot.screens import show
-from trt.config import Config
 from trt.i18n import LANGUAGES, Lang, t
 from trt.pipeline import format_money
 from trt.users import UserService
 
+PAGE_SIZE = 8
+QUOTED = frozenset({"capture", "refund"})  # their memo is the model's name
 OPERATION_WORDS = {
     "topup": "balance.op_topup",
+    "refund_topup": "balance.op_refund_topup",
     "capture": "balance.op_capture",
     "refund": "balance.op_refund",
     "bonus": "balance.op_bonus",
@@ -30,7 +32,7 @@ OPERATION_WORDS = {
 def build() -> Router:
     router = Router(name=__name__)
     router.callback_query.register(on_balance, Menu.filter(F.screen == "balance"))
-    router.callback_query.register(on_topup, Menu.filter(F.screen == "topup"))
+    router.callback_query.register(on_balance_page, BalancePage.filter())
     router.message.register(on_balance_command, Command("balance"))
     router.message.register(on_cancel, Command("cancel"))
     router.message.register(on_language, Command("language"))
@@ -39,13 +41,18 @@ def build() -> Router:
 
 
 async def balance_screen(
-    wallets: WalletService, user_id: int, lang: str
+    wallets: WalletService, user_id: int, lang: str, page: int = 0
 ) -> tuple[str, InlineKeyboardMarkup]:
+    """The balance, money on hold, and the operations in plain words, a page at a time."""
     balance = await wallets.balance(user_id)
     lines = []
-    for line in await wallets.statement(user_id, limit=8):
+    statement = await wallets.statement(user_id, offset=page * PAGE_SIZE, limit=PAGE_SIZE + 1)
+    for line in statement[:PAGE_SIZE]:
         word = t(lang, OPERATION_WORDS.get(line.kind, "balance.op_adjust"))
-        memo = f" — {html.escape(line.memo)}" if line.memo else ""
+        if line.kind in QUOTED and line.memo:
+            memo = f" «{html.escape(line.memo)}»"  # generation «Nano Banana 2»
+        else:
+            memo = f" — {html.escape(line.memo)}" if line.memo else ""
         sign = "+" if line.amount_kop > 0 else "−"
         lines.append(
             f"{line.at.strftime('%d.%m %H:%M')} {sign}{format_money(abs(line.amount_kop))}"
@@ -58,21 +65,42 @@ async def balance_screen(
         held=format_money(balance.held_kop),
         operations="\n".join(lines) or t(lang, "balance.none"),
     )
-    markup = InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=t(lang, "flow.top_up"), callback_data=Menu(screen="topup").pack()
-                )
-            ],
-            [
-                InlineKeyboardButton(
-                    text=t(lang, "menu.home"), callback_data=Menu(screen="main").pack()
-                )
-            ],
+    if page > 0:
+        text += "\n" + t(lang, "balance.page", page=page + 1)
+    rows = [
+        [
+            InlineKeyboardButton(
+                text=t(lang, "flow.top_up"), callback_data=Menu(screen="topup").pack()
+            )
         ]
+    ]
+    pager = []
+    if page > 0:
+        pager.append(
+            InlineKeyboardButton(
+                text=t(lang, "menu.prev"), callback_data=BalancePage(page=page - 1).pack()
+            )
+        )
+    if len(statement) > PAGE_SIZE:
+        pager.append(
+            InlineKeyboardButton(
+                text=t(lang, "menu.next"), callback_data=BalancePage(page=page + 1).pack()
+            )
+        )
+    if pager:
+        rows.append(pager)
+    rows.append(
+        [InlineKeyboardButton(text=t(lang, "menu.home"), callback_data=Menu(screen="main").pack())]
     )
-    return text, markup
+    return text, InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def on_balance_page(
+    callback: CallbackQuery, callback_data: BalancePage, lang: str, wallets: WalletService
+) -> None:
+    page = max(0, min(callback_data.page, 1000))
+    text, markup = await balance_screen(wallets, callback.from_user.id, lang, page)
+    await show(callback, text, markup)
 
 
 async def on_balance(callback: CallbackQuery, lang: str, wallets: WalletService) -> None:
@@ -84,23 +112,6 @@ async def on_balance_command(message: Message, lang: str, wallets: WalletService
     assert message.from_user is not None
     text, markup = await balance_screen(wallets, message.from_user.id, lang)
     await message.answer(text, reply_markup=markup)
-
-
-async def on_topup(callback: CallbackQuery, lang: str, config: Config) -> None:
-    text = t(lang, "balance.topup", support=html.escape(config.telegram.support_contact))
-    await show(
-        callback,
-        text,
-        InlineKeyboardMarkup(
-            inline_keyboard=[
-                [
-                    InlineKeyboardButton(
-                        text=t(lang, "menu.back"), callback_data=Menu(screen="balance").pack()
-                    )
-                ]
-            ]
-        ),
-    )
 
 
 async def on_cancel(message: Message, lang: str, state: FSMContext) -> None:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import html
 
 from aiogram import F, Router
-from aiogram.filters import Command, CommandStart
+from aiogram.filters import Command, CommandObject, CommandStart
 from aiogram.types import CallbackQuery, Message
 
 from trt.bot.callbacks import Menu
@@ -13,6 +13,9 @@ from trt.bot.keyboards import back_to_menu, main_menu
 from trt.bot.screens import show
 from trt.config import Config
 from trt.i18n import t
+from trt.payments.bonuses import BonusService
+from trt.pipeline import format_money
+from trt.users import UserInfo
 
 
 def build() -> Router:
@@ -24,11 +27,24 @@ def build() -> Router:
     return router
 
 
-async def on_start(message: Message, lang: str) -> None:
+async def on_start(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    bonuses: BonusService,
+    user_info: UserInfo | None = None,
+    cid: str | None = None,
+) -> None:
     name = message.from_user.first_name if message.from_user else ""
-    await message.answer(
-        t(lang, "start.greeting", name=html.escape(name)), reply_markup=main_menu(lang)
-    )
+    text = t(lang, "start.greeting", name=html.escape(name))
+    if user_info is not None and user_info.is_new:
+        # Only a user's very first update counts: an old user cannot become someone's
+        # referral, and the welcome bonus is paid once (its ledger key says so anyway).
+        await bonuses.register_referral(user_info.user_id, command.args)
+        welcome = await bonuses.welcome(user_info.user_id, cid=cid)
+        if welcome:
+            text += "\n\n" + t(lang, "pay.welcome", amount=format_money(welcome))
+    await message.answer(text, reply_markup=main_menu(lang))
 
 
 async def on_help(message: Message, lang: str, config: Config) -> None:

@@ -1,0 +1,518 @@
+"""Top-ups: the method screen, Stars invoices and payments, card (YooKassa) links, manual
+transfers with an admin's verdict, promo codes and the referral link.
+
+Handlers stay thin: the money moves in `trt.payments` (each credit once, by the provider's id);
+the handlers parse, call and render. A pre-checkout query is answered at once (Telegram
+allows 10 s) with the reason when refused.
+"""
+
+from __future__ import annotations
+
+import html
+
+from aiogram import Bot, F, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
+from aiogram.types import (
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    PreCheckoutQuery,
+)
+
+from trt.billing.ledger import InsufficientFundsError
+from trt.bot.callbacks import CardBuy, ManualAmount, ManualVerdict, Menu, StarsBuy, TopUp
+from trt.bot.keyboards import main_menu
+from trt.bot.screens import rendered, show
+from trt.config import Config
+from trt.i18n import normalize_lang, t
+from trt.payments.bonuses import BonusService, referral_code
+from trt.payments.service import PaymentError, PaymentService
+from trt.payments.stars import StarsPayments, credited_text, notify, tell_inviter
+from trt.payments.yookassa import CardPayments, YooKassaError
+from trt.pipeline import format_money
+from trt.telemetry.events import Event, Reason, reject, telemetry
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+
+
+class TopUpFlow(StatesGroup):
+    receipt = State()  # a manual transfer: waiting for the receipt photo
+    promo = State()  # waiting for a promo code
+
+
+def build() -> Router:
+    router = Router(name=__name__)
+    router.callback_query.register(on_topup, Menu.filter(F.screen == "topup"))
+    router.callback_query.register(on_method, TopUp.filter())
+    router.callback_query.register(on_stars_buy, StarsBuy.filter())
+    router.callback_query.register(on_card_buy, CardBuy.filter())
+    router.callback_query.register(on_manual_amount, ManualAmount.filter())
+    router.callback_query.register(
+        on_manual_verdict, ManualVerdict.filter(), flags={"manual_answer": True}
+    )
+    router.pre_checkout_query.register(on_pre_checkout)
+    router.message.register(on_successful_payment, F.successful_payment)
+    router.message.register(on_promo_command, Command("promo"))
+    router.message.register(on_refund_command, Command("refund"))
+    router.message.register(on_receipt, TopUpFlow.receipt, F.photo | F.document)
+    router.message.register(on_receipt_other, TopUpFlow.receipt)
+    router.message.register(on_promo_text, TopUpFlow.promo, F.text)
+    return router
+
+
+def _button(text: str, callback_data: str) -> list[InlineKeyboardButton]:
+    return [InlineKeyboardButton(text=text, callback_data=callback_data)]
+
+
+def _back(lang: str, screen: str = "topup") -> list[InlineKeyboardButton]:
+    return _button(t(lang, "menu.back"), Menu(screen=screen).pack())
+
+
+async def topup_screen(
+    payments: PaymentService, config: Config, user_id: int, lang: str
+) -> tuple[str, InlineKeyboardMarkup]:
+    async with payments.database.unit_of_work(readonly=True) as session:
+        balance = (await payments.ledger.balance(session, user_id)).available_kop
+    settings = config.payments
+    rows = [_button(t(lang, "pay.method_stars"), TopUp(method="stars").pack())]
+    if settings.yookassa_enabled:
+        rows.append(_button(t(lang, "pay.method_card"), TopUp(method="card").pack()))
+    if settings.manual_transfer_details:
+        rows.append(_button(t(lang, "pay.method_manual"), TopUp(method="manual").pack()))
+    rows.append(_button(t(lang, "pay.method_promo"), TopUp(method="promo").pack()))
+    if settings.referral_bonus_rub > 0:
+        rows.append(_button(t(lang, "pay.method_invite"), TopUp(method="invite").pack()))
+    rows.append(_back(lang, "balance"))
+    text = t(lang, "pay.choose", balance=format_money(balance))
+    return text, InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+async def on_topup(
+    callback: CallbackQuery, lang: str, state: FSMContext, payments: PaymentService, config: Config
+) -> None:
+    if await state.get_state() in (TopUpFlow.receipt.state, TopUpFlow.promo.state):
+        await state.clear()
+    text, markup = await topup_screen(payments, config, callback.from_user.id, lang)
+    await show(callback, text, markup)
+
+
+async def on_method(
+    callback: CallbackQuery,
+    callback_data: TopUp,
+    lang: str,
+    state: FSMContext,
+    config: Config,
+    bonuses: BonusService,
+    bot: Bot,
+) -> None:
+    settings = config.payments
+    method = callback_data.method
+    rows: list[list[InlineKeyboardButton]] = []
+    if method == "stars":
+        for index, package in enumerate(settings.stars_packages):
+            label = t(
+                lang,
+                "pay.stars_package",
+                stars=package.stars,
+                amount=format_money(package.rubles * 100),
+            )
+            rows.append(_button(label, StarsBuy(index=index).pack()))
+        text = t(lang, "pay.stars_choose")
+    elif method == "card" and settings.yookassa_enabled:
+        for rub in settings.topup_amounts_rub:
+            rows.append(_button(format_money(rub * 100), CardBuy(rub=rub).pack()))
+        text = t(lang, "pay.card_choose")
+    elif method == "manual" and settings.manual_transfer_details:
+        for rub in settings.topup_amounts_rub:
+            rows.append(_button(format_money(rub * 100), ManualAmount(rub=rub).pack()))
+        text = t(lang, "pay.manual_choose")
+    elif method == "promo":
+        await state.set_state(TopUpFlow.promo)
+        text = t(lang, "pay.promo_ask")
+    elif method == "invite" and settings.referral_bonus_rub > 0:
+        me = await bot.me()
+        invited, paid = await bonuses.invited_count(callback.from_user.id)
+        link = f"https://t.me/{me.username}?start=ref_{referral_code(callback.from_user.id)}"
+        text = t(
+            lang,
+            "pay.invite",
+            bonus=format_money(settings.referral_bonus_rub * 100),
+            link=html.escape(link),
+            invited=invited,
+            paid=paid,
+        )
+    else:
+        reject(Reason.STATE_MISMATCH, f"top-up method {method!r} is not offered")
+        text = t(lang, "flow.stale")
+    rows.append(_back(lang))
+    await show(callback, text, InlineKeyboardMarkup(inline_keyboard=rows))
+
+
+# -- Stars ----------------------------------------------------------------------------------
+async def on_stars_buy(
+    callback: CallbackQuery,
+    callback_data: StarsBuy,
+    lang: str,
+    stars: StarsPayments,
+    cid: str | None = None,
+) -> None:
+    package = stars.package(callback_data.index)
+    if package is None:
+        reject(Reason.VALIDATION_FAILED, f"no Stars package #{callback_data.index}")
+        await show(callback, t(lang, "flow.stale"), main_menu(lang))
+        return
+    message = callback.message
+    chat_id = message.chat.id if message is not None else callback.from_user.id
+    rendered(callback, f"invoice ⭐ {package.stars}")
+    await stars.send_invoice(
+        user_id=callback.from_user.id, chat_id=chat_id, lang=lang, package=package, cid=cid
+    )
+
+
+async def on_pre_checkout(
+    query: PreCheckoutQuery, payments: PaymentService, cid: str | None = None
+) -> None:
+    lang = normalize_lang(query.from_user.language_code)
+    try:
+        await payments.check_stars_checkout(
+            query.invoice_payload,
+            user_id=query.from_user.id,
+            currency=query.currency,
+            total_amount=query.total_amount,
+        )
+    except PaymentError as refused:
+        telemetry.emit(
+            Event.PAYMENT_REJECTED,
+            cid=cid,
+            user_id=query.from_user.id,
+            method="stars",
+            reason_code=Reason.VALIDATION_FAILED.value,
+            reason_detail=f"pre-checkout refused: {refused.reason}",
+        )
+        await query.answer(ok=False, error_message=t(lang, f"pay.{refused.reason}"))
+        return
+    await query.answer(ok=True)
+
+
+async def on_successful_payment(
+    message: Message,
+    lang: str,
+    stars: StarsPayments,
+    payments: PaymentService,
+    cid: str | None = None,
+) -> None:
+    paid = message.successful_payment
+    assert paid is not None
+    assert message.from_user is not None
+    try:
+        credit = await stars.complete(
+            payload=paid.invoice_payload,
+            charge_id=paid.telegram_payment_charge_id,
+            total_amount=paid.total_amount,
+            user_id=message.from_user.id,
+            cid=cid,
+        )
+    except PaymentError as error:
+        await message.answer(
+            t(lang, f"pay.{error.reason}", charge=html.escape(paid.telegram_payment_charge_id))
+        )
+        return
+    if not credit.created:
+        log.info("successful_payment_repeated", payment_id=credit.payment.id)
+        return  # a redelivered update: credited and told the first time
+    await message.answer(await credited_text(payments, credit, lang), reply_markup=main_menu(lang))
+    await tell_inviter(payments, stars.sender, credit)
+
+
+# -- card (YooKassa) ------------------------------------------------------------------------
+async def on_card_buy(
+    callback: CallbackQuery,
+    callback_data: CardBuy,
+    lang: str,
+    config: Config,
+    cards: CardPayments | None = None,
+    cid: str | None = None,
+) -> None:
+    if cards is None or callback_data.rub not in config.payments.topup_amounts_rub:
+        reject(Reason.VALIDATION_FAILED, f"card top-up of {callback_data.rub} is not offered")
+        await show(callback, t(lang, "pay.card_unavailable"), main_menu(lang))
+        return
+    message = callback.message
+    chat_id = message.chat.id if message is not None else callback.from_user.id
+    try:
+        payment = await cards.start(
+            user_id=callback.from_user.id,
+            chat_id=chat_id,
+            lang=lang,
+            amount_kop=callback_data.rub * 100,
+            cid=cid,
+        )
+    except YooKassaError as error:
+        reject(Reason.DOWNSTREAM_ERROR, f"YooKassa: {error}"[:300])
+        await show(callback, t(lang, "pay.card_unavailable"), main_menu(lang))
+        return
+    amount = format_money(payment.amount_kop)
+    assert payment.confirmation_url is not None
+    markup = InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                InlineKeyboardButton(
+                    text=t(lang, "pay.card_pay", amount=amount), url=payment.confirmation_url
+                )
+            ],
+            _back(lang),
+        ]
+    )
+    await show(callback, t(lang, "pay.card_link", amount=amount), markup)
+
+
+# -- manual transfers -----------------------------------------------------------------------
+async def on_manual_amount(
+    callback: CallbackQuery,
+    callback_data: ManualAmount,
+    lang: str,
+    state: FSMContext,
+    config: Config,
+) -> None:
+    details = config.payments.manual_transfer_details
+    if not details or callback_data.rub not in config.payments.topup_amounts_rub:
+        reject(Reason.VALIDATION_FAILED, f"manual amount {callback_data.rub} is not offered")
+        await show(callback, t(lang, "flow.stale"), main_menu(lang))
+        return
+    await state.set_state(TopUpFlow.receipt)
+    await state.set_data({"amount_kop": callback_data.rub * 100})
+    amount = format_money(callback_data.rub * 100)
+    text = t(lang, "pay.manual_details", amount=amount, details=html.escape(details))
+    await show(callback, text, InlineKeyboardMarkup(inline_keyboard=[_back(lang)]))
+
+
+async def on_receipt(
+    message: Message,
+    lang: str,
+    state: FSMContext,
+    payments: PaymentService,
+    config: Config,
+    bot: Bot,
+    cid: str | None = None,
+) -> None:
+    assert message.from_user is not None
+    data = await state.get_data()
+    amount_kop = int(data.get("amount_kop") or 0)
+    file_id = message.photo[-1].file_id if message.photo else None
+    if file_id is None and message.document is not None:
+        mime = message.document.mime_type or ""
+        file_id = (
+            message.document.file_id if mime.startswith(("image/", "application/pdf")) else None
+        )
+    if amount_kop <= 0 or file_id is None:
+        reject(Reason.VALIDATION_FAILED, "a receipt must be a photo, an image or a PDF")
+        await message.answer(t(lang, "pay.manual_need_photo"))
+        return
+    payment = await payments.create(
+        user_id=message.from_user.id,
+        chat_id=message.chat.id,
+        lang=lang,
+        method="manual",
+        amount_kop=amount_kop,
+        receipt_file_id=file_id,
+        cid=cid,
+    )
+    await state.clear()
+    amount = format_money(amount_kop)
+    name = html.escape(message.from_user.full_name)
+    if message.from_user.username:
+        name += f" @{html.escape(message.from_user.username)}"
+    for admin_id in sorted(config.admin.admin_ids):
+        admin_lang = "ru"
+        caption = t(
+            admin_lang,
+            "pay.manual_admin",
+            amount=amount,
+            user=name,
+            user_id=message.from_user.id,
+            payment=payment.id,
+        )
+        markup = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [
+                    InlineKeyboardButton(
+                        text=t(admin_lang, "pay.manual_approve"),
+                        callback_data=ManualVerdict(payment=payment.id, approve=True).pack(),
+                    ),
+                    InlineKeyboardButton(
+                        text=t(admin_lang, "pay.manual_reject"),
+                        callback_data=ManualVerdict(payment=payment.id, approve=False).pack(),
+                    ),
+                ]
+            ]
+        )
+        try:
+            if message.photo:
+                await bot.send_photo(admin_id, file_id, caption=caption, reply_markup=markup)
+            else:
+                await bot.send_document(admin_id, file_id, caption=caption, reply_markup=markup)
+        except Exception as error:  # one unreachable admin must not lose the receipt
+            log.warning("manual_receipt_not_sent", admin_id=admin_id, error=str(error)[:200])
+    await message.answer(
+        t(lang, "pay.manual_received", amount=amount), reply_markup=main_menu(lang)
+    )
+
+
+async def on_receipt_other(message: Message, lang: str) -> None:
+    reject(Reason.VALIDATION_FAILED, "a receipt was expected")
+    await message.answer(t(lang, "pay.manual_need_photo"))
+
+
+async def on_manual_verdict(
+    callback: CallbackQuery,
+    callback_data: ManualVerdict,
+    lang: str,
+    config: Config,
+    payments: PaymentService,
+    stars: StarsPayments,
+    cid: str | None = None,
+) -> None:
+    admin = callback.from_user
+    if admin.id not in config.admin.admin_ids:
+        reject(Reason.ACCESS_DENIED, "a manual verdict by a non-admin")
+        await callback.answer(t(lang, "errors.denied"), show_alert=True)
+        return
+    payment = await payments.get(callback_data.payment)
+    if payment is None or payment.method != "manual":
+        reject(Reason.VALIDATION_FAILED, f"no manual payment {callback_data.payment}")
+        await callback.answer(t(lang, "flow.stale"), show_alert=True)
+        return
+    if payment.status != "pending":
+        reject(Reason.DUPLICATE, f"payment {payment.id} is {payment.status} already")
+        await callback.answer(t(lang, "pay.manual_decided", status=payment.status), show_alert=True)
+        return
+    await callback.answer()
+    amount = format_money(payment.amount_kop)
+    if callback_data.approve:
+        credit = await payments.credit(
+            payment.id, external_id=payment.id, memo="bank transfer", cid=cid
+        )
+        await payments.decide(payment.id, admin.id)
+        if credit.created:
+            await notify(
+                stars.sender, payment.chat_id, await credited_text(payments, credit, payment.lang)
+            )
+            await tell_inviter(payments, stars.sender, credit)
+        verdict = t(lang, "pay.manual_approve")
+    else:
+        closed = await payments.close(payment.id, "rejected", detail=f"rejected by {admin.id}")
+        await payments.decide(payment.id, admin.id)
+        if closed is not None:
+            support = html.escape(config.telegram.support_contact)
+            await notify(
+                stars.sender,
+                payment.chat_id,
+                t(payment.lang, "pay.manual_rejected", amount=amount, support=support),
+            )
+        verdict = t(lang, "pay.manual_reject")
+    message = callback.message
+    if isinstance(message, Message):
+        done = t(lang, "pay.manual_done_admin", verdict=verdict, admin=html.escape(admin.full_name))
+        caption = (message.caption or "") + "\n\n" + done
+        try:
+            await message.edit_caption(caption=caption[:1024], reply_markup=None)
+        except Exception as error:  # cosmetic: the decision is recorded
+            log.info("manual_verdict_caption_not_edited", error=str(error)[:200])
+
+
+# -- promo codes ----------------------------------------------------------------------------
+async def _redeem(
+    message: Message,
+    lang: str,
+    code: str,
+    bonuses: BonusService,
+    payments: PaymentService,
+    cid: str | None,
+) -> None:
+    assert message.from_user is not None
+    try:
+        amount = await bonuses.redeem(message.from_user.id, code, cid=cid)
+    except PaymentError as refused:
+        reject(Reason.VALIDATION_FAILED, f"promo code refused: {refused.reason}")
+        await message.answer(t(lang, f"pay.{refused.reason}"))
+        return
+    async with payments.database.unit_of_work(readonly=True) as session:
+        balance = (await payments.ledger.balance(session, message.from_user.id)).available_kop
+    await message.answer(
+        t(lang, "pay.promo_credited", amount=format_money(amount), balance=format_money(balance)),
+        reply_markup=main_menu(lang),
+    )
+
+
+async def on_promo_command(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    state: FSMContext,
+    bonuses: BonusService,
+    payments: PaymentService,
+    cid: str | None = None,
+) -> None:
+    code = (command.args or "").strip()
+    if not code:
+        await state.set_state(TopUpFlow.promo)
+        await message.answer(t(lang, "pay.promo_ask"))
+        return
+    await _redeem(message, lang, code, bonuses, payments, cid)
+
+
+async def on_promo_text(
+    message: Message,
+    lang: str,
+    state: FSMContext,
+    bonuses: BonusService,
+    payments: PaymentService,
+    cid: str | None = None,
+) -> None:
+    await state.clear()
+    await _redeem(message, lang, message.text or "", bonuses, payments, cid)
+
+
+# -- admin: refund a Stars payment ----------------------------------------------------------
+async def on_refund_command(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    config: Config,
+    stars: StarsPayments,
+    cid: str | None = None,
+) -> None:
+    """`/refund <payment id>` (admins): the credit reversed, the Stars sent back."""
+    assert message.from_user is not None
+    if message.from_user.id not in config.admin.admin_ids:
+        reject(Reason.ACCESS_DENIED, "/refund by a non-admin")
+        await message.answer(t(lang, "fallback.text_hint"))
+        return
+    payment_id = (command.args or "").strip()
+    if not payment_id:
+        await message.answer(t(lang, "pay.refund_usage"))
+        return
+    try:
+        payment = await stars.refund(payment_id, cid=cid)
+    except PaymentError as refused:
+        reject(Reason.VALIDATION_FAILED, f"refund refused: {refused.reason}")
+        await message.answer(t(lang, f"pay.refund_{refused.reason}"))
+        return
+    except InsufficientFundsError as short:
+        reject(Reason.INSUFFICIENT_FUNDS, "the user has spent the payment")
+        await message.answer(
+            t(
+                lang,
+                "pay.refund_spent",
+                available=format_money(short.available_kop),
+                amount=format_money(short.needed_kop),
+            )
+        )
+        return
+    await message.answer(
+        t(lang, "pay.refund_done", amount=format_money(payment.amount_kop), payment=payment.id)
+    )

@@ -1,0 +1,236 @@
+"""Telegram Stars: invoices, reconciliation against `getStarTransactions`, admin refunds.
+
+The credit for a Stars payment is keyed by Telegram's charge id, so the `successful_payment`
+handler and the reconciliation can both see the same payment and it is credited once. The
+reconciliation runs on the ACTIVE instance and finds payments whose update never arrived
+(Telegram's list is chronological: a cursor walks it once per process, then only what is new).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+
+from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.types import LabeledPrice
+from sqlalchemy import select
+
+from trt.billing.ledger import InsufficientFundsError
+from trt.bot.sender import RetryLater, Sender, Undeliverable
+from trt.config import PaymentsSettings, StarsPackage
+from trt.db.models import User
+from trt.i18n import normalize_lang, t
+from trt.payments.service import Credit, PaymentError, PaymentService, PaymentView, payment_id_of
+from trt.pipeline import format_money
+from trt.telemetry.events import Event, telemetry
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+PAGE = 100
+
+
+def stars_memo(stars: int | None) -> str:
+    return f"Telegram Stars ⭐ {stars}"
+
+
+async def notify(sender: Sender, chat_id: int, text: str) -> None:
+    """Tell a user about their money; a notice that cannot go out is logged, never raised."""
+    try:
+        await sender.text(chat_id, text)
+    except (RetryLater, Undeliverable) as error:
+        log.warning("payment_notice_not_sent", chat_id=chat_id, reason=str(error)[:200])
+
+
+async def credited_text(payments: PaymentService, credit: Credit, lang: str) -> str:
+    balance = await payments_balance(payments, credit.payment.user_id)
+    return t(
+        lang,
+        "pay.credited",
+        amount=format_money(credit.payment.amount_kop),
+        balance=format_money(balance),
+    )
+
+
+async def payments_balance(payments: PaymentService, user_id: int) -> int:
+    async with payments.database.unit_of_work(readonly=True) as session:
+        return (await payments.ledger.balance(session, user_id)).available_kop
+
+
+async def tell_inviter(payments: PaymentService, sender: Sender, credit: Credit) -> None:
+    """The referral bonus came with this credit: tell the inviter, in their language."""
+    inviter = credit.referral_inviter
+    if inviter is None or credit.referral_bonus_kop <= 0:
+        return
+    async with payments.database.unit_of_work(readonly=True) as session:
+        language = await session.scalar(select(User.language).where(User.id == inviter))
+    lang = normalize_lang(language)
+    amount = format_money(credit.referral_bonus_kop)
+    await notify(sender, inviter, t(lang, "pay.referral_bonus", amount=amount))
+
+
+class StarsPayments:
+    def __init__(
+        self, payments: PaymentService, bot: Bot, sender: Sender, settings: PaymentsSettings
+    ) -> None:
+        self.payments = payments
+        self.bot = bot
+        self.sender = sender
+        self.settings = settings
+        self._cursor = 0  # transactions already looked at (the list only grows)
+
+    def package(self, index: int) -> StarsPackage | None:
+        packages = self.settings.stars_packages
+        return packages[index] if 0 <= index < len(packages) else None
+
+    async def send_invoice(
+        self, *, user_id: int, chat_id: int, lang: str, package: StarsPackage, cid: str | None
+    ) -> PaymentView:
+        payment = await self.payments.create(
+            user_id=user_id,
+            chat_id=chat_id,
+            lang=lang,
+            method="stars",
+            amount_kop=package.rubles * 100,
+            stars=package.stars,
+            cid=cid,
+        )
+        amount = format_money(package.rubles * 100)
+        await self.bot.send_invoice(
+            chat_id,
+            title=t(lang, "pay.stars_title", amount=amount)[:32],
+            description=t(lang, "pay.stars_description", amount=amount, stars=package.stars),
+            payload=payment.invoice_payload,
+            currency="XTR",
+            prices=[LabeledPrice(label=t(lang, "pay.stars_label"), amount=package.stars)],
+        )
+        return payment
+
+    async def complete(
+        self,
+        *,
+        payload: str,
+        charge_id: str,
+        total_amount: int,
+        user_id: int,
+        cid: str | None,
+        reconciled: bool = False,
+    ) -> Credit:
+        """Credit a paid invoice once by its charge id (the handler and reconciliation)."""
+        payment_id = payment_id_of(payload)
+        payment = await self.payments.get(payment_id) if payment_id else None
+        if payment is None or payment.user_id != user_id or payment.stars != total_amount:
+            # Money arrived for an invoice that is not ours as it stands: never guess an
+            # amount; support sees the charge id.
+            telemetry.emit(
+                Event.PAYMENT_REJECTED,
+                cid=cid,
+                user_id=user_id,
+                method="stars",
+                reason_code="VALIDATION_FAILED",
+                reason_detail=f"paid invoice does not match (charge {charge_id})",
+            )
+            raise PaymentError("unmatched_payment")
+        return await self.payments.credit(
+            payment.id,
+            external_id=charge_id,
+            memo=stars_memo(payment.stars),
+            cid=cid,
+            reconciled=reconciled,
+        )
+
+    async def reconcile(self) -> int:
+        """Credit every paid invoice Telegram lists that the ledger does not; how many."""
+        credited = 0
+        while True:
+            answer = await self.bot.get_star_transactions(offset=self._cursor, limit=PAGE)
+            transactions = answer.transactions
+            for transaction in transactions:
+                credited += await self._reconcile_one(transaction)
+            self._cursor += len(transactions)
+            if len(transactions) < PAGE:
+                return credited
+
+    async def _reconcile_one(self, transaction: Any) -> int:
+        source = transaction.source
+        payload = getattr(source, "invoice_payload", None)
+        user = getattr(source, "user", None)
+        if not payload or user is None or payment_id_of(payload) is None:
+            return 0  # a refund, a transfer, or not one of our invoices
+        if await self.payments.is_credited("stars", transaction.id):
+            return 0
+        try:
+            credit = await self.complete(
+                payload=payload,
+                charge_id=transaction.id,
+                total_amount=transaction.amount,
+                user_id=user.id,
+                cid=None,
+                reconciled=True,
+            )
+        except PaymentError as error:
+            log.error("stars_reconcile_unmatched", charge_id=transaction.id, reason=error.reason)
+            return 0
+        if not credit.created:
+            return 0
+        log.warning(
+            "payment_reconciled",
+            payment_id=credit.payment.id,
+            charge_id=transaction.id,
+            amount_kop=credit.payment.amount_kop,
+        )
+        lang = credit.payment.lang
+        text = t(lang, "pay.reconciled") + "\n" + await credited_text(self.payments, credit, lang)
+        await notify(self.sender, credit.payment.chat_id, text)
+        await tell_inviter(self.payments, self.sender, credit)
+        return 1
+
+    async def refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:
+        """Refund a Stars payment: the credit reversed, then the Stars sent back.
+
+        `PaymentError` (not a refundable payment) or `InsufficientFundsError` (the user has
+        spent it) refuse it with nothing changed.
+        """
+        payment = await self.payments.start_refund(payment_id, cid=cid)
+        assert payment.external_id is not None
+        try:
+            await self.bot.refund_star_payment(payment.user_id, payment.external_id)
+        except TelegramAPIError as error:
+            already = "CHARGE_ALREADY_REFUNDED" in str(error)
+            await self.payments.finish_refund(payment_id, ok=already, cid=cid)
+            if not already:
+                log.warning("stars_refund_failed", payment_id=payment_id, error=str(error)[:200])
+                raise PaymentError("refund_failed") from error
+        else:
+            await self.payments.finish_refund(payment_id, ok=True, cid=cid)
+        telemetry.emit(
+            Event.PAYMENT_REFUNDED,
+            cid=cid,
+            user_id=payment.user_id,
+            payment_id=payment_id,
+            amount_kop=payment.amount_kop,
+        )
+        await notify(
+            self.sender,
+            payment.chat_id,
+            t(payment.lang, "pay.refunded", amount=format_money(payment.amount_kop)),
+        )
+        return payment
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Reconcile now and then every `PAYMENTS_RECONCILE_S` until `stop` (ACTIVE only)."""
+        while not stop.is_set():
+            try:
+                found = await self.reconcile()
+                if found:
+                    log.warning("stars_reconciliation_credited", count=found)
+            except (TelegramAPIError, TelegramNetworkError) as error:
+                log.warning("stars_reconciliation_failed", error=str(error)[:200])
+            except Exception:  # a bug here must not stop the ACTIVE work
+                log.exception("stars_reconciliation_crashed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), self.settings.reconcile_interval_s)
+
+
+__all__ = ["InsufficientFundsError", "StarsPayments", "credited_text", "notify", "tell_inviter"]

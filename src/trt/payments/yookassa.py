@@ -1,0 +1,242 @@
+"""Card and SBP payments through YooKassa's REST API (enabled when the shop is configured).
+
+A payment is created with Basic auth (shop id, secret key) and an `Idempotence-Key` (our payment
+id: a retried create cannot make two payments); the user pays on YooKassa's page. A notification
+is never trusted: only its payment id is read, and the payment is fetched from the API; it is
+credited once by YooKassa's id when the fetched payment has succeeded with our amount. Pending
+payments are also checked periodically, so a lost notification costs a few minutes at most.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+from decimal import Decimal
+from typing import Any
+
+import aiohttp
+from aiogram import Bot
+
+from trt.bot.sender import Sender
+from trt.config import PaymentsSettings
+from trt.i18n import t
+from trt.payments.service import PaymentService, PaymentView
+from trt.payments.stars import credited_text, notify, tell_inviter
+from trt.pipeline import format_money
+from trt.telemetry.events import Event, Reason, new_cid, telemetry
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5, sock_read=15)
+CHECK_AFTER_S = 30.0  # a pending payment is looked up once it is this old
+MEMO = "ЮKassa"
+
+
+class YooKassaError(Exception):
+    """YooKassa refused or could not be reached."""
+
+
+def kopecks_of(amount: dict[str, Any]) -> int | None:
+    """YooKassa's {"value": "100.00", "currency": "RUB"} in kopecks; None if not roubles."""
+    if not isinstance(amount, dict) or amount.get("currency") != "RUB":
+        return None
+    try:
+        return int(Decimal(str(amount["value"])) * 100)
+    except (KeyError, ArithmeticError, ValueError):
+        return None
+
+
+class YooKassaClient:
+    def __init__(self, base_url: str, shop_id: str, secret_key: str) -> None:
+        self.base_url = base_url.rstrip("/")
+        token = base64.b64encode(f"{shop_id}:{secret_key}".encode()).decode()
+        self._headers = {"Authorization": f"Basic {token}"}
+        self._http: aiohttp.ClientSession | None = None
+
+    async def start(self) -> None:
+        self._http = aiohttp.ClientSession(headers=self._headers, timeout=TIMEOUT)
+
+    async def close(self) -> None:
+        if self._http is not None:
+            await self._http.close()
+
+    async def create(
+        self,
+        *,
+        idempotence_key: str,
+        amount_kop: int,
+        description: str,
+        return_url: str,
+        metadata: dict[str, str],
+    ) -> dict[str, Any]:
+        body = {
+            "amount": {"value": f"{Decimal(amount_kop) / 100:.2f}", "currency": "RUB"},
+            "capture": True,
+            "confirmation": {"type": "redirect", "return_url": return_url},
+            "description": description[:128],
+            "metadata": metadata,
+        }
+        return await self._call("POST", "/payments", body, {"Idempotence-Key": idempotence_key})
+
+    async def get(self, payment_id: str) -> dict[str, Any] | None:
+        """The payment as YooKassa holds it; None when YooKassa does not know the id."""
+        try:
+            return await self._call("GET", f"/payments/{payment_id}")
+        except YooKassaError as error:
+            if "404" in str(error):
+                return None
+            raise
+
+    async def _call(
+        self,
+        method: str,
+        path: str,
+        body: dict[str, Any] | None = None,
+        headers: dict[str, str] | None = None,
+    ) -> dict[str, Any]:
+        assert self._http is not None, "start() first"
+        try:
+            async with self._http.request(
+                method, self.base_url + path, json=body, headers=headers
+            ) as response:
+                try:
+                    answer = await response.json(content_type=None)
+                except ValueError as error:
+                    raise YooKassaError(f"{response.status}: not JSON") from error
+                if response.status >= 400 or not isinstance(answer, dict):
+                    code = answer.get("code") if isinstance(answer, dict) else None
+                    raise YooKassaError(f"{response.status} {code or ''}".strip())
+                return answer
+        except (aiohttp.ClientError, TimeoutError) as error:
+            raise YooKassaError(f"unreachable: {error.__class__.__name__}") from error
+
+
+class CardPayments:
+    """Card / SBP top-ups: create, settle from a fetched payment, check what is pending."""
+
+    def __init__(
+        self,
+        payments: PaymentService,
+        client: YooKassaClient,
+        bot: Bot,
+        sender: Sender,
+        settings: PaymentsSettings,
+    ) -> None:
+        self.payments = payments
+        self.client = client
+        self.bot = bot
+        self.sender = sender
+        self.settings = settings
+
+    async def start(
+        self, *, user_id: int, chat_id: int, lang: str, amount_kop: int, cid: str | None
+    ) -> PaymentView:
+        payment = await self.payments.create(
+            user_id=user_id,
+            chat_id=chat_id,
+            lang=lang,
+            method="yookassa",
+            amount_kop=amount_kop,
+            cid=cid,
+        )
+        me = await self.bot.me()
+        created = await self.client.create(
+            idempotence_key=payment.id,
+            amount_kop=amount_kop,
+            description=t(lang, "pay.stars_title", amount=format_money(amount_kop)),
+            return_url=f"https://t.me/{me.username}",
+            metadata={"payment_id": payment.id, "user_id": str(user_id)},
+        )
+        url = (created.get("confirmation") or {}).get("confirmation_url")
+        if not isinstance(created.get("id"), str) or not isinstance(url, str):
+            raise YooKassaError("no payment id or confirmation URL in the answer")
+        await self.payments.set_external(payment.id, created["id"], url)
+        updated = await self.payments.get(payment.id)
+        assert updated is not None
+        return updated
+
+    async def on_notification(self, body: Any) -> str:
+        """Handle a notification by re-fetching its payment; returns what happened."""
+        obj = body.get("object") if isinstance(body, dict) else None
+        external_id = obj.get("id") if isinstance(obj, dict) else None
+        if not isinstance(external_id, str) or not external_id:
+            return "invalid"
+        fetched = await self.client.get(external_id)
+        if fetched is None:
+            self._refused(f"notification for a payment YooKassa does not know ({external_id})")
+            return "unknown"
+        return await self.settle(fetched)
+
+    async def settle(self, fetched: dict[str, Any]) -> str:
+        external_id = str(fetched.get("id", ""))
+        payment = await self.payments.by_external("yookassa", external_id)
+        if payment is None:
+            self._refused(f"YooKassa payment {external_id} is not ours")
+            return "unknown"
+        status = fetched.get("status")
+        if status == "succeeded":
+            if kopecks_of(fetched.get("amount", {})) != payment.amount_kop or not fetched.get(
+                "paid", True
+            ):
+                self._refused(f"YooKassa payment {external_id}: amount differs from ours")
+                return "mismatch"
+            credit = await self.payments.credit(payment.id, external_id=external_id, memo=MEMO)
+            if credit.created:
+                await notify(
+                    self.sender,
+                    payment.chat_id,
+                    await credited_text(self.payments, credit, payment.lang),
+                )
+                await tell_inviter(self.payments, self.sender, credit)
+            return "credited" if credit.created else "repeated"
+        if status == "canceled":
+            reason = (fetched.get("cancellation_details") or {}).get("reason", "")
+            closed = await self.payments.close(payment.id, "canceled", detail=str(reason))
+            if closed is not None:
+                amount = format_money(payment.amount_kop)
+                await notify(
+                    self.sender,
+                    payment.chat_id,
+                    t(payment.lang, "pay.card_canceled", amount=amount),
+                )
+            return "canceled"
+        return "pending"
+
+    async def check_pending(self) -> int:
+        """Settle every pending payment old enough to have been paid; how many changed."""
+        changed = 0
+        for payment in await self.payments.pending("yookassa", older_than_s=CHECK_AFTER_S):
+            if payment.external_id is None:
+                continue
+            fetched = await self.client.get(payment.external_id)
+            if fetched is not None and await self.settle(fetched) in ("credited", "canceled"):
+                changed += 1
+        return changed
+
+    async def run(self, stop: asyncio.Event) -> None:
+        """Check pending payments every minute or so until `stop` (ACTIVE only)."""
+        interval = min(60.0, self.settings.reconcile_interval_s)
+        while not stop.is_set():
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
+            if stop.is_set():
+                break
+            try:
+                changed = await self.check_pending()
+                if changed:
+                    log.warning("yookassa_pending_settled", count=changed)
+            except YooKassaError as error:
+                log.warning("yookassa_check_failed", error=str(error)[:200])
+            except Exception:  # a bug here must not stop the ACTIVE work
+                log.exception("yookassa_check_crashed")
+
+    def _refused(self, detail: str) -> None:
+        log.warning("yookassa_notification_refused", reason_detail=detail)
+        telemetry.emit(
+            Event.PAYMENT_REJECTED,
+            cid=new_cid(),
+            method="yookassa",
+            reason_code=Reason.ACCESS_DENIED.value,
+            reason_detail=detail,
+        )

@@ -1,0 +1,185 @@
+"""A local YooKassa for the sandbox: payments API v3, a checkout page, shop notifications.
+
+What TRT relies on behaves as YooKassa documents it: Basic auth with the shop id and secret key
+(401 `invalid_credentials` otherwise), a required `Idempotence-Key` (the same key returns the
+same payment), `POST /v3/payments` answering `pending` with a redirect confirmation URL,
+`GET /v3/payments/{id}` (404 `not_found` for an unknown id), and an HTTP notification to the
+shop's URL (`payment.succeeded` / `payment.canceled`) after the payer acts on the checkout page.
+
+For tests: `pay(id)` and `cancel(id)` act as the payer; `notify(id, event)` sends a notification
+again (a replay); `fail_creates` makes the next creates answer 500.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import json
+import secrets
+import uuid
+from datetime import UTC, datetime
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiohttp import ClientError, ClientSession, ClientTimeout, web
+
+DEMO_SHOP_ID = "100500"
+DEMO_SECRET_KEY = "test_sandbox_yookassa_secret_key"  # noqa: S105 - the sandbox's, public
+
+
+def _error(status: int, code: str, description: str) -> web.Response:
+    body = {"type": "error", "id": str(uuid.uuid4()), "code": code, "description": description}
+    return web.json_response(body, status=status)
+
+
+class YooKassaServer:
+    def __init__(self, shop_id: str = DEMO_SHOP_ID, secret_key: str = DEMO_SECRET_KEY) -> None:
+        self.shop_id = shop_id
+        self.secret_key = secret_key
+        self.payments: dict[str, dict[str, Any]] = {}
+        self.by_key: dict[str, str] = {}
+        self.notification_url: str | None = None  # the shop's setting in YooKassa's dashboard
+        self.notifications: list[dict[str, Any]] = []  # what was sent, with the answer status
+        self.fail_creates = 0
+        self.base_url = ""
+        self._http: ClientSession | None = None
+        self.app = web.Application()
+        self.app.router.add_post("/v3/payments", self._create)
+        self.app.router.add_get("/v3/payments/{id}", self._get)
+        self.app.router.add_get("/checkout/{id}", self._checkout)
+        self.app.router.add_post("/checkout/{id}/{action}", self._act)
+        self.app.on_cleanup.append(self._cleanup)
+
+    # -- the API -------------------------------------------------------------------------------
+    def _authorized(self, request: web.Request) -> bool:
+        header = request.headers.get("Authorization", "")
+        if not header.startswith("Basic "):
+            return False
+        try:
+            user, _, password = base64.b64decode(header[6:]).decode().partition(":")
+        except ValueError:
+            return False
+        return secrets.compare_digest(user, self.shop_id) and secrets.compare_digest(
+            password, self.secret_key
+        )
+
+    async def _create(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "invalid_credentials", "Authentication error")
+        key = request.headers.get("Idempotence-Key")
+        if not key:
+            return _error(400, "invalid_request", "Idempotence-Key header is required")
+        if key in self.by_key:
+            return web.json_response(self.payments[self.by_key[key]])
+        if self.fail_creates > 0:
+            self.fail_creates -= 1
+            return _error(500, "internal_server_error", "Scripted failure")
+        try:
+            body = await request.json()
+            value = Decimal(str(body["amount"]["value"]))
+            currency = body["amount"]["currency"]
+            return_url = body["confirmation"]["return_url"]
+        except (ValueError, KeyError, TypeError, InvalidOperation):
+            return _error(400, "invalid_request", "amount and confirmation are required")
+        if value <= 0 or currency != "RUB":
+            return _error(400, "invalid_request", "Invalid amount")
+        payment_id = str(uuid.uuid4())
+        payment = {
+            "id": payment_id,
+            "status": "pending",
+            "paid": False,
+            "amount": {"value": f"{value:.2f}", "currency": currency},
+            "confirmation": {
+                "type": "redirect",
+                "return_url": return_url,
+                "confirmation_url": f"{self.base_url}/checkout/{payment_id}",
+            },
+            "created_at": datetime.now(UTC).isoformat(timespec="milliseconds"),
+            "description": body.get("description", ""),
+            "metadata": body.get("metadata", {}),
+            "recipient": {"account_id": self.shop_id, "gateway_id": "sandbox"},
+            "refundable": False,
+            "test": True,
+        }
+        self.payments[payment_id] = payment
+        self.by_key[key] = payment_id
+        return web.json_response(payment)
+
+    async def _get(self, request: web.Request) -> web.Response:
+        if not self._authorized(request):
+            return _error(401, "invalid_credentials", "Authentication error")
+        payment = self.payments.get(request.match_info["id"])
+        if payment is None:
+            return _error(404, "not_found", "Payment not found")
+        return web.json_response(payment)
+
+    # -- the payer's side ---------------------------------------------------------------------
+    async def _checkout(self, request: web.Request) -> web.Response:
+        payment = self.payments.get(request.match_info["id"])
+        if payment is None:
+            return web.Response(status=404, text="Payment not found")
+        amount = html.escape(payment["amount"]["value"])
+        pid = html.escape(payment["id"])
+        status = html.escape(payment["status"])
+        page = f"""<!doctype html><html lang="ru"><head><meta charset="utf-8">
+<title>ЮKassa (sandbox)</title></head>
+<body style="font-family:sans-serif;max-width:28em;margin:3em auto">
+<h2>ЮKassa · песочница</h2><p>{html.escape(payment["description"])}</p>
+<p>К оплате: <b>{amount} ₽</b> · статус: <span id="status">{status}</span></p>
+<form method="post" action="/checkout/{pid}/pay"><button id="pay">Оплатить</button></form>
+<form method="post" action="/checkout/{pid}/cancel"><button id="cancel">Отменить</button></form>
+</body></html>"""
+        return web.Response(text=page, content_type="text/html")
+
+    async def _act(self, request: web.Request) -> web.Response:
+        payment_id, action = request.match_info["id"], request.match_info["action"]
+        if payment_id not in self.payments or action not in ("pay", "cancel"):
+            return web.Response(status=404, text="Payment not found")
+        payment = await (self.pay(payment_id) if action == "pay" else self.cancel(payment_id))
+        raise web.HTTPSeeOther(payment["confirmation"]["return_url"])
+
+    async def pay(self, payment_id: str) -> dict[str, Any]:
+        """The payer pays: succeeded (once), then the shop is notified."""
+        payment = self.payments[payment_id]
+        if payment["status"] == "pending":
+            payment.update(
+                status="succeeded",
+                paid=True,
+                captured_at=datetime.now(UTC).isoformat(timespec="milliseconds"),
+            )
+            await self.notify(payment_id, "payment.succeeded")
+        return payment
+
+    async def cancel(self, payment_id: str) -> dict[str, Any]:
+        """The payer gives up: canceled (once), then the shop is notified."""
+        payment = self.payments[payment_id]
+        if payment["status"] == "pending":
+            payment.update(
+                status="canceled",
+                cancellation_details={"party": "yoo_money", "reason": "canceled_by_merchant"},
+            )
+            await self.notify(payment_id, "payment.canceled")
+        return payment
+
+    async def notify(self, payment_id: str, event: str) -> int | None:
+        """POST the notification to the shop's URL; the shop's HTTP status (None: unreachable)."""
+        if self.notification_url is None:
+            return None
+        body = {"type": "notification", "event": event, "object": self.payments[payment_id]}
+        if self._http is None:
+            self._http = ClientSession(timeout=ClientTimeout(total=10))
+        try:
+            async with self._http.post(
+                self.notification_url,
+                data=json.dumps(body),
+                headers={"Content-Type": "application/json"},
+            ) as response:
+                status: int | None = response.status
+        except (OSError, ClientError, TimeoutError):
+            status = None
+        self.notifications.append({"event": event, "payment_id": payment_id, "status": status})
+        return status
+
+    async def _cleanup(self, _app: web.Application) -> None:
+        if self._http is not None:
+            await self._http.close()
