@@ -31,6 +31,7 @@ from trt.db.models import (
     LedgerAccount,
     LedgerEntry,
     LedgerPosting,
+    User,
     utcnow,
 )
 
@@ -257,6 +258,40 @@ class Ledger:
             kind=kind,
             idempotency_key=idempotency_key,
             entries=[(debit, -amount_kop), (credit, amount_kop)],
+            memo=memo,
+            cid=cid,
+        )
+
+    async def ensure_user(self, session: AsyncSession, user_id: int) -> None:
+        """The user's row (a wallet belongs to a user), created bare when it is missing."""
+        await session.execute(
+            self._insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=[User.id])
+        )
+
+    async def credit_wallet(
+        self,
+        session: AsyncSession,
+        *,
+        user_id: int,
+        source: str,
+        amount_kop: int,
+        kind: str,
+        idempotency_key: str,
+        memo: str = "",
+        cid: str | None = None,
+    ) -> PostingResult:
+        """Move money from the system account `source` into the user's wallet, once per key.
+
+        Creates the user's row when it is new (money can arrive before any message).
+        """
+        await self.ensure_user(session, user_id)
+        return await self.transfer(
+            session,
+            kind=kind,
+            idempotency_key=idempotency_key,
+            debit=await self.account(session, source),
+            credit=await self.wallet(session, user_id),
+            amount_kop=amount_kop,
             memo=memo,
             cid=cid,
         )

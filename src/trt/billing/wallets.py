@@ -2,19 +2,14 @@
 
 from __future__ import annotations
 
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-
 from trt.billing.ledger import Balance, Ledger, StatementLine
 from trt.db.database import Database
-from trt.db.models import User
 
 
 class WalletService:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
-        self._insert_user = (sqlite_insert if database.is_sqlite else pg_insert)(User)
 
     async def balance(self, user_id: int) -> Balance:
         async with self.database.unit_of_work(readonly=True) as session:
@@ -37,24 +32,21 @@ class WalletService:
         when money moved, False on a replay of the same key.
         """
         async with self.database.unit_of_work() as session:
-            await session.execute(
-                self._insert_user.values(id=user_id).on_conflict_do_nothing(
-                    index_elements=[User.id]
-                )
-            )
-            source_id = await self.ledger.account(session, source)
-            wallet_id = await self.ledger.wallet(session, user_id)
-            result = await self.ledger.transfer(
+            result = await self.ledger.credit_wallet(
                 session,
+                user_id=user_id,
+                source=source,
+                amount_kop=amount_kop,
                 kind=kind,
                 idempotency_key=idempotency_key,
-                debit=source_id,
-                credit=wallet_id,
-                amount_kop=amount_kop,
                 memo=memo,
                 cid=cid,
             )
         return result.created
+
+    async def available(self, user_id: int) -> int:
+        """Kopecks the user can spend now (posted minus open holds)."""
+        return (await self.balance(user_id)).available_kop
 
     async def statement(
         self, user_id: int, *, offset: int = 0, limit: int = 10

@@ -23,6 +23,7 @@ from aiogram.types import (
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    PreCheckoutQuery,
     TelegramObject,
     User,
 )
@@ -153,16 +154,26 @@ class PassiveMiddleware(BaseMiddleware):
         lang = normalize_lang(user.language_code if user is not None else None)
         query = getattr(event, "callback_query", None)
         message = getattr(event, "message", None)
-        kind = "callback" if query is not None else "message" if message is not None else "other"
+        kind = (
+            "callback"
+            if query is not None
+            else "message"
+            if message is not None
+            else str(getattr(event, "event_type", "other"))
+        )
         telemetry.emit(
             Event.PASSIVE_REJECT,
             reason_code=Reason.PASSIVE_REJECT.value,
             reason_detail=f"{kind} during a handover: this instance is PASSIVE",
         )
+        checkout = getattr(event, "pre_checkout_query", None)
         try:
             if isinstance(query, CallbackQuery):
                 await query.answer(t(lang, "passive.callback"))
                 await _offer_refresh(query, lang)
+            elif isinstance(checkout, PreCheckoutQuery):
+                # Telegram waits 10 s for this answer: refuse now, the user pays again soon.
+                await checkout.answer(ok=False, error_message=t(lang, "passive.callback"))
             elif isinstance(message, Message) and user is not None:
                 await message.answer(t(lang, "passive.message"), reply_markup=refresh_markup(lang))
         except Exception as error:  # nothing here may fail the update: it is only a courtesy

@@ -160,20 +160,13 @@ class BonusService:
             if counted is None:
                 raise PaymentError("promo_exhausted")
             session.add(PromoRedemption(code=code, user_id=user_id, redeemed_at=utcnow()))
-            await session.execute(
-                self._insert(User)
-                .values(id=user_id)
-                .on_conflict_do_nothing(index_elements=[User.id])
-            )
-            bonus = await self.ledger.account(session, BONUS)
-            wallet = await self.ledger.wallet(session, user_id)
-            await self.ledger.transfer(
+            await self.ledger.credit_wallet(
                 session,
+                user_id=user_id,
+                source=BONUS,
+                amount_kop=promo.amount_kop,
                 kind="bonus",
                 idempotency_key=f"promo:{code}:{user_id}",
-                debit=bonus,
-                credit=wallet,
-                amount_kop=promo.amount_kop,
                 memo=f"promo {code}",
                 cid=cid,
             )
@@ -183,20 +176,13 @@ class BonusService:
         self, user_id: int, amount_kop: int, key: str, kind: str, cid: str | None
     ) -> bool:
         async with self.database.unit_of_work() as session:
-            await session.execute(
-                self._insert(User)
-                .values(id=user_id)
-                .on_conflict_do_nothing(index_elements=[User.id])
-            )
-            bonus = await self.ledger.account(session, BONUS)
-            wallet = await self.ledger.wallet(session, user_id)
-            posted = await self.ledger.transfer(
+            posted = await self.ledger.credit_wallet(
                 session,
+                user_id=user_id,
+                source=BONUS,
+                amount_kop=amount_kop,
                 kind="bonus",
                 idempotency_key=key,
-                debit=bonus,
-                credit=wallet,
-                amount_kop=amount_kop,
                 memo=kind,
                 cid=cid,
             )

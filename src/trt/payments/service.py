@@ -14,8 +14,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import BONUS, Ledger
@@ -98,7 +96,6 @@ class PaymentService:
         self.database = database
         self.settings = settings
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
-        self._insert = sqlite_insert if database.is_sqlite else pg_insert
 
     # -- intents -------------------------------------------------------------------------------
     async def create(
@@ -131,7 +128,7 @@ class PaymentService:
             updated_at=now,
         )
         async with self.database.unit_of_work() as session:
-            await self._ensure_user(session, user_id)
+            await self.ledger.ensure_user(session, user_id)
             session.add(row)
         telemetry.emit(
             Event.PAYMENT_CREATED,
@@ -184,6 +181,11 @@ class PaymentService:
             )
             return [_view(row) for row in rows]
 
+    async def available(self, user_id: int) -> int:
+        """Kopecks the user can spend now (for the screens that show the balance)."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            return (await self.ledger.balance(session, user_id)).available_kop
+
     async def is_credited(self, method: str, external_id: str) -> bool:
         async with self.database.unit_of_work(readonly=True) as session:
             found = await session.scalar(
@@ -230,15 +232,13 @@ class PaymentService:
             if row.status == SUCCEEDED and row.external_id not in (None, external_id):
                 # The same invoice paid again (a second charge): real money, its own row.
                 row = await self._copy_for(session, row, external_id)
-            wallet = await self.ledger.wallet(session, row.user_id)
-            source = await self.ledger.account(session, SOURCES[row.method])
-            posted = await self.ledger.transfer(
+            posted = await self.ledger.credit_wallet(
                 session,
+                user_id=row.user_id,
+                source=SOURCES[row.method],
+                amount_kop=row.amount_kop,
                 kind="topup",
                 idempotency_key=f"{row.method}:{external_id}",
-                debit=source,
-                credit=wallet,
-                amount_kop=row.amount_kop,
                 memo=memo,
                 cid=cid or row.cid,
             )
@@ -317,15 +317,13 @@ class PaymentService:
             if row is None or row.status != REFUNDING:
                 return
             if not ok:
-                wallet = await self.ledger.wallet(session, row.user_id)
-                source = await self.ledger.account(session, SOURCES["stars"])
-                await self.ledger.transfer(
+                await self.ledger.credit_wallet(
                     session,
+                    user_id=row.user_id,
+                    source=SOURCES["stars"],
+                    amount_kop=row.amount_kop,
                     kind="topup",
                     idempotency_key=f"refund-undone:stars:{row.external_id}",
-                    debit=source,
-                    credit=wallet,
-                    amount_kop=row.amount_kop,
                     memo=f"Stars ⭐ {row.stars}",
                     cid=cid,
                 )
@@ -333,11 +331,6 @@ class PaymentService:
             row.updated_at = utcnow()
 
     # -- helpers -------------------------------------------------------------------------------
-    async def _ensure_user(self, session: AsyncSession, user_id: int) -> None:
-        await session.execute(
-            self._insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=[User.id])
-        )
-
     async def _copy_for(self, session: AsyncSession, row: Payment, external_id: str) -> Payment:
         existing = await session.scalar(
             select(Payment).where(Payment.method == row.method, Payment.external_id == external_id)
@@ -378,15 +371,13 @@ class PaymentService:
         )
         if inviter is None:
             return None, 0
-        bonus = await self.ledger.account(session, BONUS)
-        wallet = await self.ledger.wallet(session, int(inviter))
-        await self.ledger.transfer(
+        await self.ledger.credit_wallet(
             session,
+            user_id=int(inviter),
+            source=BONUS,
+            amount_kop=amount,
             kind="bonus",
             idempotency_key=f"referral:{invited_id}",
-            debit=bonus,
-            credit=wallet,
-            amount_kop=amount,
             memo="referral",
             cid=cid,
         )

@@ -44,18 +44,13 @@ async def notify(sender: Sender, chat_id: int, text: str) -> None:
 
 
 async def credited_text(payments: PaymentService, credit: Credit, lang: str) -> str:
-    balance = await payments_balance(payments, credit.payment.user_id)
+    balance = await payments.available(credit.payment.user_id)
     return t(
         lang,
         "pay.credited",
         amount=format_money(credit.payment.amount_kop),
         balance=format_money(balance),
     )
-
-
-async def payments_balance(payments: PaymentService, user_id: int) -> int:
-    async with payments.database.unit_of_work(readonly=True) as session:
-        return (await payments.ledger.balance(session, user_id)).available_kop
 
 
 async def tell_inviter(payments: PaymentService, sender: Sender, credit: Credit) -> None:

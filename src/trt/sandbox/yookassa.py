@@ -136,7 +136,16 @@ class YooKassaServer:
         if payment_id not in self.payments or action not in ("pay", "cancel"):
             return web.Response(status=404, text="Payment not found")
         payment = await (self.pay(payment_id) if action == "pay" else self.cancel(payment_id))
-        raise web.HTTPSeeOther(payment["confirmation"]["return_url"])
+        # Real YooKassa redirects to the return URL (the bot in Telegram); offline, a page
+        # that says what happened and links there serves the person in the web chat better.
+        done = "Оплачено" if payment["status"] == "succeeded" else "Платёж отменён"
+        back = html.escape(payment["confirmation"]["return_url"])
+        page = f"""<!doctype html><html lang="ru"><head><meta charset="utf-8">
+<title>ЮKassa (sandbox)</title></head>
+<body style="font-family:sans-serif;max-width:28em;margin:3em auto">
+<h2 id="result">{done}</h2><p>Вернитесь в чат с ботом — сообщение уже там.</p>
+<p><a href="{back}">{back}</a></p></body></html>"""
+        return web.Response(text=page, content_type="text/html")
 
     async def pay(self, payment_id: str) -> dict[str, Any]:
         """The payer pays: succeeded (once), then the shop is notified."""

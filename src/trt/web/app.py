@@ -161,6 +161,11 @@ class TelegramWebhook:
             except Exception as error:  # Telegram redelivers on a non-2xx answer
                 log.warning("webhook_store_failed", error=str(error)[:200])
                 return web.json_response({"ok": False}, status=500)
+        message = body.get("message")
+        if isinstance(message, dict) and "successful_payment" in message:
+            # Money arrived: never answer it from here. Telegram delivers it again, to the
+            # leader (and the leader's reconciliation would find it anyway).
+            return web.json_response({"ok": False, "error": "passive instance"}, status=503)
         task = asyncio.create_task(self.dispatcher.feed_raw_update(self.bot, body))
         self._passive.add(task)
         task.add_done_callback(self._passive.discard)

@@ -75,8 +75,7 @@ def _back(lang: str, screen: str = "topup") -> list[InlineKeyboardButton]:
 async def topup_screen(
     payments: PaymentService, config: Config, user_id: int, lang: str
 ) -> tuple[str, InlineKeyboardMarkup]:
-    async with payments.database.unit_of_work(readonly=True) as session:
-        balance = (await payments.ledger.balance(session, user_id)).available_kop
+    balance = await payments.available(user_id)
     settings = config.payments
     rows = [_button(t(lang, "pay.method_stars"), TopUp(method="stars").pack())]
     if settings.yookassa_enabled:
@@ -440,8 +439,7 @@ async def _redeem(
         reject(Reason.VALIDATION_FAILED, f"promo code refused: {refused.reason}")
         await message.answer(t(lang, f"pay.{refused.reason}"))
         return
-    async with payments.database.unit_of_work(readonly=True) as session:
-        balance = (await payments.ledger.balance(session, message.from_user.id)).available_kop
+    balance = await payments.available(message.from_user.id)
     await message.answer(
         t(lang, "pay.promo_credited", amount=format_money(amount), balance=format_money(balance)),
         reply_markup=main_menu(lang),
