@@ -23,6 +23,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiohttp import web
 
 from trt import __version__
+from trt.admin.settings import RuntimeSettings
 from trt.bot.app import create_bot, create_dispatcher, set_commands
 from trt.bot.intake import UpdateInbox
 from trt.bot.keyboards import back_to_menu
@@ -94,6 +95,7 @@ class Services:
     payments: PaymentService
     stars: StarsPayments
     cards: CardPayments | None
+    runtime: RuntimeSettings
     http_url: str = ""
 
 
@@ -199,6 +201,8 @@ async def build_services(config: Config, database: Database) -> Services:
         )
         await client.start()
         cards = CardPayments(payments, client, bot, sender, settings)
+    runtime = RuntimeSettings(database, pipeline)
+    await runtime.load()  # operators' knobs (rates, markup, models) before the first screen
     dispatcher = create_dispatcher(
         config,
         database,
@@ -211,6 +215,8 @@ async def build_services(config: Config, database: Database) -> Services:
         stars=stars,
         bonuses=BonusService(database, settings),
         cards=cards,
+        runtime=runtime,
+        kie=kie,
     )
     inbox = UpdateInbox(database, dispatcher, bot, check=leadership.check, fence=leadership.fence)
     metrics = Metrics(database)
@@ -234,6 +240,7 @@ async def build_services(config: Config, database: Database) -> Services:
         payments,
         stars,
         cards,
+        runtime,
     )
 
 
@@ -401,6 +408,8 @@ async def run(
         telemetry.sinks.append(services.metrics.sink)
         tasks.append(asyncio.create_task(services.events.run(stop), name="event-store"))
         tasks.append(asyncio.create_task(services.leadership.run(stop), name="leadership"))
+        # Every instance follows the operators' knobs (the PASSIVE one's screens too).
+        tasks.append(asyncio.create_task(services.runtime.run(stop), name="runtime-settings"))
         tasks.append(asyncio.create_task(serve_active(services, stop), name="active-work"))
         # The startup log states the role: wait for the first attempt (bounded; a database
         # that does not answer leaves the instance PASSIVE, which is what the log then says).

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from trt.catalog import rules
+from trt.catalog.knobs import Knobs
 from trt.catalog.loader import Catalog
 from trt.catalog.pricing import PricingError, Quote, Rates, format_rubles, quote
 from trt.catalog.schema import (
@@ -107,7 +108,36 @@ class UnifiedModelPipeline:
 
     def __init__(self, catalog: Catalog, rates: Rates) -> None:
         self.catalog = catalog
+        self.base_rates = rates  # from configuration; runtime knobs may replace parts of it
         self.rates = rates
+        self._model_rates: dict[str, Rates] = {}
+        self._switched: dict[str, bool] = {}
+
+    # -- runtime knobs (admin): rates, markup, a model on / off or its own markup -----------
+    def apply_knobs(self, knobs: Knobs) -> None:
+        """Make operators' runtime settings effective for every later quote and screen."""
+        self.rates = Rates(
+            knobs.usd_rub_rate or self.base_rates.usd_rub_rate,
+            knobs.price_markup or self.base_rates.price_markup,
+        )
+        self._model_rates = {
+            slug: Rates(self.rates.usd_rub_rate, markup)
+            for slug, markup in knobs.model_markup.items()
+        }
+        self._switched = dict(knobs.model_enabled)
+
+    def rates_for(self, model: ModelSpec) -> Rates:
+        return self._model_rates.get(model.slug, self.rates)
+
+    def is_enabled(self, model: ModelSpec) -> bool:
+        """The catalogue's `enabled`, unless an operator switched the model at runtime."""
+        return self._switched.get(model.slug, model.enabled)
+
+    def listed(self, category: Category) -> list[ModelSpec]:
+        """The models a category's screen lists: enabled ones, in catalogue order."""
+        return [
+            m for m in self.catalog.in_category(category, enabled_only=False) if self.is_enabled(m)
+        ]
 
     # -- resolve and describe ------------------------------------------------------------
     def resolve_model(self, model_id: str) -> ModelSpec:
@@ -215,7 +245,7 @@ class UnifiedModelPipeline:
         errors.extend(self._incompatibilities(model, clean, lang))
         if not errors:
             try:
-                quote(model, clean, self.rates)
+                quote(model, clean, self.rates_for(model))
             except PricingError:
                 errors.append(FieldError("", "price", t(lang, "validation.price")))
         if errors:
@@ -275,7 +305,8 @@ class UnifiedModelPipeline:
 
     # -- price, payload, confirmation ------------------------------------------------------
     def quote(self, model_id: str, params: dict[str, Any]) -> Quote:
-        return quote(self.resolve_model(model_id), params, self.rates)
+        model = self.resolve_model(model_id)
+        return quote(model, params, self.rates_for(model))
 
     def cheapest_quote(self, model: ModelSpec) -> Quote:
         """The lowest price a run of `model` can have: the «от N ₽» of lists and cards.
@@ -296,7 +327,7 @@ class UnifiedModelPipeline:
             if self._incompatibilities(model, candidate, "en"):
                 continue
             try:
-                quotes.append(quote(model, candidate, self.rates))
+                quotes.append(quote(model, candidate, self.rates_for(model)))
             except PricingError:
                 continue
         assert quotes, f"{model.slug} has no priceable combination (checked at load)"

@@ -11,6 +11,8 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from trt.admin.operations import Operations
+from trt.admin.settings import RuntimeSettings
 from trt.billing.wallets import WalletService
 from trt.bot.middlewares import (
     AnswerFirstMiddleware,
@@ -21,7 +23,7 @@ from trt.bot.middlewares import (
     RateLimitMiddleware,
     UserMiddleware,
 )
-from trt.bot.routers import account, catalog, fallback, generate, start, support
+from trt.bot.routers import account, admin, catalog, fallback, generate, start, support
 from trt.bot.routers import jobs as jobs_router
 from trt.bot.routers import payments as payments_router
 from trt.bot.sender import Sender
@@ -30,6 +32,7 @@ from trt.config import Config
 from trt.db.database import Database
 from trt.i18n import LANGUAGES, t
 from trt.jobs.service import JobService
+from trt.kie.client import KieClient
 from trt.payments.bonuses import BonusService
 from trt.payments.service import PaymentService
 from trt.payments.stars import StarsPayments
@@ -67,6 +70,8 @@ def create_dispatcher(
     stars: StarsPayments,
     bonuses: BonusService,
     cards: CardPayments | None,
+    runtime: RuntimeSettings,
+    kie: KieClient | None = None,
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
     users = UserService(database)
@@ -84,6 +89,9 @@ def create_dispatcher(
         stars=stars,
         bonuses=bonuses,
         cards=cards,
+        runtime=runtime,
+        operations=Operations(database),
+        kie=kie,
     )
     # Order matters: the cid first (every later line carries it), then the PASSIVE check (a
     # deploy overlap: answered at once, nothing written), errors next (they answer with the
@@ -91,7 +99,7 @@ def create_dispatcher(
     dispatcher.update.outer_middleware(CorrelationMiddleware())
     dispatcher.update.outer_middleware(PassiveMiddleware(is_active))
     dispatcher.update.outer_middleware(ErrorMiddleware())
-    dispatcher.update.outer_middleware(UserMiddleware(users))
+    dispatcher.update.outer_middleware(UserMiddleware(users, config.telegram.support_contact))
     rate_limit = RateLimitMiddleware(limit=config.telegram.user_rate_limit_per_10s)
     dispatcher.message.outer_middleware(rate_limit)
     dispatcher.callback_query.outer_middleware(rate_limit)
@@ -99,6 +107,7 @@ def create_dispatcher(
     dispatcher.include_routers(
         start.build(),
         support.build(),
+        admin.build(config),  # every handler behind AdminOnly
         account.build(),  # commands (/cancel, /balance, …) win over the flow's text input
         payments_router.build(),  # a payment or a receipt wins over the flow's input too
         catalog.build(),

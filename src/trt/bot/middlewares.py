@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import html
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable
@@ -50,10 +51,15 @@ log = get_logger(__name__)
 
 
 class UserMiddleware(BaseMiddleware):
-    """Creates or refreshes the sender's row and puts `lang` and `user_info` into handler data."""
+    """Creates or refreshes the sender's row and puts `lang` and `user_info` into handler data.
 
-    def __init__(self, users: UserService) -> None:
+    A user an admin blocked gets a polite notice for a message or a tap and nothing else runs
+    (a pre-checkout still reaches its handler, which refuses the payment with the reason).
+    """
+
+    def __init__(self, users: UserService, support_contact: str = "") -> None:
         self.users = users
+        self.support_contact = support_contact
 
     async def __call__(
         self,
@@ -68,6 +74,16 @@ class UserMiddleware(BaseMiddleware):
         info = await self.users.touch(user.id, user.username, user.language_code)
         data["lang"] = info.lang
         data["user_info"] = info
+        if info.is_blocked:
+            inner = getattr(event, "callback_query", None) or getattr(event, "message", None)
+            if isinstance(inner, (Message, CallbackQuery)):
+                reject(Reason.ACCESS_DENIED, "a blocked user")
+                notice = t(info.lang, "blocked.notice", support=html.escape(self.support_contact))
+                if isinstance(inner, CallbackQuery):
+                    await inner.answer(notice, show_alert=True)
+                else:
+                    await inner.answer(notice)
+                return None
         return await handler(event, data)
 
 

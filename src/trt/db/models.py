@@ -386,3 +386,34 @@ class Referral(Base):
     inviter_id: Mapped[int] = mapped_column(BigInteger, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     credited_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+# --------------------------------------------------------------------------- operations
+class AuditEntry(Base):
+    """One admin action: who, what, on what, the value before and after, under which cid."""
+
+    __tablename__ = "audit_log"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    admin_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    action: Mapped[str] = mapped_column(String(32))
+    target: Mapped[str] = mapped_column(String(128))
+    before: Mapped[Any] = mapped_column(JSON, nullable=True)
+    after: Mapped[Any] = mapped_column(JSON, nullable=True)
+    cid: Mapped[str | None] = mapped_column(String(64))
+
+
+class RuntimeSetting(Base):
+    """A knob operators turn at runtime (rates, markup, a model on/off or its markup).
+
+    Every instance reads these on start and again whenever `updated_at` moves (within seconds),
+    so a change is effective everywhere without a deploy.
+    """
+
+    __tablename__ = "runtime_settings"
+
+    key: Mapped[str] = mapped_column(String(96), primary_key=True)
+    value: Mapped[Any] = mapped_column(JSON)
+    updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
+    updated_by: Mapped[int | None] = mapped_column(BigInteger)

@@ -25,6 +25,7 @@ from trt.catalog.schema import ModelSpec
 from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, utcnow
+from trt.i18n import t
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Event, new_cid, telemetry
@@ -136,6 +137,8 @@ class JobService:
             return Created(existing, False)
         cid = cid or new_cid()  # a job made outside an update (admin, tools) is traceable too
         model = self.pipeline.resolve_model(model_slug)
+        if not self.pipeline.is_enabled(model):
+            raise JobValidationError([t(lang, "catalog.disabled")])
         complete = self.pipeline.apply_defaults(self.pipeline.get_schema(model.slug), params)
         checked = self.pipeline.validate(model.slug, complete, lang)
         if not checked.ok:

@@ -56,7 +56,7 @@ async def _show_category(
     category: ModelCategory,
     page: int,
 ) -> None:
-    models = pipeline.catalog.in_category(category)
+    models = pipeline.listed(category)
     priced = [(model, starting_price(pipeline, model, lang)) for model in models]
     text = t(
         lang,
@@ -86,7 +86,7 @@ async def on_model(
     callback: CallbackQuery, callback_data: ModelCard, lang: str, pipeline: UnifiedModelPipeline
 ) -> None:
     model = pipeline.catalog.get(callback_data.slug)
-    if model is None or not model.enabled:
+    if model is None or not pipeline.is_enabled(model):
         await callback.answer(t(lang, "catalog.disabled"), show_alert=True)
         return
     await callback.answer()

@@ -113,7 +113,7 @@ async def on_start_model(
     wallets: WalletService,
 ) -> None:
     model = pipeline.catalog.get(callback_data.slug)
-    if model is None or not model.enabled:
+    if model is None or not pipeline.is_enabled(model):
         reject(Reason.STATE_MISMATCH, f"model {callback_data.slug} unknown or disabled")
         await show(callback, t(lang, "catalog.disabled"), main_menu(lang))
         return

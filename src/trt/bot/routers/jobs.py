@@ -145,7 +145,11 @@ async def on_job_action(
         return
     await callback.answer()
     model = pipeline.catalog.get(job.model_slug)
-    if callback_data.action in ("again", "edit") and model is not None and model.enabled:
+    if (
+        callback_data.action in ("again", "edit")
+        and model is not None
+        and pipeline.is_enabled(model)
+    ):
         schema = pipeline.get_schema(model.slug, lang)
         draft = Draft(model.slug, dict(job.params), [v.name for v in questions(schema)])
         await state.set_state(Flow.confirming)

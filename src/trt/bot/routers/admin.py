@@ -1,0 +1,543 @@
+"""The operator's panel inside Telegram: /admin, stats with a chart, users, catalogue knobs, jobs.
+
+Every handler here runs behind `AdminOnly` (a middleware on this router): a command or a
+callback from anyone not in `ADMIN_IDS` — callback data can be forged by any client — gets a
+polite refusal, changes nothing and is logged ACCESS_DENIED. Every change is audited.
+"""
+
+from __future__ import annotations
+
+import html
+from collections.abc import Awaitable, Callable
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from aiogram import BaseMiddleware, Bot, Router
+from aiogram.filters import Command, CommandObject
+from aiogram.filters.callback_data import CallbackData
+from aiogram.types import (
+    BufferedInputFile,
+    CallbackQuery,
+    InlineKeyboardButton,
+    InlineKeyboardMarkup,
+    Message,
+    TelegramObject,
+)
+
+from trt.admin.operations import Operations, chart_png
+from trt.admin.settings import MARKUP, RATE, RuntimeSettings, model_key
+from trt.billing.ledger import InsufficientFundsError
+from trt.config import Config
+from trt.i18n import t
+from trt.kie.client import KieClient
+from trt.kie.errors import KieError
+from trt.pipeline import UnifiedModelPipeline, format_money
+from trt.telemetry.events import Reason, reject
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+PERIODS = (1, 7, 30)
+ADMIN_COMMANDS = (
+    "admin",
+    "stats",
+    "user",
+    "adjust",
+    "block",
+    "unblock",
+    "model",
+    "price",
+    "markup",
+    "rate",
+    "jobs",
+    "refund_job",
+)
+
+
+class Admin(CallbackData, prefix="ad"):
+    """A panel button: section (stats, users, catalog, jobs, block, unblock) and its argument."""
+
+    section: str
+    arg: str = ""
+
+
+class AdminOnly(BaseMiddleware):
+    """Refuse anyone not in ADMIN_IDS before an admin handler runs: ACCESS_DENIED, no change."""
+
+    def __init__(self, admin_ids: frozenset[int]) -> None:
+        self.admin_ids = admin_ids
+
+    async def __call__(
+        self,
+        handler: Callable[[TelegramObject, dict[str, Any]], Awaitable[Any]],
+        event: TelegramObject,
+        data: dict[str, Any],
+    ) -> Any:
+        user = data.get("event_from_user")
+        if user is not None and user.id in self.admin_ids:
+            return await handler(event, data)
+        lang = str(data.get("lang", "ru"))
+        reject(Reason.ACCESS_DENIED, "an admin action by a non-admin")
+        if isinstance(event, CallbackQuery):
+            await event.answer(t(lang, "errors.denied"), show_alert=True)
+        elif isinstance(event, Message):
+            await event.answer(t(lang, "fallback.text_hint"))
+        return None
+
+
+def build(config: Config) -> Router:
+    router = Router(name=__name__)
+    guard = AdminOnly(config.admin.admin_ids)
+    router.message.middleware(guard)
+    router.callback_query.middleware(guard)
+    commands: dict[str, Callable[..., Awaitable[None]]] = {
+        "admin": on_admin,
+        "stats": on_stats_command,
+        "user": on_user_command,
+        "adjust": on_adjust,
+        "block": on_block_command,
+        "unblock": on_block_command,
+        "model": on_model_switch,
+        "price": on_model_markup,
+        "markup": on_global_knob,
+        "rate": on_global_knob,
+        "jobs": on_jobs_command,
+        "refund_job": on_refund_job,
+    }
+    assert set(commands) == set(ADMIN_COMMANDS)
+    for name, handler in commands.items():
+        router.message.register(handler, Command(name))
+    router.callback_query.register(on_panel, Admin.filter(), flags={"manual_answer": True})
+    return router
+
+
+def _button(text: str, section: str, arg: str = "") -> InlineKeyboardButton:
+    return InlineKeyboardButton(text=text, callback_data=Admin(section=section, arg=arg).pack())
+
+
+def panel_markup(lang: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            [
+                _button(t(lang, "admin.stats"), "stats", "1"),
+                _button(t(lang, "admin.users"), "users"),
+            ],
+            [_button(t(lang, "admin.catalog"), "catalog"), _button(t(lang, "admin.jobs"), "jobs")],
+        ]
+    )
+
+
+async def on_admin(message: Message, lang: str) -> None:
+    await message.answer(t(lang, "admin.panel"), reply_markup=panel_markup(lang))
+
+
+# -- stats ----------------------------------------------------------------------------------
+async def stats_text(operations: Operations, kie: KieClient | None, days: int, lang: str) -> str:
+    stats = await operations.stats(days)
+    lines = [
+        t(lang, "admin.stats_title", days=days),
+        t(
+            lang,
+            "admin.stats_users",
+            total=stats.users_total,
+            new=stats.users_new,
+            active=stats.users_active,
+        ),
+        t(
+            lang,
+            "admin.stats_money",
+            revenue=format_money(stats.revenue_kop),
+            refunds=stats.refunds,
+            refunded=format_money(stats.refunded_kop),
+        ),
+    ]
+    statuses = ", ".join(f"{k} {v}" for k, v in sorted(stats.jobs_by_status.items()))
+    lines.append(
+        t(
+            lang,
+            "admin.stats_jobs",
+            total=sum(stats.jobs_by_status.values()),
+            statuses=statuses or "—",
+        )
+    )
+    models = ", ".join(f"{k} {v}" for k, v in stats.jobs_by_model.most_common(8))
+    lines.append(t(lang, "admin.stats_models", models=models or "—"))
+    topups = ", ".join(
+        f"{method} {count} ({format_money(amount)})"
+        for method, (count, amount) in sorted(stats.topups.items())
+    )
+    lines.append(t(lang, "admin.stats_topups", topups=topups or "—"))
+    failures = ", ".join(
+        f"{m} {rate:.0%}" for m, rate in sorted(stats.failure_rate_by_model.items())
+    )
+    codes = ", ".join(f"{c} {n}" for c, n in stats.failures_by_code.most_common(5))
+    lines.append(t(lang, "admin.stats_failures", models=failures or "—", codes=codes or "—"))
+    average = f"{stats.average_result_s:.0f} s" if stats.average_result_s is not None else "—"
+    lines.append(t(lang, "admin.stats_average", average=average))
+    if kie is not None:
+        try:
+            credits = await kie.credit()
+            line = t(lang, "admin.stats_kie", credits=credits)
+            if credits < KIE_LOW_CREDITS:
+                line += " " + t(lang, "admin.stats_kie_low")
+            lines.append(line)
+        except KieError as error:
+            lines.append(t(lang, "admin.stats_kie_unknown", error=html.escape(str(error))[:100]))
+    return "\n".join(lines)
+
+
+KIE_LOW_CREDITS = 1000
+
+
+def stats_markup(lang: str, days: int) -> InlineKeyboardMarkup:
+    row = [
+        _button(("• " if d == days else "") + t(lang, "admin.period", days=d), "stats", str(d))
+        for d in PERIODS
+    ]
+    return InlineKeyboardMarkup(
+        inline_keyboard=[
+            row,
+            [_button(t(lang, "admin.chart"), "chart", "30")],
+            [_button(t(lang, "menu.back"), "panel")],
+        ]
+    )
+
+
+async def on_stats_command(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    operations: Operations,
+    kie: KieClient | None = None,
+) -> None:
+    arg = (command.args or "").strip()
+    days = int(arg) if arg in {"1", "7", "30"} else 1
+    await message.answer(
+        await stats_text(operations, kie, days, lang), reply_markup=stats_markup(lang, days)
+    )
+
+
+# -- the panel's buttons ----------------------------------------------------------------------
+async def on_panel(
+    callback: CallbackQuery,
+    callback_data: Admin,
+    lang: str,
+    bot: Bot,
+    operations: Operations,
+    runtime: RuntimeSettings,
+    config: Config,
+    cid: str | None = None,
+    kie: KieClient | None = None,
+) -> None:
+    await callback.answer()
+    message = callback.message
+    if not isinstance(message, Message):
+        return
+    section, arg = callback_data.section, callback_data.arg
+    if section == "panel":
+        await message.edit_text(t(lang, "admin.panel"), reply_markup=panel_markup(lang))
+    elif section == "stats":
+        days = int(arg) if arg in {"1", "7", "30"} else 1
+        await message.edit_text(
+            await stats_text(operations, kie, days, lang), reply_markup=stats_markup(lang, days)
+        )
+    elif section == "chart":
+        png = chart_png(await operations.daily(30), t(lang, "admin.chart_title"))
+        await bot.send_photo(
+            message.chat.id,
+            BufferedInputFile(png, "trt-30-days.png"),
+            caption=t(lang, "admin.chart_title"),
+        )
+    elif section == "users":
+        await message.edit_text(t(lang, "admin.users_help"), reply_markup=_back(lang))
+    elif section == "catalog":
+        await message.edit_text(await catalog_text(runtime, lang), reply_markup=_back(lang))
+    elif section == "jobs":
+        await message.edit_text(await jobs_text(operations, lang), reply_markup=_back(lang))
+    elif section in ("block", "unblock") and arg.lstrip("-").isdigit():
+        await _set_blocked(
+            message, lang, operations, int(arg), section == "block", callback.from_user.id, cid
+        )
+    else:
+        reject(Reason.VALIDATION_FAILED, f"unknown admin section {section!r}")
+
+
+def _back(lang: str) -> InlineKeyboardMarkup:
+    return InlineKeyboardMarkup(inline_keyboard=[[_button(t(lang, "menu.back"), "panel")]])
+
+
+# -- users ----------------------------------------------------------------------------------
+def user_markup(lang: str, user_id: int, blocked: bool) -> InlineKeyboardMarkup:
+    if blocked:
+        button = _button(t(lang, "admin.unblock"), "unblock", str(user_id))
+    else:
+        button = _button(t(lang, "admin.block"), "block", str(user_id))
+    return InlineKeyboardMarkup(
+        inline_keyboard=[[button], [_button(t(lang, "menu.back"), "panel")]]
+    )
+
+
+async def user_text(operations: Operations, user_id: int, lang: str) -> tuple[str, bool] | None:
+    card = await operations.user_card(user_id)
+    if card is None:
+        return None
+    jobs = "\n".join(
+        f"  {j[1]} · {j[2]} · {format_money(j[3])} · <code>{j[4] or '-'}</code>" for j in card.jobs
+    )
+    payments = "\n".join(f"  {p[1]} · {p[2]} · {format_money(p[3])}" for p in card.payments)
+    text = t(
+        lang,
+        "admin.user_card",
+        user_id=card.user_id,
+        username=html.escape(f"@{card.username}" if card.username else "—"),
+        language=card.language,
+        blocked=t(lang, "common.yes_word" if card.is_blocked else "common.no_word"),
+        created=card.created_at.strftime("%d.%m.%Y"),
+        available=format_money(card.balance.available_kop),
+        held=format_money(card.balance.held_kop),
+        jobs=jobs or "  —",
+        payments=payments or "  —",
+    )
+    return text, card.is_blocked
+
+
+async def on_user_command(
+    message: Message, command: CommandObject, lang: str, operations: Operations
+) -> None:
+    query = (command.args or "").strip()
+    user_id = await operations.find_user(query) if query else None
+    shown = await user_text(operations, user_id, lang) if user_id is not None else None
+    if user_id is None or shown is None:
+        await message.answer(t(lang, "admin.user_unknown", query=html.escape(query or "—")))
+        return
+    text, blocked = shown
+    await message.answer(text, reply_markup=user_markup(lang, user_id, blocked))
+
+
+async def on_adjust(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    operations: Operations,
+    cid: str | None = None,
+) -> None:
+    """`/adjust <user id> <±roubles> <reason>`: through the ledger, audited."""
+    assert message.from_user is not None
+    parts = (command.args or "").split(maxsplit=2)
+    try:
+        user_id = int(parts[0])
+        amount_kop = int((Decimal(parts[1].replace(",", ".")) * 100).to_integral_value())
+        reason = parts[2].strip()
+    except (IndexError, ValueError, InvalidOperation):
+        await message.answer(t(lang, "admin.adjust_usage"))
+        return
+    if amount_kop == 0 or not reason or await operations.user_card(user_id) is None:
+        await message.answer(t(lang, "admin.adjust_usage"))
+        return
+    try:
+        after = await operations.adjust(
+            user_id, amount_kop, reason=reason, admin_id=message.from_user.id, cid=cid
+        )
+    except InsufficientFundsError as short:
+        await message.answer(
+            t(lang, "admin.adjust_short", available=format_money(short.available_kop))
+        )
+        return
+    await message.answer(
+        t(
+            lang,
+            "admin.adjusted",
+            user_id=user_id,
+            amount=format_money(amount_kop),
+            available=format_money(after.available_kop),
+        )
+    )
+
+
+async def _set_blocked(
+    message: Message,
+    lang: str,
+    operations: Operations,
+    user_id: int,
+    blocked: bool,
+    admin_id: int,
+    cid: str | None,
+) -> None:
+    before = await operations.set_blocked(user_id, blocked, admin_id=admin_id, cid=cid)
+    if before is None:
+        await message.answer(t(lang, "admin.user_unknown", query=user_id))
+        return
+    shown = await user_text(operations, user_id, lang)
+    assert shown is not None
+    await message.answer(
+        t(lang, "admin.blocked" if blocked else "admin.unblocked", user_id=user_id)
+        + "\n\n"
+        + shown[0],
+        reply_markup=user_markup(lang, user_id, blocked),
+    )
+
+
+async def on_block_command(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    operations: Operations,
+    cid: str | None = None,
+) -> None:
+    assert message.from_user is not None
+    arg = (command.args or "").strip()
+    user_id = await operations.find_user(arg) if arg else None
+    if user_id is None:
+        await message.answer(t(lang, "admin.user_unknown", query=html.escape(arg or "—")))
+        return
+    blocked = command.command == "block"
+    await _set_blocked(message, lang, operations, user_id, blocked, message.from_user.id, cid)
+
+
+# -- catalogue knobs --------------------------------------------------------------------------
+async def catalog_text(runtime: RuntimeSettings, lang: str) -> str:
+    current = await runtime.current()
+    pipeline = runtime.pipeline
+    lines = [
+        t(
+            lang,
+            "admin.catalog_title",
+            rate=pipeline.rates.usd_rub_rate,
+            markup=pipeline.rates.price_markup,
+        )
+    ]
+    for key, value in sorted(current.items()):
+        if key.startswith("model:"):
+            lines.append(f"  {html.escape(key)} = {html.escape(str(value))}")
+    lines.append(t(lang, "admin.catalog_help"))
+    return "\n".join(lines)
+
+
+async def on_model_switch(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    runtime: RuntimeSettings,
+    pipeline: UnifiedModelPipeline,
+    cid: str | None = None,
+) -> None:
+    """`/model <slug> on|off|reset`."""
+    assert message.from_user is not None
+    parts = (command.args or "").split()
+    model = pipeline.catalog.get(parts[0]) if parts else None
+    if model is None or len(parts) != 2 or parts[1] not in ("on", "off", "reset"):
+        await message.answer(t(lang, "admin.model_usage"))
+        return
+    value = None if parts[1] == "reset" else parts[1] == "on"
+    await runtime.set(
+        model_key(model.slug, "enabled"), value, admin_id=message.from_user.id, cid=cid
+    )
+    state = t(lang, "admin.on" if pipeline.is_enabled(model) else "admin.off")
+    await message.answer(
+        t(lang, "admin.model_set", model=html.escape(model.title.get(lang)), state=state)
+    )
+
+
+async def on_model_markup(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    runtime: RuntimeSettings,
+    pipeline: UnifiedModelPipeline,
+    cid: str | None = None,
+) -> None:
+    """`/price <slug> <markup>|reset`: the model's own markup over KIE's cost."""
+    assert message.from_user is not None
+    parts = (command.args or "").split()
+    model = pipeline.catalog.get(parts[0]) if parts else None
+    markup = _markup(parts[1]) if len(parts) == 2 else None
+    if model is None or (markup is None and (len(parts) != 2 or parts[1] != "reset")):
+        await message.answer(t(lang, "admin.price_usage"))
+        return
+    await runtime.set(
+        model_key(model.slug, "markup"),
+        str(markup) if markup is not None else None,
+        admin_id=message.from_user.id,
+        cid=cid,
+    )
+    price = format_money(pipeline.cheapest_quote(model).amount_kopecks)
+    await message.answer(
+        t(lang, "admin.price_set", model=html.escape(model.title.get(lang)), price=price)
+    )
+
+
+async def on_global_knob(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    runtime: RuntimeSettings,
+    cid: str | None = None,
+) -> None:
+    """`/markup <value>|reset` and `/rate <roubles per dollar>|reset`."""
+    assert message.from_user is not None
+    arg = (command.args or "").strip()
+    key = MARKUP if command.command == "markup" else RATE
+    value = _markup(arg) if key == MARKUP else _positive(arg)
+    if value is None and arg != "reset":
+        await message.answer(t(lang, f"admin.{command.command}_usage"))
+        return
+    await runtime.set(
+        key, str(value) if value is not None else None, admin_id=message.from_user.id, cid=cid
+    )
+    rates = runtime.pipeline.rates
+    await message.answer(
+        t(lang, "admin.knob_set", rate=rates.usd_rub_rate, markup=rates.price_markup)
+    )
+
+
+def _positive(raw: str) -> Decimal | None:
+    try:
+        value = Decimal(raw.replace(",", "."))
+    except InvalidOperation:
+        return None
+    return value if 0 < value <= 10_000 else None
+
+
+def _markup(raw: str) -> Decimal | None:
+    value = _positive(raw)
+    return value if value is not None and 1 <= value <= 100 else None  # below 1 sells at a loss
+
+
+# -- jobs -------------------------------------------------------------------------------------
+async def jobs_text(operations: Operations, lang: str) -> str:
+    rows = await operations.troubled_jobs()
+    lines = [t(lang, "admin.jobs_title")]
+    for job_id, model, status, code, cid in rows:
+        cid_text = f"<code>{cid}</code>" if cid else "-"
+        lines.append(f"  <code>{job_id}</code> {model} · {status} · {code or '-'} · cid {cid_text}")
+    if not rows:
+        lines.append("  —")
+    lines.append(t(lang, "admin.jobs_help"))
+    return "\n".join(lines)
+
+
+async def on_jobs_command(message: Message, lang: str, operations: Operations) -> None:
+    await message.answer(await jobs_text(operations, lang))
+
+
+async def on_refund_job(
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    operations: Operations,
+    cid: str | None = None,
+) -> None:
+    assert message.from_user is not None
+    job_id = (command.args or "").strip()
+    if not job_id:
+        await message.answer(t(lang, "admin.refund_job_usage"))
+        return
+    refunded = await operations.refund_job(job_id, admin_id=message.from_user.id, cid=cid)
+    if refunded is None:
+        await message.answer(t(lang, "admin.refund_job_none"))
+    elif refunded == 0:
+        await message.answer(t(lang, "admin.refund_job_again"))
+    else:
+        await message.answer(t(lang, "admin.refund_job_done", amount=format_money(refunded)))
+
+
+__all__ = ["ADMIN_COMMANDS", "Admin", "AdminOnly", "build"]

@@ -1,0 +1,224 @@
+"""The operator's panel through the sandbox: nobody else gets in, figures match the database,
+knobs take effect at once and are audited, users can be blocked, a job refunded once."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import pytest
+from PIL import Image
+from sqlalchemy import func, select
+
+from tests.e2e_support import RunningBot, running_bot
+from trt.bot.callbacks import ManualVerdict
+from trt.bot.routers.admin import ADMIN_COMMANDS, Admin
+from trt.catalog.pricing import format_rubles
+from trt.db.models import AuditEntry, Job, LedgerPosting, RuntimeSetting, User
+from trt.sandbox.driver import Message, SandboxUser
+from trt.telemetry.events import Event
+
+ADMIN = 9100
+FUNDS = 100_000
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, database_url: str | None) -> AsyncIterator[RunningBot]:
+    async with running_bot(tmp_path, database_url=database_url, admin_ids=(ADMIN,)) as running:
+        yield running
+        assert await running.ledger_problems() == []
+        assert await running.client.violations() == []
+
+
+async def tap(user: SandboxUser, label: str, message: Message) -> Message:
+    answer = await user.click(label, message)
+    assert answer.answered
+    return (await user.next_event(("edit", "message"))).message
+
+
+async def snapshot(bot: RunningBot) -> tuple[int, int, int, int]:
+    """What an admin action would change: postings, settings, audit entries, blocked users."""
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        return (
+            int(await session.scalar(select(func.count()).select_from(LedgerPosting)) or 0),
+            int(await session.scalar(select(func.count()).select_from(RuntimeSetting)) or 0),
+            int(await session.scalar(select(func.count()).select_from(AuditEntry)) or 0),
+            int(await session.scalar(select(func.count()).where(User.is_blocked.is_(True))) or 0),
+        )
+
+
+async def test_a_non_admin_is_refused_every_admin_command_and_button(bot: RunningBot) -> None:
+    victim = 9201
+    await bot.give_money(victim, FUNDS)
+    intruder = await bot.client.user(9202, "Чужой")
+    await intruder.send("/start")
+    menu = await intruder.next_message()
+    before = await snapshot(bot)
+    arguments = {
+        "stats": "30",
+        "user": str(victim),
+        "adjust": f"{victim} 1000 gift",
+        "block": str(victim),
+        "unblock": str(victim),
+        "model": "nb2 off",
+        "price": "nb2 5",
+        "markup": "3",
+        "rate": "200",
+        "refund_job": "x",
+    }
+    commands = [*ADMIN_COMMANDS, "trace", "refund"]
+    for command in commands:
+        await intruder.send(f"/{command} {arguments.get(command, '')}".strip())
+        reply = await intruder.next_message()
+        assert reply.text.startswith("Я понимаю кнопки"), (command, reply.text)
+    buttons = [
+        Admin(section=section, arg=arg).pack()
+        for section, arg in (
+            ("panel", ""),
+            ("stats", "30"),
+            ("chart", "30"),
+            ("users", ""),
+            ("catalog", ""),
+            ("jobs", ""),
+            ("block", str(victim)),
+            ("unblock", str(victim)),
+        )
+    ]
+    buttons.append(ManualVerdict(payment="0" * 32, approve=True).pack())
+    for data in buttons:
+        answer = await intruder.click_data(menu.message_id, data)
+        assert (answer.answered, answer.text) == (True, "Это не ваша кнопка."), data
+    assert await snapshot(bot) == before
+    assert await bot.balance(victim) == (FUNDS, 0)
+    denied = [
+        r
+        for r in bot.events.records
+        if r.get("reason_code") == "ACCESS_DENIED" and r.get("user_id") == 9202
+    ]
+    assert len(denied) == len(commands) + len(buttons)
+
+
+async def test_stats_match_a_scripted_day_and_the_chart_is_a_png(bot: RunningBot) -> None:
+    for user_id in (9301, 9302, 9303):
+        await bot.give_money(user_id, FUNDS, key=f"day:{user_id}")
+        await bot.client.user(user_id, "Гость")
+    jobs = bot.services.jobs
+    made = []
+    for index, prompt in enumerate(["a fox", "a cat", "[fail] a dog"]):
+        created = await jobs.create(
+            user_id=9301 + index,
+            chat_id=9301 + index,
+            lang="ru",
+            model_slug="nb2",
+            params={"prompt": prompt},
+            draft_key=f"day-{index}",
+        )
+        made.append(created.job.id)
+    ends = (Event.HOLD_CAPTURED, Event.HOLD_CAPTURED, Event.HOLD_RELEASED)
+    for job_id, end in zip(made, ends, strict=True):
+        await bot.events.wait_for(end, job_id=job_id, timeout_s=20)
+    stats = await bot.services.dispatcher["operations"].stats(1)
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        users = int(await session.scalar(select(func.count(User.id))) or 0)
+        statuses = dict(
+            (await session.execute(select(Job.status, func.count()).group_by(Job.status))).all()
+        )
+    assert stats.users_total == users
+    assert stats.users_new == users
+    assert sum(stats.jobs_by_status.values()) == 3
+    assert stats.jobs_by_model["nb2"] == 3
+    assert dict(stats.jobs_by_status) == statuses
+    price = FUNDS - (await bot.balance(9301))[0]
+    assert stats.revenue_kop == 2 * price
+    assert (stats.refunds, stats.refunded_kop) == (1, price)
+    assert stats.failure_rate_by_model == {"nb2": pytest.approx(1 / 3)}
+    assert sum(stats.failures_by_code.values()) == 1
+    assert stats.average_result_s is not None
+    admin = await bot.client.user(ADMIN, "Админ")
+    await admin.send("/admin")
+    panel = await admin.next_message()
+    screen = await tap(admin, "📊 Статистика", panel)
+    assert "Пользователи: всего" in screen.text
+    assert "Баланс KIE:" in screen.text
+    await admin.click("📈 График за 30 дней", screen)
+    photo = await admin.next_message()
+    assert photo.photo_file_id is not None
+    image = Image.open(io.BytesIO(await admin.download(photo.photo_file_id)))
+    assert image.format == "PNG"
+    assert image.size == (900, 420)
+
+
+async def test_a_price_override_shows_at_once_and_is_audited(bot: RunningBot) -> None:
+    await bot.give_money(9401, FUNDS)
+    user = await bot.client.user(9401, "Вера")
+    admin = await bot.client.user(ADMIN, "Админ")
+    pipeline = bot.services.pipeline
+    model = pipeline.catalog.get("nb2")
+    assert model is not None
+    before_kop = pipeline.cheapest_quote(model).amount_kopecks
+    await admin.send("/price nb2 4")
+    done = await admin.next_message()
+    after_kop = pipeline.cheapest_quote(model).amount_kopecks
+    assert after_kop == before_kop * 2  # markup 4 instead of the configured 2
+    assert done.text.startswith("Модель «Nano Banana 2»: теперь от")
+    await user.send("/start")
+    menu = await user.next_message()
+    listing = await tap(user, "🎨 Картинки и дизайн", menu)
+    label = next(b for b in listing.button_labels if b.startswith("Nano Banana 2 ·"))
+    card = await tap(user, label, listing)
+    price_text = format_rubles(after_kop)  # what every screen shows for an amount
+    assert f"💰 от {price_text}" in card.text
+    await tap(user, "▶️ Начать", card)
+    await user.send("маяк")
+    screen = await user.next_message()
+    while "💰 Цена" not in screen.text:  # the first choices are the cheapest (1K)
+        screen = await tap(user, screen.button_labels[0], screen)
+    assert f"💰 Цена: {price_text}" in screen.text
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        entry = await session.scalar(
+            select(AuditEntry).where(AuditEntry.target == "model:nb2:markup")
+        )
+    assert entry is not None
+    assert (entry.admin_id, entry.before, entry.after) == (ADMIN, None, "4")
+    await admin.send("/price nb2 reset")
+    await admin.next_message()
+    assert pipeline.cheapest_quote(model).amount_kopecks == before_kop
+
+
+async def test_an_admin_blocks_adjusts_and_refunds_a_job_once(bot: RunningBot) -> None:
+    await bot.give_money(9501, FUNDS)
+    user = await bot.client.user(9501, "Вера")
+    admin = await bot.client.user(ADMIN, "Админ")
+    await admin.send("/adjust 9501 -100 goodwill test")
+    assert (await admin.next_message()).text.startswith("Баланс 9501 изменён на −100 ₽")
+    assert await bot.balance(9501) == (FUNDS - 100_00, 0)
+    await admin.send("/adjust 9501 -100000 too much")
+    assert (await admin.next_message()).text.startswith("Нельзя списать больше доступного")
+    created = await bot.services.jobs.create(
+        user_id=9501,
+        chat_id=9501,
+        lang="ru",
+        model_slug="nb2",
+        params={"prompt": "a fox"},
+        draft_key="refund-me",
+    )
+    await bot.events.wait_for(Event.DELIVERED, job_id=created.job.id, timeout_s=20)
+    paid = (await bot.balance(9501))[0]
+    await admin.send(f"/refund_job {created.job.id}")
+    assert (await admin.next_message()).text.startswith("↩️ Возвращено")
+    await admin.send(f"/refund_job {created.job.id}")
+    assert (await admin.next_message()).text == "Оплата за эту задачу уже возвращена."
+    assert (await bot.balance(9501))[0] == paid + created.job.price_kop
+    await admin.send("/user 9501")
+    card = await admin.next_message()
+    assert "Баланс:" in card.text
+    await admin.click("🚫 Заблокировать", card)
+    blocked = await admin.next_message()
+    assert blocked.text.startswith("🚫 Пользователь 9501 заблокирован.")
+    await user.send("/start")
+    notice = await user.next_message()
+    assert notice.text.startswith("Доступ к боту ограничен.")
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        actions = list(await session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
+    assert actions == ["adjust", "refund_job", "block"]
