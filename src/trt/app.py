@@ -23,10 +23,12 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiohttp import web
 
 from trt import __version__
+from trt.admin.broadcast import BroadcastService
 from trt.admin.settings import RuntimeSettings
 from trt.bot.app import create_bot, create_dispatcher, set_commands
 from trt.bot.intake import UpdateInbox
 from trt.bot.keyboards import back_to_menu
+from trt.bot.routers.admin import progress_screen
 from trt.bot.routers.jobs import result_keyboard
 from trt.bot.sender import Sender
 from trt.catalog.loader import default_catalog
@@ -96,6 +98,7 @@ class Services:
     stars: StarsPayments
     cards: CardPayments | None
     runtime: RuntimeSettings
+    broadcasts: BroadcastService
     http_url: str = ""
 
 
@@ -201,6 +204,12 @@ async def build_services(config: Config, database: Database) -> Services:
         )
         await client.start()
         cards = CardPayments(payments, client, bot, sender, settings)
+    broadcasts = BroadcastService(
+        database,
+        sender,
+        default_rate_per_s=config.admin.broadcast_rate_per_s,
+        render=progress_screen,
+    )
     runtime = RuntimeSettings(database, pipeline)
     await runtime.load()  # operators' knobs (rates, markup, models) before the first screen
     dispatcher = create_dispatcher(
@@ -217,6 +226,7 @@ async def build_services(config: Config, database: Database) -> Services:
         cards=cards,
         runtime=runtime,
         kie=kie,
+        broadcasts=broadcasts,
     )
     inbox = UpdateInbox(database, dispatcher, bot, check=leadership.check, fence=leadership.fence)
     metrics = Metrics(database)
@@ -241,6 +251,7 @@ async def build_services(config: Config, database: Database) -> Services:
         stars,
         cards,
         runtime,
+        broadcasts,
     )
 
 
@@ -358,6 +369,7 @@ async def serve_active(services: Services, stop: asyncio.Event) -> None:
             asyncio.create_task(services.engine.run(work_stop, drain_s=drain_s)),
             asyncio.create_task(services.relay.run(work_stop, drain_s=drain_s)),
             asyncio.create_task(services.stars.run(work_stop)),
+            asyncio.create_task(services.broadcasts.run(work_stop)),
         }
         if services.cards is not None:
             work.add(asyncio.create_task(services.cards.run(work_stop)))

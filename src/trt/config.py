@@ -309,6 +309,9 @@ class AdminSettings(BaseSettings):
     admin_ids: Annotated[frozenset[int], NoDecode] = Field(
         default=frozenset(), validation_alias="ADMIN_IDS"
     )
+    broadcast_rate_per_s: float = Field(
+        default=25.0, gt=0, le=1000, validation_alias="BROADCAST_RATE_PER_S"
+    )
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -41,7 +41,8 @@ class UserService:
         )
         upsert = statement.on_conflict_do_update(
             index_elements=[User.id],
-            set_={"username": username, "last_seen_at": now},
+            # Writing again means the bot is not blocked any more (broadcasts include them).
+            set_={"username": username, "last_seen_at": now, "blocked_bot": False},
         ).returning(User.language, User.is_blocked, User.created_at)
         async with self.database.unit_of_work() as session:
             language, is_blocked, created_at = (await session.execute(upsert)).one()

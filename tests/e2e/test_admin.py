@@ -222,3 +222,61 @@ async def test_an_admin_blocks_adjusts_and_refunds_a_job_once(bot: RunningBot) -
     async with bot.services.database.unit_of_work(readonly=True) as session:
         actions = list(await session.scalars(select(AuditEntry.action).order_by(AuditEntry.id)))
     assert actions == ["adjust", "refund_job", "block"]
+
+
+async def test_a_broadcast_from_preview_to_done_skips_who_blocked_the_bot(bot: RunningBot) -> None:
+    admin = await bot.client.user(ADMIN, "Админ")
+    users = [await bot.client.user(9600 + i, "Гость") for i in range(12)]
+    for user in users:
+        await user.send("/start")
+        await user.next_message()
+    await users[0].block_bot()
+    english = await bot.client.user(9650, "Emma", language_code="en")
+    await english.send("/start")
+    await english.next_message()
+    await admin.send("/broadcast")
+    assert (await admin.next_message()).text.startswith("📣 Пришлите текст рассылки")
+    await admin.send("Скидка 20% до воскресенья")
+    preview = await admin.next_message()
+    assert preview.text == "Скидка 20% до воскресенья"
+    control = await admin.next_message()
+    assert "Получателей: 14" in control.text  # 12 guests, Emma, the admin
+    control = await tap(admin, "русский", control)
+    assert "Получателей: 13 · сегмент: русский" in control.text
+    await admin.click("🚀 Отправить", control)
+    service = bot.services.broadcasts
+    broadcast_id = 1
+    while (progress := await service.progress(broadcast_id)) is None or progress.status != "done":
+        await admin.next_event(("edit", "message"), timeout_s=20)
+    assert (progress.total, progress.sent, progress.blocked) == (13, 12, 1)
+    for user in users[1:]:
+        got = [m for m in await user.messages() if m.from_bot and "Скидка" in m.text]
+        assert len(got) == 1
+        assert got[0].text == "Скидка 20% до воскресенья"
+    assert not [m for m in await english.messages() if "Скидка" in m.text]
+    # Who blocked the bot is left out of the next broadcast.
+    assert await service.audience({"kind": "lang", "lang": "ru"}) == 12
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        actions = list(await session.scalars(select(AuditEntry.action)))
+    assert actions == ["broadcast"]
+
+
+async def test_a_broadcast_pauses_resumes_and_cancels(bot: RunningBot) -> None:
+    service = bot.services.broadcasts
+    for i in range(5):
+        await bot.client.user(9700 + i, "Гость")
+        await bot.services.dispatcher["users"].touch(9700 + i, None, "ru")
+    broadcast_id = await service.create(
+        admin_id=ADMIN, text="пауза", segment={"kind": "all"}, rate_per_s=0.5
+    )
+    assert await service.start(broadcast_id, admin_id=ADMIN) == 5
+    assert await service.start(broadcast_id, admin_id=ADMIN) == 0  # a draft starts once
+    assert await service.set_status(broadcast_id, "paused", admin_id=ADMIN) == "paused"
+    assert await service.set_status(broadcast_id, "paused", admin_id=ADMIN) is None
+    assert await service.set_status(broadcast_id, "running", admin_id=ADMIN) == "running"
+    assert await service.set_status(broadcast_id, "cancelled", admin_id=ADMIN) == "cancelled"
+    assert await service.set_status(broadcast_id, "running", admin_id=ADMIN) is None
+    progress = await service.progress(broadcast_id)
+    assert progress is not None
+    assert progress.status == "cancelled"
+    assert progress.sent <= 2  # at 0.5 / s, a cancel seconds later stops it early

@@ -11,6 +11,7 @@ from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
+from trt.admin.broadcast import BroadcastService
 from trt.admin.operations import Operations
 from trt.admin.settings import RuntimeSettings
 from trt.billing.wallets import WalletService
@@ -71,6 +72,7 @@ def create_dispatcher(
     bonuses: BonusService,
     cards: CardPayments | None,
     runtime: RuntimeSettings,
+    broadcasts: BroadcastService,
     kie: KieClient | None = None,
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
@@ -92,6 +94,7 @@ def create_dispatcher(
         runtime=runtime,
         operations=Operations(database),
         kie=kie,
+        broadcasts=broadcasts,
     )
     # Order matters: the cid first (every later line carries it), then the PASSIVE check (a
     # deploy overlap: answered at once, nothing written), errors next (they answer with the

@@ -76,6 +76,8 @@ class User(Base):
         UtcDateTime, default=utcnow, server_default=func.current_timestamp()
     )
     is_blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # The user blocked the bot (Telegram's 403): broadcasts skip them until they write again.
+    blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -417,3 +419,33 @@ class RuntimeSetting(Base):
     value: Mapped[Any] = mapped_column(JSON)
     updated_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)
     updated_by: Mapped[int | None] = mapped_column(BigInteger)
+
+
+class Broadcast(Base):
+    """A message to many users, sent at a set rate; its recipients are fixed when it starts."""
+
+    __tablename__ = "broadcasts"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    created_by: Mapped[int] = mapped_column(BigInteger)
+    text: Mapped[str] = mapped_column(String(4096))
+    segment: Mapped[dict[str, Any]] = mapped_column(JSON)
+    status: Mapped[str] = mapped_column(String(16), index=True)  # draft running paused …
+    rate_per_s: Mapped[float] = mapped_column(Float)
+    total: Mapped[int] = mapped_column(Integer, default=0)
+    progress_chat_id: Mapped[int | None] = mapped_column(BigInteger)
+    progress_message_id: Mapped[int | None] = mapped_column(BigInteger)
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class BroadcastRecipient(Base):
+    """One user of a broadcast: pending → sending → sent | failed | blocked | unknown."""
+
+    __tablename__ = "broadcast_recipients"
+
+    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
+    status: Mapped[str] = mapped_column(String(16), index=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)

@@ -7,14 +7,18 @@ polite refusal, changes nothing and is logged ACCESS_DENIED. Every change is aud
 
 from __future__ import annotations
 
+import contextlib
 import html
 from collections.abc import Awaitable, Callable
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from aiogram import BaseMiddleware, Bot, Router
+from aiogram import BaseMiddleware, Bot, F, Router
+from aiogram.exceptions import TelegramBadRequest
 from aiogram.filters import Command, CommandObject
 from aiogram.filters.callback_data import CallbackData
+from aiogram.fsm.context import FSMContext
+from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
     BufferedInputFile,
     CallbackQuery,
@@ -24,6 +28,7 @@ from aiogram.types import (
     TelegramObject,
 )
 
+from trt.admin.broadcast import BroadcastService, Progress
 from trt.admin.operations import Operations, chart_png
 from trt.admin.settings import MARKUP, RATE, RuntimeSettings, model_key
 from trt.billing.ledger import InsufficientFundsError
@@ -50,7 +55,20 @@ ADMIN_COMMANDS = (
     "rate",
     "jobs",
     "refund_job",
+    "broadcast",
 )
+SEGMENTS: dict[str, dict[str, Any]] = {
+    "all": {"kind": "all"},
+    "ru": {"kind": "lang", "lang": "ru"},
+    "en": {"kind": "lang", "lang": "en"},
+    "a7": {"kind": "active", "days": 7},
+    "a30": {"kind": "active", "days": 30},
+    "paid": {"kind": "paid"},
+}
+
+
+class BroadcastFlow(StatesGroup):
+    text = State()
 
 
 class Admin(CallbackData, prefix="ad"):
@@ -102,10 +120,12 @@ def build(config: Config) -> Router:
         "rate": on_global_knob,
         "jobs": on_jobs_command,
         "refund_job": on_refund_job,
+        "broadcast": on_broadcast_command,
     }
     assert set(commands) == set(ADMIN_COMMANDS)
     for name, handler in commands.items():
         router.message.register(handler, Command(name))
+    router.message.register(on_broadcast_text, BroadcastFlow.text, F.text, ~F.text.startswith("/"))
     router.callback_query.register(on_panel, Admin.filter(), flags={"manual_answer": True})
     return router
 
@@ -227,6 +247,7 @@ async def on_panel(
     config: Config,
     cid: str | None = None,
     kie: KieClient | None = None,
+    broadcasts: BroadcastService | None = None,
 ) -> None:
     await callback.answer()
     message = callback.message
@@ -253,6 +274,10 @@ async def on_panel(
         await message.edit_text(await catalog_text(runtime, lang), reply_markup=_back(lang))
     elif section == "jobs":
         await message.edit_text(await jobs_text(operations, lang), reply_markup=_back(lang))
+    elif section.startswith("bc") and broadcasts is not None:
+        await on_broadcast_button(
+            message, lang, broadcasts, section, arg, callback.from_user.id, cid
+        )
     elif section in ("block", "unblock") and arg.lstrip("-").isdigit():
         await _set_blocked(
             message, lang, operations, int(arg), section == "block", callback.from_user.id, cid
@@ -541,3 +566,116 @@ async def on_refund_job(
 
 
 __all__ = ["ADMIN_COMMANDS", "Admin", "AdminOnly", "build"]
+
+
+# -- broadcasts -------------------------------------------------------------------------------
+async def on_broadcast_command(message: Message, lang: str, state: FSMContext) -> None:
+    await state.set_state(BroadcastFlow.text)
+    await message.answer(t(lang, "admin.broadcast_ask"))
+
+
+async def control_screen(
+    broadcasts: BroadcastService, broadcast_id: int, segment: str, lang: str
+) -> tuple[str, InlineKeyboardMarkup]:
+    count = await broadcasts.audience(SEGMENTS[segment])
+    text = t(lang, "admin.broadcast_preview", count=count, segment=t(lang, f"admin.seg_{segment}"))
+    names = list(SEGMENTS)
+    rows = [
+        [
+            _button(
+                ("• " if name == segment else "") + t(lang, f"admin.seg_{name}"),
+                "bcs",
+                f"{broadcast_id}.{name}",
+            )
+            for name in names[i : i + 3]
+        ]
+        for i in range(0, len(names), 3)
+    ]
+    rows.append(
+        [
+            _button(t(lang, "admin.broadcast_go"), "bcgo", str(broadcast_id)),
+            _button(t(lang, "admin.broadcast_cancel"), "bcx", str(broadcast_id)),
+        ]
+    )
+    return text, InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def progress_screen(
+    progress: Progress, lang: str = "ru"
+) -> tuple[str, InlineKeyboardMarkup | None]:
+    text = t(
+        lang,
+        "admin.broadcast_progress",
+        id=progress.broadcast_id,
+        status=t(lang, f"admin.bc_{progress.status}"),
+        sent=progress.sent,
+        total=progress.total,
+        failed=progress.failed,
+        blocked=progress.blocked,
+        unknown=progress.unknown,
+    )
+    bid = str(progress.broadcast_id)
+    if progress.status == "running":
+        row = [_button(t(lang, "admin.broadcast_pause"), "bcp", bid)]
+    elif progress.status == "paused":
+        row = [_button(t(lang, "admin.broadcast_resume"), "bcr", bid)]
+    else:
+        return text, None
+    row.append(_button(t(lang, "admin.broadcast_cancel"), "bcx", bid))
+    return text, InlineKeyboardMarkup(inline_keyboard=[row])
+
+
+async def on_broadcast_text(
+    message: Message, lang: str, state: FSMContext, broadcasts: BroadcastService, bot: Bot
+) -> None:
+    assert message.from_user is not None
+    await state.clear()
+    text = message.html_text
+    broadcast_id = await broadcasts.create(
+        admin_id=message.from_user.id, text=text, segment=SEGMENTS["all"]
+    )
+    try:  # the preview is the real message: HTML Telegram refuses is found here, not at 2,000
+        await bot.send_message(message.chat.id, text)
+    except TelegramBadRequest as error:
+        await broadcasts.set_status(broadcast_id, "cancelled", admin_id=message.from_user.id)
+        await message.answer(t(lang, "admin.broadcast_bad", error=html.escape(error.message)))
+        return
+    screen, markup = await control_screen(broadcasts, broadcast_id, "all", lang)
+    await message.answer(screen, reply_markup=markup)
+
+
+async def on_broadcast_button(
+    message: Message,
+    lang: str,
+    broadcasts: BroadcastService,
+    section: str,
+    arg: str,
+    admin_id: int,
+    cid: str | None,
+) -> None:
+    raw_id, _, segment = arg.partition(".")
+    if not raw_id.isdigit():
+        reject(Reason.VALIDATION_FAILED, f"broadcast button {section} {arg!r}")
+        return
+    broadcast_id = int(raw_id)
+    if section == "bcs" and segment in SEGMENTS:
+        await broadcasts.set_segment(broadcast_id, SEGMENTS[segment])
+        screen, markup = await control_screen(broadcasts, broadcast_id, segment, lang)
+        await message.edit_text(screen, reply_markup=markup)
+        return
+    if section == "bcgo":
+        await broadcasts.start(
+            broadcast_id,
+            admin_id=admin_id,
+            progress_chat_id=message.chat.id,
+            progress_message_id=message.message_id,
+            cid=cid,
+        )
+    elif section in ("bcp", "bcr", "bcx"):
+        status = {"bcp": "paused", "bcr": "running", "bcx": "cancelled"}[section]
+        await broadcasts.set_status(broadcast_id, status, admin_id=admin_id, cid=cid)
+    progress = await broadcasts.progress(broadcast_id)
+    if progress is not None:
+        shown, buttons = progress_screen(progress, lang)
+        with contextlib.suppress(TelegramBadRequest):  # "not modified": the same numbers
+            await message.edit_text(shown, reply_markup=buttons)
