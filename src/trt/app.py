@@ -23,6 +23,7 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiohttp import web
 
 from trt import __version__
+from trt.admin.alerts import Alerts
 from trt.admin.broadcast import BroadcastService
 from trt.admin.settings import RuntimeSettings
 from trt.bot.app import create_bot, create_dispatcher, set_commands
@@ -99,6 +100,7 @@ class Services:
     cards: CardPayments | None
     runtime: RuntimeSettings
     broadcasts: BroadcastService
+    alerts: Alerts
     http_url: str = ""
 
 
@@ -210,6 +212,15 @@ async def build_services(config: Config, database: Database) -> Services:
         default_rate_per_s=config.admin.broadcast_rate_per_s,
         render=progress_screen,
     )
+    alerts = Alerts(
+        database,
+        sender,
+        kie,
+        admin_ids=config.admin.admin_ids,
+        low_credits=config.admin.alert_kie_low_credits,
+        failure_rate=config.admin.alert_failure_rate,
+        cooldown_s=config.admin.alert_cooldown_s,
+    )
     runtime = RuntimeSettings(database, pipeline)
     await runtime.load()  # operators' knobs (rates, markup, models) before the first screen
     dispatcher = create_dispatcher(
@@ -252,6 +263,7 @@ async def build_services(config: Config, database: Database) -> Services:
         cards,
         runtime,
         broadcasts,
+        alerts,
     )
 
 
@@ -370,6 +382,7 @@ async def serve_active(services: Services, stop: asyncio.Event) -> None:
             asyncio.create_task(services.relay.run(work_stop, drain_s=drain_s)),
             asyncio.create_task(services.stars.run(work_stop)),
             asyncio.create_task(services.broadcasts.run(work_stop)),
+            asyncio.create_task(services.alerts.run(work_stop)),
         }
         if services.cards is not None:
             work.add(asyncio.create_task(services.cards.run(work_stop)))
@@ -418,6 +431,7 @@ async def run(
             log.warning("set_commands_failed", error=str(error))
         telemetry.sinks.append(services.events.sink)
         telemetry.sinks.append(services.metrics.sink)
+        telemetry.sinks.append(services.alerts.sink)
         tasks.append(asyncio.create_task(services.events.run(stop), name="event-store"))
         tasks.append(asyncio.create_task(services.leadership.run(stop), name="leadership"))
         # Every instance follows the operators' knobs (the PASSIVE one's screens too).
@@ -451,7 +465,7 @@ async def run(
             await services.leadership.release()
         if webhook is not None:
             await webhook.close()
-        for sink in (services.events.sink, services.metrics.sink):
+        for sink in (services.events.sink, services.metrics.sink, services.alerts.sink):
             if sink in telemetry.sinks:
                 telemetry.sinks.remove(sink)
         with contextlib.suppress(Exception):  # the last events; never block the shutdown

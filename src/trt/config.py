@@ -312,6 +312,11 @@ class AdminSettings(BaseSettings):
     broadcast_rate_per_s: float = Field(
         default=25.0, gt=0, le=1000, validation_alias="BROADCAST_RATE_PER_S"
     )
+    alert_kie_low_credits: int = Field(default=1000, ge=0, validation_alias="ALERT_KIE_LOW_CREDITS")
+    alert_failure_rate: float = Field(
+        default=0.3, gt=0, le=1, validation_alias="ALERT_FAILURE_RATE"
+    )
+    alert_cooldown_s: float = Field(default=3600, ge=60, validation_alias="ALERT_COOLDOWN_S")
 
     @field_validator("admin_ids", mode="before")
     @classmethod

@@ -280,3 +280,24 @@ async def test_a_broadcast_pauses_resumes_and_cancels(bot: RunningBot) -> None:
     assert progress is not None
     assert progress.status == "cancelled"
     assert progress.sent <= 2  # at 0.5 / s, a cancel seconds later stops it early
+
+
+async def test_alerts_reach_admins_once_per_cooldown(bot: RunningBot) -> None:
+    admin = await bot.client.user(ADMIN, "Админ")
+    bot.sandbox.kie.credits = 10
+    await bot.give_money(9801, FUNDS)
+    for index in range(5):
+        created = await bot.services.jobs.create(
+            user_id=9801,
+            chat_id=9801,
+            lang="ru",
+            model_slug="nb2",
+            params={"prompt": "[fail] a fox"},
+            draft_key=f"alert-{index}",
+        )
+        await bot.events.wait_for(Event.HOLD_RELEASED, job_id=created.job.id, timeout_s=20)
+    assert sorted(await bot.services.alerts.check()) == ["failing:nb2", "kie_credits"]
+    texts = sorted([(await admin.next_message()).text for _ in range(2)])
+    assert texts[0].startswith("⚠️ Модель nb2 часто падает: 100% из 5 задач за час.")
+    assert texts[1].startswith("⚠️ На балансе KIE осталось 10 кредитов")
+    assert await bot.services.alerts.check() == []  # the same problems: quiet until cooldown

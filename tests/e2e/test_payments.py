@@ -122,6 +122,7 @@ async def test_a_tampered_invoice_is_refused_at_pre_checkout(bot: RunningBot) ->
 async def test_a_payment_whose_update_was_lost_is_found_by_reconciliation(
     bot: RunningBot,
 ) -> None:
+    admin = await bot.client.user(ADMIN, "Админ")
     user, invoice = await stars_invoice(bot, 3103)
     ok, _error = await bot.sandbox.telegram.user_pays(3103, invoice.message_id, lose_update=True)
     assert ok
@@ -130,6 +131,8 @@ async def test_a_payment_whose_update_was_lost_is_found_by_reconciliation(
     notice = await user.next_message()
     assert notice.text.startswith("Мы нашли ваш платёж, который не дошёл до бота сразу.")
     assert await bot.balance(3103) == (PACKAGE_KOP, 0)
+    alert = await admin.next_message()  # admins learn that updates are being missed
+    assert alert.text.startswith("⚠️ Платёж stars на 90 ₽ (пользователь 3103) зачислен только")
     assert await bot.services.stars.reconcile() == 0
     bot.services.stars._cursor = 0  # a restarted process walks the whole list again
     assert await bot.services.stars.reconcile() == 0

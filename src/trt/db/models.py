@@ -445,7 +445,9 @@ class BroadcastRecipient(Base):
 
     __tablename__ = "broadcast_recipients"
 
-    broadcast_id: Mapped[int] = mapped_column(ForeignKey("broadcasts.id"), primary_key=True)
+    broadcast_id: Mapped[int] = mapped_column(
+        BigInteger, ForeignKey("broadcasts.id"), primary_key=True
+    )
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     status: Mapped[str] = mapped_column(String(16), index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
