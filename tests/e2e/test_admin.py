@@ -67,7 +67,7 @@ async def test_a_non_admin_is_refused_every_admin_command_and_button(bot: Runnin
         "rate": "200",
         "refund_job": "x",
     }
-    commands = [*ADMIN_COMMANDS, "trace", "refund"]
+    commands = list(ADMIN_COMMANDS)
     for command in commands:
         await intruder.send(f"/{command} {arguments.get(command, '')}".strip())
         reply = await intruder.next_message()

@@ -32,6 +32,7 @@ from trt.admin.broadcast import BroadcastService, Progress
 from trt.admin.operations import Operations, chart_png
 from trt.admin.settings import MARKUP, RATE, RuntimeSettings, model_key
 from trt.billing.ledger import InsufficientFundsError
+from trt.bot.routers import payments, support
 from trt.config import Config
 from trt.i18n import t
 from trt.kie.client import KieClient
@@ -56,6 +57,8 @@ ADMIN_COMMANDS = (
     "jobs",
     "refund_job",
     "broadcast",
+    "trace",
+    "refund",
 )
 SEGMENTS: dict[str, dict[str, Any]] = {
     "all": {"kind": "all"},
@@ -121,6 +124,8 @@ def build(config: Config) -> Router:
         "jobs": on_jobs_command,
         "refund_job": on_refund_job,
         "broadcast": on_broadcast_command,
+        "trace": support.on_trace,
+        "refund": payments.on_refund_command,
     }
     assert set(commands) == set(ADMIN_COMMANDS)
     for name, handler in commands.items():

@@ -1,4 +1,5 @@
-"""/debug (a user's own last event chain, for support) and /trace <cid> (admins, anyone's)."""
+"""/debug (a user's own last event chain, for support) and /trace <cid> (admins, anyone's;
+registered on the admin router)."""
 
 from __future__ import annotations
 
@@ -10,9 +11,7 @@ from aiogram import Router
 from aiogram.filters import Command, CommandObject
 from aiogram.types import Message
 
-from trt.config import Config
 from trt.i18n import t
-from trt.telemetry.events import Reason, reject
 from trt.telemetry.store import EventStore
 
 MAX_LINES = 30
@@ -31,7 +30,6 @@ DETAIL_FIELDS = (
 def build() -> Router:
     router = Router(name=__name__)
     router.message.register(on_debug, Command("debug"))
-    router.message.register(on_trace, Command("trace"))
     return router
 
 
@@ -59,14 +57,9 @@ async def on_trace(
     message: Message,
     command: CommandObject,
     lang: str,
-    config: Config,
     events: EventStore,
 ) -> None:
-    assert message.from_user is not None
-    if message.from_user.id not in config.admin.admin_ids:
-        reject(Reason.ACCESS_DENIED, "/trace by a non-admin")
-        await message.answer(t(lang, "fallback.text_hint"))
-        return
+    """`/trace <cid>` (admins: registered on the admin router, behind its guard)."""
     target = (command.args or "").strip()
     if not target:
         await message.answer(t(lang, "debug.usage"))
