@@ -14,7 +14,7 @@ import signal
 import socket
 import sys
 import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
@@ -357,6 +357,9 @@ async def _take_updates(services: Services) -> None:
         log.warning("take_updates_failed", error=str(error)[:200])
 
 
+WORK_RESTART_S = 1.0
+
+
 async def serve_active(services: Services, stop: asyncio.Event) -> None:
     """Run the ACTIVE-only work whenever this instance leads; hand over cleanly on `stop`.
 
@@ -375,21 +378,40 @@ async def serve_active(services: Services, stop: asyncio.Event) -> None:
         intake: set[asyncio.Task[None]] = set()
         if services.config.telegram.mode is BotMode.POLLING:
             allowed = services.dispatcher.resolve_used_update_types()
-            intake.add(asyncio.create_task(services.inbox.poll(intake_stop, allowed)))
-        work = {
-            asyncio.create_task(services.inbox.process(work_stop, drain_s=drain_s)),
-            asyncio.create_task(services.engine.run(work_stop, drain_s=drain_s)),
-            asyncio.create_task(services.relay.run(work_stop, drain_s=drain_s)),
-            asyncio.create_task(services.stars.run(work_stop)),
-            asyncio.create_task(services.broadcasts.run(work_stop)),
-            asyncio.create_task(services.alerts.run(work_stop)),
+            intake.add(
+                asyncio.create_task(services.inbox.poll(intake_stop, allowed), name="polling")
+            )
+        loops: dict[str, Coroutine[Any, Any, None]] = {
+            "inbox": services.inbox.process(work_stop, drain_s=drain_s),
+            "engine": services.engine.run(work_stop, drain_s=drain_s),
+            "outbox": services.relay.run(work_stop, drain_s=drain_s),
+            "stars-reconciliation": services.stars.run(work_stop),
+            "broadcasts": services.broadcasts.run(work_stop),
+            "alerts": services.alerts.run(work_stop),
         }
         if services.cards is not None:
-            work.add(asyncio.create_task(services.cards.run(work_stop)))
-        await _first(_until_passive(leadership), stop.wait())
+            loops["yookassa-check"] = services.cards.run(work_stop)
+        work = {asyncio.create_task(loop, name=name) for name, loop in loops.items()}
+        everything = intake | work
+        await _first(
+            _until_passive(leadership),
+            stop.wait(),
+            asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED),
+        )
         if not leadership.is_active:
             log.warning("active_work_cancelled", reason="leadership lost")
-            await finish(intake | work)
+            await finish(everything)
+            continue
+        ended = [task for task in everything if task.done()]
+        if ended and not stop.is_set():
+            # A loop ended on its own (a database outage it did not survive, a bug): restart
+            # the whole group rather than lead with part of the work missing.
+            for task in ended:
+                error = None if task.cancelled() else task.exception()
+                log.error("active_work_crashed", task=task.get_name(), error=repr(error)[:300])
+            await finish(everything)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), WORK_RESTART_S)
             continue
         # A long poll in flight is abandoned: what it would return stays unconfirmed at
         # Telegram and goes to the next leader.

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from collections import defaultdict
 from pathlib import Path
 from typing import Any
 
 import aiohttp
+import pytest
 
 from tests.e2e_support import running_bot
 from trt.telemetry.events import REQUIRED, Event, telemetry
@@ -176,3 +178,29 @@ async def test_a_raising_sink_never_costs_the_user_an_answer(
     assert {Event.CALLBACK_ANSWERED, Event.UI_RENDER, Event.DISPATCH_OK} <= {
         r["event"] for r in event_contract
     }
+
+
+async def test_a_crashed_active_loop_is_restarted_with_its_group(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    async with running_bot(tmp_path) as bot:
+        service = bot.services.broadcasts
+        original = service._next_running
+        calls = 0
+        again = asyncio.Event()
+
+        async def flaky() -> Any:
+            nonlocal calls
+            calls += 1
+            if calls == 1:
+                raise RuntimeError("database away")
+            again.set()
+            return await original()
+
+        monkeypatch.setattr(service, "_next_running", flaky)
+        # The broadcasts loop is already waiting; wake it so it calls the flaky lookup now.
+        service.wake.set()
+        await asyncio.wait_for(again.wait(), 10)  # the group came back after the crash
+        user = await bot.client.user(8006, "Вера")
+        await user.send("/start")
+        assert (await user.next_message()).text.startswith("👋")
