@@ -17,7 +17,6 @@ from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiogram.types import LabeledPrice
 from sqlalchemy import select
 
-from trt.billing.ledger import InsufficientFundsError
 from trt.bot.sender import RetryLater, Sender, Undeliverable
 from trt.config import PaymentsSettings, StarsPackage
 from trt.db.models import User
@@ -226,6 +225,3 @@ class StarsPayments:
                 log.exception("stars_reconciliation_crashed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.reconcile_interval_s)
-
-
-__all__ = ["InsufficientFundsError", "StarsPayments", "credited_text", "notify", "tell_inviter"]
