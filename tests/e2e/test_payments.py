@@ -403,3 +403,26 @@ async def test_the_balance_screen_pages_through_operations_in_plain_words(
     assert "Операции, стр. 2" in second.text
     back = await tap(user, "◀️", second)
     assert back.text.count("пополнение") == 8
+
+
+async def test_a_refund_interrupted_after_the_reversal_completes_on_retry(
+    bot: RunningBot,
+) -> None:
+    user, invoice = await stars_invoice(bot, 3105)
+    assert (await user.pay(invoice))[0]
+    await user.next_message()
+    payment_id = next(
+        r["payment_id"] for r in bot.events.records if r["event"] == Event.PAYMENT_CREDITED
+    )
+    # A crash after the credit was taken back, before Telegram was asked.
+    await bot.services.payments.start_refund(payment_id)
+    assert await bot.balance(3105) == (0, 0)
+    admin = await bot.client.user(ADMIN, "Админ")
+    await admin.send(f"/refund {payment_id}")
+    assert (await admin.next_message()).text.startswith(f"↩️ Платёж {payment_id} возвращён")
+    assert await bot.balance(3105) == (0, 0)  # reversed once, not twice
+    charge = bot.sandbox.telegram.successful_payments[-1][1]["telegram_payment_charge_id"]
+    assert charge in bot.sandbox.telegram.refunded_charges
+    payment = await bot.services.payments.get(payment_id)
+    assert payment is not None
+    assert payment.status == "refunded"

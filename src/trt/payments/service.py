@@ -229,6 +229,9 @@ class PaymentService:
             row = await session.get(Payment, payment_id, with_for_update=True)
             if row is None:
                 raise PaymentError("unknown_payment")
+            if row.status == REJECTED:
+                # An admin rejected it (a manual transfer): a racing approval credits nothing.
+                raise PaymentError("already_decided")
             if row.status == SUCCEEDED and row.external_id not in (None, external_id):
                 # The same invoice paid again (a second charge): real money, its own row.
                 row = await self._copy_for(session, row, external_id)
@@ -292,6 +295,10 @@ class PaymentService:
             row = await session.get(Payment, payment_id, with_for_update=True)
             if row is None or row.method != "stars" or row.external_id is None:
                 raise PaymentError("unknown_payment")
+            if row.status == REFUNDING:
+                # An earlier refund took the credit back but never heard Telegram's answer
+                # (a crash): ask Telegram again; the reversal's key keeps it to one.
+                return _view(row)
             if row.status != SUCCEEDED:
                 raise PaymentError("not_refundable")
             wallet = await self.ledger.wallet(session, row.user_id)

@@ -391,9 +391,13 @@ async def on_manual_verdict(
     await callback.answer()
     amount = format_money(payment.amount_kop)
     if callback_data.approve:
-        credit = await payments.credit(
-            payment.id, external_id=payment.id, memo="bank transfer", cid=cid
-        )
+        try:
+            credit = await payments.credit(
+                payment.id, external_id=payment.id, memo="bank transfer", cid=cid
+            )
+        except PaymentError:  # rejected by another admin a moment ago
+            await notify(stars.sender, admin.id, t(lang, "pay.manual_decided", status="rejected"))
+            return
         await payments.decide(payment.id, admin.id)
         if credit.created:
             await notify(
