@@ -15,7 +15,8 @@ from trt.billing.ledger import Ledger, check_invariants
 from trt.billing.wallets import WalletService
 from trt.sandbox.demo import Sandbox, demo_config, start_sandbox
 from trt.sandbox.driver import SandboxClient
-from trt.telemetry.events import Event, telemetry
+from trt.telemetry.events import telemetry
+from trt.telemetry.recorder import EventRecorder
 
 FAST_ENGINE = {
     "poll_scale": 0.02,
@@ -31,44 +32,6 @@ def free_port() -> int:
         return int(probe.getsockname()[1])
 
 
-class EventLog:
-    """The telemetry events of a test, awaitable: no polling for what an event announces."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self._changed = asyncio.Event()
-
-    def sink(self, record: dict[str, Any]) -> None:
-        self.records.append(record)
-        self._changed.set()
-
-    async def wait_for(
-        self, event: Event, *, timeout_s: float = 10.0, since: int = 0, **match: Any
-    ) -> dict[str, Any]:
-        """The first record of `event` from index `since` whose fields equal `match` (waits
-        for it to be emitted)."""
-        seen = since
-        async with asyncio.timeout(timeout_s):
-            while True:
-                for record in self.records[seen:]:
-                    if record.get("event") == event and all(
-                        record.get(key) == value for key, value in match.items()
-                    ):
-                        return record
-                seen = max(seen, len(self.records))
-                self._changed.clear()
-                await self._changed.wait()
-
-    async def handled(self, user_id: int, since: int, *, timeout_s: float = 10.0) -> None:
-        """Until the user's next message after record `since` has been handled to the end."""
-        received = await self.wait_for(
-            Event.MESSAGE_RECEIVED, user_id=user_id, since=since, timeout_s=timeout_s
-        )
-        await self.wait_for(
-            Event.DISPATCH_OK, cid=received["cid"], since=since, timeout_s=timeout_s
-        )
-
-
 @dataclass
 class RunningBot:
     sandbox: Sandbox
@@ -76,7 +39,7 @@ class RunningBot:
     task: asyncio.Task[None]
     stop: asyncio.Event
     services: runtime.Services
-    events: EventLog
+    events: EventRecorder
 
     @property
     def url(self) -> str:
@@ -126,7 +89,7 @@ async def running_bot(
         sandbox.point_yookassa_at(services)
         ready.set_result(services)
 
-    events = EventLog()
+    events = EventRecorder()
     telemetry.sinks.append(events.sink)
     try:
         port = free_port() if callbacks else 0

@@ -74,7 +74,7 @@ async def test_stars_invoice_paid_credits_once_even_when_delivered_twice(bot: Ru
     user_id, paid = bot.sandbox.telegram.successful_payments[-1]
     mark = len(bot.events.records)
     await bot.sandbox.telegram.user_sends(user_id, successful_payment=paid)
-    await bot.events.handled(user_id, mark)
+    await bot.events.handled(Event.MESSAGE_RECEIVED, user_id=user_id, since=mark)
     assert await bot.balance(3101) == (PACKAGE_KOP, 0)
     credits = [r for r in bot.events.records if r["event"] == Event.PAYMENT_CREDITED]
     assert len(credits) == 1

@@ -14,6 +14,7 @@ import asyncio
 import sys
 import tempfile
 from collections import deque
+from collections.abc import Awaitable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -26,10 +27,13 @@ from trt.sandbox.media import render_png
 from trt.telemetry.contract import check_records
 from trt.telemetry.events import Event, telemetry
 from trt.telemetry.logs import configure_logging
+from trt.telemetry.recorder import EventRecorder
 
 CRAWL_USER = 424_242
 MAX_TAPS = 1500
-SCREEN_WAIT_S = 0.4  # a tap that only answers (a toast) shows no new screen
+# After the update is handled its screen is already out; this only covers reading it back (a
+# tap that only answers with a toast shows none).
+SCREEN_WAIT_S = 0.1
 
 
 @dataclass
@@ -62,13 +66,14 @@ class Summary:
 
 
 async def _screen_after(user: SandboxUser) -> Message | None:
+    """The screen the handled update showed, if any (its edit or message is already out)."""
     try:
         return (await user.next_event(("edit", "message"), timeout_s=SCREEN_WAIT_S)).message
     except AssertionError:
         return None
 
 
-async def crawl(user: SandboxUser, summary: Summary) -> None:
+async def crawl(user: SandboxUser, summary: Summary, recorder: EventRecorder) -> None:
     await user.send("/start")
     start = await user.next_message()
     queue: deque[tuple[int, str]] = deque()
@@ -82,30 +87,35 @@ async def crawl(user: SandboxUser, summary: Summary) -> None:
                 seen.add(data)
                 queue.append((message.message_id, data))
 
+    async def reply(send: Awaitable[Any]) -> None:
+        # Wait for the bot to finish handling what the user sent, then read what it showed.
+        mark = len(recorder.records)
+        await send
+        await recorder.handled(Event.MESSAGE_RECEIVED, user_id=user.user_id, since=mark)
+        followed = await _screen_after(user)
+        if followed is not None:
+            enqueue(followed)
+
     enqueue(start)
     while queue and summary.taps < MAX_TAPS:
         message_id, data = queue.popleft()
+        mark = len(recorder.records)
         answer = await user.click_data(message_id, data)
         summary.taps += 1
         if not answer.answered:
             summary.problems.append(f"tap {data!r} was not answered")
             continue
         summary.slowest_answer_s = max(summary.slowest_answer_s, answer.wait_s or 0.0)
+        await recorder.handled(Event.CALLBACK_RECEIVED, callback_id=answer.query_id, since=mark)
         screen = await _screen_after(user)
         if screen is None:
             continue
         enqueue(screen)
         # Answer the flow's questions so its parameter screens are reached too.
         if screen.text.startswith("✍️"):
-            await user.send("тест")
-            followed = await _screen_after(user)
-            if followed is not None:
-                enqueue(followed)
+            await reply(user.send("тест"))
         elif screen.text.startswith("📎"):
-            await user.send_file(render_png("smoke", 320, 240))
-            followed = await _screen_after(user)
-            if followed is not None:
-                enqueue(followed)
+            await reply(user.send_file(render_png("smoke", 320, 240)))
     unknown = await user.click_data(start.message_id, "test:unknown")
     summary.taps += 1
     if not (unknown.answered and unknown.text == "Кнопка устарела — открываю меню"):
@@ -115,7 +125,8 @@ async def crawl(user: SandboxUser, summary: Summary) -> None:
 async def run_smoke(workdir: Path) -> Summary:
     """Sandbox + bot in this process, the crawl, then every check."""
     summary = Summary()
-    records: list[dict[str, Any]] = []
+    recorder = EventRecorder()
+    records = recorder.records
     sandbox = await start_sandbox(kie_step_s=0.0, kie_generate_s=0.0)
     stop = asyncio.Event()
     ready: asyncio.Future[runtime.Services] = asyncio.get_running_loop().create_future()
@@ -127,7 +138,7 @@ async def run_smoke(workdir: Path) -> Summary:
     bot_task = asyncio.create_task(
         runtime.run(config, stop, install_signal_handlers=False, on_ready=on_ready)
     )
-    telemetry.sinks.append(records.append)
+    telemetry.sinks.append(recorder.sink)
     try:
         waiting: list[asyncio.Future[Any]] = [bot_task, ready]
         await asyncio.wait(waiting, return_when=asyncio.FIRST_COMPLETED)
@@ -135,7 +146,7 @@ async def run_smoke(workdir: Path) -> Summary:
             bot_task.result()
         async with SandboxClient(sandbox.telegram_app.url) as client:
             user = await client.user(CRAWL_USER, "Smoke")
-            await crawl(user, summary)
+            await crawl(user, summary, recorder)
             violations = await client.violations()
             summary.problems.extend(
                 f"Bot API violation: {v['method']} {v['problems']}" for v in violations
@@ -145,7 +156,7 @@ async def run_smoke(workdir: Path) -> Summary:
     finally:
         stop.set()
         await bot_task
-        telemetry.sinks.remove(records.append)
+        telemetry.sinks.remove(recorder.sink)
         await sandbox.stop()
     summary.problems.extend(check_records(records, strict=True))
     summary.answer_ms = [
