@@ -344,27 +344,6 @@ class Telemetry:
             extra,
         )
 
-    def message_rejected(
-        self,
-        reason_code: Reason | str | None = None,
-        *,
-        reason: Reason | str | None = None,
-        reason_detail: str | None = None,
-        error_type: str | None = None,
-        error_message: str | None = None,
-        **extra: Any,
-    ) -> dict[str, Any] | None:
-        """MESSAGE_REJECTED: a message (a command, a text, a file) refused, with the reason."""
-        return self._rejection(
-            Event.MESSAGE_REJECTED,
-            reason_code,
-            reason,
-            reason_detail,
-            error_type,
-            error_message,
-            extra,
-        )
-
 
 telemetry = Telemetry()
 
@@ -387,15 +366,12 @@ def reject(
     the ids come from the update's scope. Never raises.
     """
     scope = _scope.get()
-    is_callback = scope is not None and "callback_id" in scope.ids
-    entry = log_callback_rejected if is_callback else log_message_rejected
-    return entry(reason_code=reason_code, reason_detail=reason_detail, **extra)
-
-
-def log_message_rejected(*args: Any, **kwargs: Any) -> dict[str, Any] | None:
-    """The same for messages: any spelling, never an exception."""
+    if scope is not None and "callback_id" in scope.ids:
+        return log_callback_rejected(reason_code=reason_code, reason_detail=reason_detail, **extra)
     try:
-        return telemetry.message_rejected(*args[:1], **kwargs)
+        return telemetry._rejection(
+            Event.MESSAGE_REJECTED, reason_code, None, reason_detail, None, None, extra
+        )
     except Exception:
         telemetry.failures += 1
         return None
