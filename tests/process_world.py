@@ -28,8 +28,6 @@ from trt.jobs.state import JobStatus
 from trt.pipeline import UnifiedModelPipeline
 from trt.sandbox.demo import Sandbox, sandbox_env, start_sandbox
 
-PRICE = 760  # nb2 at 1K
-
 
 @dataclass
 class World:
@@ -51,6 +49,7 @@ class World:
             JOB_RECONCILE_WINDOW_S="1",
             JOB_MAX_ACTIVE_PER_USER="1000",
             JOB_MAX_IN_FLIGHT="100000",
+            FREE_DAILY_QUOTA="0",  # every generation here is paid, like the jobs `create` makes
             **{"LEADER_LEASE_TTL_S": "3", **extra},  # a killed leader's successor waits it out
         )
 
@@ -112,13 +111,16 @@ class World:
         async with self.database.unit_of_work(readonly=True) as session:
             assert await check_invariants(session) == []
             jobs = (
-                await session.execute(select(Job.id, Job.status, Job.hold_id, Job.chat_id))
+                await session.execute(
+                    select(Job.id, Job.status, Job.hold_id, Job.chat_id, Job.price_kop)
+                )
             ).all()
-            for job_id, status, hold_id, _chat in jobs:
+            for job_id, status, hold_id, _chat, price in jobs:
+                assert hold_id is not None, f"{job_id} is not a paid job"
                 resolution = await session.get(HoldResolution, hold_id)
                 assert resolution is not None, f"{job_id} ({status}) left its hold open"
                 if status == JobStatus.DELIVERED.value:
-                    assert (resolution.outcome, resolution.captured_kop) == ("captured", PRICE)
+                    assert (resolution.outcome, resolution.captured_kop) == ("captured", price)
                 else:
                     assert status in (JobStatus.FAILED.value, JobStatus.TIMED_OUT.value)
                     assert resolution.outcome in ("released", "expired")
@@ -129,7 +131,7 @@ class World:
             if message.get("photo")
         )
         delivered = Counter(
-            chat for _id, status, _h, chat in jobs if status == JobStatus.DELIVERED.value
+            chat for _id, status, _h, chat, _p in jobs if status == JobStatus.DELIVERED.value
         )
         if killed_while_sending:
             assert set(photos) == set(delivered)

@@ -356,6 +356,8 @@ class Payment(Base):
     updated_at: Mapped[datetime] = mapped_column(
         UtcDateTime, default=utcnow, server_default=func.current_timestamp()
     )
+    # When the user was told of the credit: a crash between the two is mended on the next sight.
+    notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 class PromoCode(Base):

@@ -30,6 +30,7 @@ from trt.concurrency import finish
 from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, Outbox, utcnow
+from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.media import MediaFetchError, TelegramFiles, upload_media
 from trt.jobs.service import today_utc
@@ -309,6 +310,7 @@ class JobEngine:
         except KieError as error:
             await self._on_create_error(job, error)
             return
+        failpoint("job.created_at_kie")
         async with self.database.unit_of_work() as session:
             adopted = await session.execute(
                 update(Job)
@@ -516,6 +518,7 @@ class JobEngine:
                 )
             if job.hold_id is not None:
                 await self.ledger.capture(session, job.hold_id, memo=self._title(job), cid=job.cid)
+            failpoint("job.captured")
             key = "jobs.result_free" if job.is_free else "jobs.result"
             self._outbox(
                 session,

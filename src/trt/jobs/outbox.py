@@ -28,6 +28,7 @@ from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable, send
 from trt.concurrency import finish
 from trt.db.database import Database
 from trt.db.models import Job, JobResult, Outbox, utcnow
+from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.state import JobStatus
 from trt.telemetry.events import Event, Reason, telemetry
@@ -210,6 +211,7 @@ class OutboxRelay:
             log.warning("result_refused_sending_links", job_id=job.id, reason=refused.reason)
             await self._send_links(row, job, results, markup)
             return
+        failpoint("outbox.sent")
         async with self.database.unit_of_work() as session:
             for result, file_id, kind in zip(results, sent.file_ids, sent.sent_as, strict=False):
                 await session.execute(

@@ -20,6 +20,7 @@ from trt.billing.ledger import BONUS, Ledger
 from trt.config import PaymentsSettings
 from trt.db.database import Database
 from trt.db.models import LedgerPosting, Payment, Referral, User, utcnow
+from trt.faults import failpoint
 from trt.telemetry.events import Event, telemetry
 
 SOURCES = {"stars": "topup:stars", "yookassa": "topup:yookassa", "manual": "topup:manual"}
@@ -195,6 +196,20 @@ class PaymentService:
             )
         return found is not None
 
+    async def told(self, payment_id: str) -> bool:
+        """Whether the user was told of this payment's credit."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            at = await session.scalar(select(Payment.notified_at).where(Payment.id == payment_id))
+        return at is not None
+
+    async def mark_told(self, payment_id: str) -> None:
+        async with self.database.unit_of_work() as session:
+            await session.execute(
+                update(Payment)
+                .where(Payment.id == payment_id, Payment.notified_at.is_(None))
+                .values(notified_at=utcnow())
+            )
+
     # -- checks --------------------------------------------------------------------------------
     async def check_stars_checkout(
         self, payload: str, *, user_id: int, currency: str, total_amount: int
@@ -253,6 +268,8 @@ class PaymentService:
                 row.updated_at = utcnow()
                 inviter, bonus = await self._referral_bonus(session, row.user_id, cid)
             view = _view(row)
+            failpoint("payment.uncommitted")
+        failpoint("payment.credited")
         if posted.created:
             telemetry.emit(
                 Event.PAYMENT_CREDITED,

@@ -14,7 +14,7 @@ from typing import Any
 
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
-from aiogram.types import LabeledPrice
+from aiogram.types import InlineKeyboardMarkup, LabeledPrice
 from sqlalchemy import select
 
 from trt.bot.sender import RetryLater, Sender, Undeliverable
@@ -34,12 +34,22 @@ def stars_memo(stars: int | None) -> str:
     return f"Telegram Stars ⭐ {stars}"
 
 
-async def notify(sender: Sender, chat_id: int, text: str) -> None:
-    """Tell a user about their money; a notice that cannot go out is logged, never raised."""
+async def notify(
+    sender: Sender, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None
+) -> bool:
+    """Tell a user about their money; a notice that cannot go out is logged, never raised.
+
+    False when it may go out later (Telegram asked to wait or failed), True when it went out or
+    never can (the user blocked the bot).
+    """
     try:
-        await sender.text(chat_id, text)
-    except (RetryLater, Undeliverable) as error:
+        await sender.text(chat_id, text, markup=markup)
+    except RetryLater as error:
         log.warning("payment_notice_not_sent", chat_id=chat_id, reason=str(error)[:200])
+        return False
+    except Undeliverable as error:
+        log.warning("payment_notice_not_sent", chat_id=chat_id, reason=str(error)[:200])
+    return True
 
 
 async def credited_text(payments: PaymentService, credit: Credit, lang: str) -> str:
@@ -50,6 +60,31 @@ async def credited_text(payments: PaymentService, credit: Credit, lang: str) -> 
         amount=format_money(credit.payment.amount_kop),
         balance=format_money(balance),
     )
+
+
+async def tell_credited(
+    payments: PaymentService,
+    sender: Sender,
+    credit: Credit,
+    *,
+    prefix: str = "",
+    markup: InlineKeyboardMarkup | None = None,
+) -> None:
+    """Tell the user their top-up arrived: once per payment, also across a crash.
+
+    Every path that credits calls this whether its credit was new or a repeat: a process killed
+    after the credit's commit and before the notice tells the user the next time the same
+    payment is seen (the redelivered update, YooKassa's repeated notification), and a true
+    duplicate finds the notice already sent and stays silent.
+    """
+    view = credit.payment
+    if await payments.told(view.id):
+        return
+    text = prefix + await credited_text(payments, credit, view.lang)
+    if await notify(sender, view.chat_id, text, markup):
+        await payments.mark_told(view.id)
+    if credit.created:
+        await tell_inviter(payments, sender, credit)
 
 
 async def tell_inviter(payments: PaymentService, sender: Sender, credit: Credit) -> None:
@@ -166,6 +201,8 @@ class StarsPayments:
         except PaymentError as error:
             log.error("stars_reconcile_unmatched", charge_id=transaction.id, reason=error.reason)
             return 0
+        prefix = t(credit.payment.lang, "pay.reconciled") + "\n"
+        await tell_credited(self.payments, self.sender, credit, prefix=prefix)
         if not credit.created:
             return 0
         log.warning(
@@ -174,10 +211,6 @@ class StarsPayments:
             charge_id=transaction.id,
             amount_kop=credit.payment.amount_kop,
         )
-        lang = credit.payment.lang
-        text = t(lang, "pay.reconciled") + "\n" + await credited_text(self.payments, credit, lang)
-        await notify(self.sender, credit.payment.chat_id, text)
-        await tell_inviter(self.payments, self.sender, credit)
         return 1
 
     async def refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:

@@ -22,7 +22,7 @@ from trt.bot.sender import Sender
 from trt.config import PaymentsSettings
 from trt.i18n import t
 from trt.payments.service import PaymentService, PaymentView
-from trt.payments.stars import credited_text, notify, tell_inviter
+from trt.payments.stars import notify, tell_credited
 from trt.pipeline import format_money
 from trt.telemetry.events import Event, Reason, new_cid, telemetry
 from trt.telemetry.logs import get_logger
@@ -182,13 +182,7 @@ class CardPayments:
                 self._refused(f"YooKassa payment {external_id}: amount differs from ours")
                 return "mismatch"
             credit = await self.payments.credit(payment.id, external_id=external_id, memo=MEMO)
-            if credit.created:
-                await notify(
-                    self.sender,
-                    payment.chat_id,
-                    await credited_text(self.payments, credit, payment.lang),
-                )
-                await tell_inviter(self.payments, self.sender, credit)
+            await tell_credited(self.payments, self.sender, credit)
             return "credited" if credit.created else "repeated"
         if status == "canceled":
             reason = (fetched.get("cancellation_details") or {}).get("reason", "")

@@ -177,6 +177,32 @@ class FloodControl:
 
 
 @dataclass
+class MethodFault:
+    """A scripted failure of one Bot API method, for fault-injection tests.
+
+    The next `times` calls of `method` (to `chat_id`, when given) wait `delay_s`, then answer
+    `status` with `description`; with `after_effect` the call takes effect first (the message
+    is sent) and only its answer is the error, like a 5xx after Telegram did the work.
+    """
+
+    method: str
+    status: int
+    description: str
+    times: int = 1
+    retry_after: int | None = None
+    after_effect: bool = False
+    delay_s: float = 0.0
+    chat_id: int | None = None
+
+    def matches(self, method: str, params: dict[str, Any]) -> bool:
+        return (
+            self.times > 0
+            and self.method == method
+            and (self.chat_id is None or params.get("chat_id") == self.chat_id)
+        )
+
+
+@dataclass
 class ChatEvent:
     """Something the user's client shows: a new, edited or deleted message, a toast."""
 
@@ -238,6 +264,7 @@ class TelegramServer:
         self.commands: dict[str, list[dict[str, Any]]] = {}
         self.violations: list[Violation] = []
         self.requests: list[RequestRecord] = []
+        self.faults: list[MethodFault] = []
         self.events: list[ChatEvent] = []
         self._event_seq = itertools.count(1)
         self._changed = asyncio.Condition()
@@ -332,10 +359,19 @@ class TelegramServer:
             error = ApiError(400, problem.description)
             self._record(method, raw, error)
             return _error_response(error)
+        fault = next((f for f in self.faults if f.matches(method, params)), None)
         try:
+            if fault is not None:
+                fault.times -= 1
+                if fault.delay_s:
+                    await asyncio.sleep(fault.delay_s)
+                if not fault.after_effect:
+                    raise ApiError(fault.status, fault.description, fault.retry_after)
             if method in SEND_METHODS:
                 self._check_flood(params)
             result = await handler(params, uploads)
+            if fault is not None:
+                raise ApiError(fault.status, fault.description, fault.retry_after)
         except ApiError as error:
             self._record(method, raw, error)
             return _error_response(error)

@@ -41,6 +41,7 @@ from trt.bot.screens import show
 from trt.catalog.pricing import format_rubles
 from trt.catalog.rules import TELEGRAM_FILE_PREFIX
 from trt.catalog.schema import ParamType, Role
+from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.service import JobLimitError, JobService, JobValidationError
 from trt.pipeline import ParamView, UnifiedModelPipeline
@@ -336,6 +337,7 @@ async def on_confirm(
         reject(Reason.VALIDATION_FAILED, "; ".join(invalid.messages)[:300])
         await show(callback, "\n".join(html.escape(m) for m in invalid.messages), main_menu(lang))
         return
+    failpoint("job.confirmed")
     await state.clear()
     log.info(
         "job_confirmed",

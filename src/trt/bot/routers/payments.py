@@ -30,7 +30,7 @@ from trt.config import Config
 from trt.i18n import normalize_lang, t
 from trt.payments.bonuses import BonusService, referral_code
 from trt.payments.service import PaymentError, PaymentService
-from trt.payments.stars import StarsPayments, credited_text, notify, tell_inviter
+from trt.payments.stars import StarsPayments, notify, tell_credited
 from trt.payments.yookassa import CardPayments, YooKassaError
 from trt.pipeline import format_money
 from trt.telemetry.events import Event, Reason, reject, telemetry
@@ -221,9 +221,7 @@ async def on_successful_payment(
         return
     if not credit.created:
         log.info("successful_payment_repeated", payment_id=credit.payment.id)
-        return  # a redelivered update: credited and told the first time
-    await message.answer(await credited_text(payments, credit, lang), reply_markup=main_menu(lang))
-    await tell_inviter(payments, stars.sender, credit)
+    await tell_credited(payments, stars.sender, credit, markup=main_menu(lang))
 
 
 # -- card (YooKassa) ------------------------------------------------------------------------
@@ -399,11 +397,7 @@ async def on_manual_verdict(
             await notify(stars.sender, admin.id, t(lang, "pay.manual_decided", status="rejected"))
             return
         await payments.decide(payment.id, admin.id)
-        if credit.created:
-            await notify(
-                stars.sender, payment.chat_id, await credited_text(payments, credit, payment.lang)
-            )
-            await tell_inviter(payments, stars.sender, credit)
+        await tell_credited(payments, stars.sender, credit)
         verdict = t(lang, "pay.manual_approve")
     else:
         closed = await payments.close(payment.id, "rejected", detail=f"rejected by {admin.id}")
