@@ -23,6 +23,7 @@ FAST_ENGINE = {
     "idle_poll_s": 0.05,
     "deadline_min_s": 1.0,
     "reconcile_window_s": 1.0,
+    "outbox_retry_s": 0.05,
 }
 
 

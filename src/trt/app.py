@@ -187,6 +187,7 @@ async def build_services(config: Config, database: Database) -> Services:
         failure_keyboard=lambda lang, _job_id: back_to_menu(lang),
         lease_s=config.engine.lease_s,
         idle_poll_s=config.engine.idle_poll_s,
+        retry_s=config.engine.outbox_retry_s,
         concurrency=config.engine.workers,
         wake=asyncio.Event(),
         fence=leadership.fence,

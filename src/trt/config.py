@@ -197,6 +197,7 @@ class EngineSettings(BaseSettings):
     workers: int = Field(default=8, ge=1, le=256)  # jobs advanced concurrently per process
     lease_s: float = Field(default=60, gt=0)
     idle_poll_s: float = Field(default=0.5, gt=0)  # how often an idle worker looks for work
+    outbox_retry_s: float = Field(default=5.0, gt=0)  # n-th retry of a failed send after n × this
     max_result_mb: int = Field(default=200, ge=1)
 
 

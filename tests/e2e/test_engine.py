@@ -138,7 +138,7 @@ async def test_failures_refund_and_say_why(
     failure = messages[-1]
     assert failure.text.startswith("❌ Не получилось: Nano Banana 2")
     assert reason in failure.text
-    assert "Возвращено 8 ₽" in failure.text
+    assert "Возвращено 7,60 ₽" in failure.text  # the exact refund, kopecks and all
     assert (await job_row(bot, job_id)).status == JobStatus.FAILED.value
     assert await bot.balance(USER) == (100_000, 0)
     assert await bot.ledger_problems() == []

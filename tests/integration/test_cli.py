@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import contextlib
+import io
 import json
+import os
 import signal
 import subprocess
 import sys
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import pytest
 
 from tests.processes import TrtProcess, trt_env
+from trt.cli import main
 from trt.db import migrate
 from trt.db.database import Database
 from trt.sandbox.runner import start_app
@@ -19,6 +23,33 @@ from trt.sandbox.telegram import TelegramServer
 
 TOKEN = "123456:ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789"
 KIE_KEY = "kie-test-key-0123456789"
+
+
+@contextlib.contextmanager
+def environment(env: dict[str, str], cwd: Path) -> Iterator[None]:
+    """This process with exactly `env` as its environment and `cwd` as its directory."""
+    saved, here = dict(os.environ), os.getcwd()
+    os.environ.clear()
+    os.environ.update(env)
+    os.chdir(cwd)
+    try:
+        yield
+    finally:
+        os.environ.clear()
+        os.environ.update(saved)
+        os.chdir(here)
+
+
+def cli(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
+    """`trt …` run in this process (the commands that do not serve: no interpreter start,
+    which costs seconds here); `run_trt` where the process itself is under test."""
+    out, err = io.StringIO(), io.StringIO()
+    with environment(env, cwd), contextlib.redirect_stdout(out), contextlib.redirect_stderr(err):
+        try:
+            code = main(list(args))
+        except SystemExit as exit_:
+            code = exit_.code if isinstance(exit_.code, int) else 0 if exit_.code is None else 1
+    return subprocess.CompletedProcess(["trt", *args], code, out.getvalue(), err.getvalue())
 
 
 def run_trt(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -34,7 +65,7 @@ def run_trt(*args: str, env: dict[str, str], cwd: Path) -> subprocess.CompletedP
 
 
 def test_run_without_secrets_names_them_and_exits_2(tmp_path: Path) -> None:
-    result = run_trt("run", env=trt_env(), cwd=tmp_path)
+    result = run_trt("run", env=trt_env(), cwd=tmp_path)  # the real exit code and stream
     assert result.returncode == 2
     assert "BOT_TOKEN" in result.stderr
     assert "KIE_API_KEY" in result.stderr
@@ -129,7 +160,7 @@ def test_config_prints_effective_values_with_secrets_masked(tmp_path: Path) -> N
         DATABASE_URL="postgresql://trt:pw-secret@db/trt",
         ADMIN_IDS="5,3",
     )
-    result = run_trt("config", "--json", env=env, cwd=tmp_path)
+    result = cli("config", "--json", env=env, cwd=tmp_path)
     assert result.returncode == 0, result.stderr
     shown = json.loads(result.stdout)
     assert shown["ADMIN_IDS"] == "3,5"
@@ -138,7 +169,7 @@ def test_config_prints_effective_values_with_secrets_masked(tmp_path: Path) -> N
     for secret in (TOKEN, KIE_KEY, "pw-secret"):
         assert secret not in result.stdout
 
-    table = run_trt("config", env=env, cwd=tmp_path)
+    table = cli("config", env=env, cwd=tmp_path)
     assert table.returncode == 0
     assert "KIE_API_KEY" in table.stdout
     assert KIE_KEY not in table.stdout
@@ -146,7 +177,7 @@ def test_config_prints_effective_values_with_secrets_masked(tmp_path: Path) -> N
 
 @pytest.mark.parametrize("command", ["run", "migrate", "config", "version"])
 def test_every_subcommand_has_help(command: str, tmp_path: Path) -> None:
-    result = run_trt(command, "--help", env=trt_env(), cwd=tmp_path)
+    result = cli(command, "--help", env=trt_env(), cwd=tmp_path)
     assert result.returncode == 0
     assert f"usage: trt {command}" in result.stdout
 

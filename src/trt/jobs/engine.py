@@ -23,7 +23,6 @@ from sqlalchemy import ColumnElement, case, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
-from trt.catalog.pricing import format_rubles
 from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
 from trt.concurrency import finish
@@ -37,7 +36,7 @@ from trt.jobs.service import today_utc
 from trt.jobs.state import ACTIVE, JobStatus, sources_of
 from trt.kie.client import KieClient, TaskStatus, parse_callback
 from trt.kie.errors import KieError, kind_of
-from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta
+from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta, format_money
 from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger
 
@@ -558,7 +557,7 @@ class JobEngine:
                 key,
                 model=self._title(job),
                 reason=reason,
-                refund=format_rubles(job.price_kop),
+                refund=format_money(job.price_kop),
             )
             self._outbox(session, job, "failure", {"text": text})
         failed = to is JobStatus.FAILED

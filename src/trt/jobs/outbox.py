@@ -31,6 +31,7 @@ from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.state import JobStatus
+from trt.pipeline import format_money
 from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger
 
@@ -55,6 +56,7 @@ class OutboxRelay:
         failure_keyboard: Keyboards,
         lease_s: float = 60.0,
         idle_poll_s: float = 0.5,
+        retry_s: float = 5.0,
         concurrency: int = 8,
         wake: asyncio.Event | None = None,
         fence: Callable[[], ColumnElement[bool]] | None = None,
@@ -66,6 +68,7 @@ class OutboxRelay:
         self.failure_keyboard = failure_keyboard
         self.lease_s = lease_s
         self.idle_poll_s = idle_poll_s
+        self.retry_s = retry_s
         self.concurrency = concurrency
         self.wake = wake or asyncio.Event()
         # The leader's fence (trt.leadership) on claims: a stale leader takes no new rows. The
@@ -270,7 +273,9 @@ class OutboxRelay:
                 )
                 .returning(Job.id)
             )
-            if moved.scalar_one_or_none() is not None and job.price_kop > 0:
+            if moved.scalar_one_or_none() is None:
+                return  # settled already (a repeat of this decision)
+            if job.price_kop > 0:
                 revenue = await self.ledger.account(session, REVENUE)
                 wallet = await self.ledger.wallet(session, job.user_id)
                 await self.ledger.transfer(
@@ -283,6 +288,26 @@ class OutboxRelay:
                     memo=str(row.payload.get("model") or job.model_slug),
                     cid=job.cid,
                 )
+            # The user is told in the same transaction as the refund (a text may get through
+            # where the file did not; if not, it is retried like any message).
+            text = t(
+                job.lang,
+                "jobs.undelivered",
+                model=str(row.payload.get("model") or job.model_slug),
+                refund=format_money(job.price_kop),
+            )
+            now = utcnow()
+            session.add(
+                Outbox(
+                    job_id=job.id,
+                    kind="failure",
+                    chat_id=job.chat_id,
+                    payload={"text": text},
+                    next_attempt_at=now,
+                    cid=job.cid,
+                    created_at=now,
+                )
+            )
         telemetry.emit(
             Event.JOB_FAILED,
             cid=job.cid,
@@ -300,10 +325,9 @@ class OutboxRelay:
                 await self._settle_result(job, row, delivered=False)
             log.error("outbox_gave_up", outbox_id=row.id, job_id=job.id, reason=later.reason)
             return
-        delay = min(
-            max(later.after_s, 1.0) * (1 if later.reason == "flood control" else attempts),
-            RETRY_CAP_S,
-        )
+        # Flood control says how long to wait; other failures back off linearly.
+        flood = later.reason == "flood control"
+        delay = min(later.after_s if flood else self.retry_s * attempts, RETRY_CAP_S)
         async with self.database.unit_of_work() as session:
             await session.execute(
                 update(Outbox)

@@ -1,0 +1,221 @@
+"""Faults of Telegram and of the database, in-process (the sandbox over real HTTP, real
+databases). After each: the ledger invariants hold, the job was charged once, the result was
+delivered (at least once where Telegram's answer was lost after it acted) and the user was told.
+
+KIE's faults (429 / 455 / 5xx / malformed / resets / timeouts / duplicate, forged and missing
+callbacks) are in tests/e2e/test_engine.py; kill -9 at each step in the *_processes tests; the
+whole matrix is in docs/operations.md § Failure modes.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import uuid
+from collections.abc import AsyncIterator
+from pathlib import Path
+
+import asyncpg
+import pytest
+from sqlalchemy import func, select
+
+from tests.e2e_support import RunningBot, running_bot
+from trt.db.models import HoldResolution, Job
+from trt.jobs.state import TERMINAL, JobStatus
+from trt.leadership import asyncpg_dsn
+from trt.sandbox.driver import SandboxUser
+from trt.sandbox.telegram import MethodFault
+from trt.telemetry.events import Event
+
+USER = 4343
+FUNDS = 100_000
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, database_url: str | None) -> AsyncIterator[RunningBot]:
+    async with running_bot(tmp_path, database_url=database_url) as running:
+        yield running
+
+
+@pytest.fixture
+async def user(bot: RunningBot) -> SandboxUser:
+    await bot.give_money(USER, FUNDS)
+    return await bot.client.user(USER, "Тест")
+
+
+async def generate(
+    bot: RunningBot, user_id: int = USER, prompt: str = "a red fox", draft: str | None = None
+) -> str:
+    created = await bot.services.jobs.create(
+        user_id=user_id,
+        chat_id=user_id,
+        lang="ru",
+        model_slug="nb2",
+        params={"prompt": prompt},
+        draft_key=draft or uuid.uuid4().hex,
+    )
+    bot.services.wake.set()
+    return created.job.id
+
+
+async def charged_once(bot: RunningBot, job_id: str) -> int:
+    """The job is delivered and its hold captured once at its price; returns the price."""
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        job = await session.get(Job, job_id)
+        assert job is not None
+        assert job.status == JobStatus.DELIVERED.value
+        resolution = await session.get(HoldResolution, job.hold_id)
+    assert resolution is not None
+    assert (resolution.outcome, resolution.captured_kop) == ("captured", job.price_kop)
+    assert await bot.ledger_problems() == []
+    return job.price_kop
+
+
+@pytest.mark.parametrize(
+    ("fault", "most_photos"),
+    [
+        (MethodFault("sendPhoto", 500, "Internal Server Error", times=2), 1),
+        (MethodFault("sendPhoto", 429, "Too Many Requests: retry after 1", retry_after=1), 1),
+        # Telegram sent the photo, then its answer was lost: the one case that can repeat a
+        # message (no Bot API call is idempotent); the charge is still once.
+        (MethodFault("sendPhoto", 502, "Bad Gateway", after_effect=True), 2),
+    ],
+    ids=["500-twice", "429-retry-after", "502-after-sending"],
+)
+async def test_telegram_errors_on_the_result_are_retried_and_charged_once(
+    bot: RunningBot, user: SandboxUser, fault: MethodFault, most_photos: int
+) -> None:
+    fault = dataclasses.replace(fault)  # the parameters are shared by both backends' runs
+    bot.sandbox.telegram.faults.append(fault)
+    job_id = await generate(bot)
+    await bot.events.wait_for(Event.DELIVERED, job_id=job_id, timeout_s=30)
+    price = await charged_once(bot, job_id)
+    assert await bot.balance(USER) == (FUNDS - price, 0)
+    assert fault.times == 0  # the fault was met
+    calls = [r for r in bot.sandbox.telegram.requests if r.method == "sendPhoto"]
+    if fault.retry_after:
+        failed, sent = calls[0], calls[-1]
+        assert sent.at - failed.at >= fault.retry_after  # retry_after waited out
+    photos = [m for m in await user.messages() if m.photo_file_id]
+    assert 1 <= len(photos) <= most_photos
+    assert await bot.client.violations() == []
+
+
+async def test_a_result_telegram_keeps_refusing_is_refunded_and_the_user_told(
+    bot: RunningBot, user: SandboxUser
+) -> None:
+    """Telegram fails the result for good (12 tries): the price comes back and the user is
+    told why, by a text (which Telegram still takes)."""
+    bot.sandbox.telegram.faults.append(
+        MethodFault("sendPhoto", 500, "Internal Server Error", times=10**6)
+    )
+    job_id = await generate(bot)
+    failed = await bot.events.wait_for(Event.JOB_FAILED, job_id=job_id, timeout_s=30)
+    assert failed["amount_kop"] > 0
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        job = await session.get(Job, job_id)
+    assert job is not None
+    assert (job.status, job.error_code) == (JobStatus.FAILED.value, "delivery")
+    assert await bot.balance(USER) == (FUNDS, 0)  # captured, then refunded in full
+    assert await bot.ledger_problems() == []
+    told = await user.next_event(("message",), timeout_s=10)
+    while not told.message.text.startswith("❌"):
+        told = await user.next_event(("message",), timeout_s=10)
+    assert "Не удалось доставить результат" in told.message.text
+    assert "Возвращено 7,60 ₽" in told.message.text
+
+
+async def test_an_edit_that_changes_nothing_is_answered_and_harmless(bot: RunningBot) -> None:
+    """Tapping the button of the screen already shown: Telegram says "message is not modified";
+    the tap is answered, nothing fails (the contract fixture checks the chain)."""
+    user = await bot.client.user(USER + 1, "Тест")
+    await user.send("/start")
+    menu = await user.next_message()
+    data = menu.button("💰 Баланс")["callback_data"]
+    for _ in range(2):
+        answer = await user.click_data(menu.message_id, data)
+        assert answer.answered
+    errors = [r for r in bot.sandbox.telegram.requests if not r.ok]
+    assert any("message is not modified" in str(r.error) for r in errors)
+
+
+async def test_telegram_5xx_in_a_handler_still_answers_the_tap(bot: RunningBot) -> None:
+    user = await bot.client.user(USER + 2, "Тест")
+    await user.send("/start")
+    menu = await user.next_message()
+    bot.sandbox.telegram.faults.append(MethodFault("editMessageText", 502, "Bad Gateway"))
+    answer = await user.click("💰 Баланс", menu)
+    assert answer.answered
+    # The screen arrives (the sender retried the edit, or sent it anew).
+    shown = (await user.next_event(("edit", "message"))).message
+    assert "Баланс" in shown.text
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_postgres_connections_terminated_mid_transaction_lose_nothing(
+    bot: RunningBot, database_url: str
+) -> None:
+    """Every connection of the bot that is inside a transaction is terminated, again and
+    again, while 20 paid jobs run: each rolls back, the work is retried, each job ends
+    delivered and charged once, and the ledger holds."""
+    users = list(range(6000, 6020))
+    for user_id in users:
+        await bot.give_money(user_id, FUNDS)
+        bot.sandbox.telegram.ensure_user(user_id)
+    admin = await asyncpg.connect(asyncpg_dsn(database_url))
+    terminated = 0
+    stop = asyncio.Event()
+
+    async def terminate_in_transactions() -> None:
+        nonlocal terminated
+        while not stop.is_set():
+            killed = await admin.fetch(
+                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                "AND state IN ('active', 'idle in transaction') "
+                "AND backend_type = 'client backend'"
+            )
+            terminated += len(killed)
+            await asyncio.sleep(0.02)
+
+    chaos = asyncio.create_task(terminate_in_transactions())
+    try:
+        jobs = []
+        for user_id in users:
+            draft = uuid.uuid4().hex  # one draft per user: a retried confirm makes one job
+            for _attempt in range(50):  # the terminations hit this test's writes too
+                try:
+                    jobs.append(await generate(bot, user_id, f"fox {user_id}", draft=draft))
+                    break
+                except Exception:  # a terminated connection: try again
+                    await asyncio.sleep(0.01)
+        for job_id in jobs:
+            await bot.events.wait_for(
+                (Event.DELIVERED, Event.JOB_FAILED, Event.JOB_TIMED_OUT),
+                job_id=job_id,
+                timeout_s=90,
+            )
+    finally:
+        stop.set()
+        await chaos
+        await admin.close()
+    assert len(jobs) == len(users)
+    assert terminated >= 5, terminated  # connections really were cut mid-work
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        states = set(await session.scalars(select(Job.status).where(Job.id.in_(jobs))))
+        captured = await session.scalar(
+            select(func.count())
+            .select_from(HoldResolution)
+            .where(HoldResolution.outcome == "captured")
+        )
+    assert states <= TERMINAL
+    assert states == {JobStatus.DELIVERED.value}
+    assert captured == len(jobs)
+    assert await bot.ledger_problems() == []
+    photos = sum(
+        1
+        for chat in users
+        for message in bot.sandbox.telegram.messages.get(chat, {}).values()
+        if message.get("photo")
+    )
+    assert photos >= len(jobs)
