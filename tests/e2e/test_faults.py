@@ -21,7 +21,7 @@ from sqlalchemy import func, select
 
 from tests.e2e_support import RunningBot, running_bot
 from trt.db.models import HoldResolution, Job
-from trt.jobs.state import TERMINAL, JobStatus
+from trt.jobs.state import JobStatus
 from trt.leadership import asyncpg_dsn
 from trt.sandbox.driver import SandboxUser
 from trt.sandbox.telegram import MethodFault
@@ -101,6 +101,7 @@ async def test_telegram_errors_on_the_result_are_retried_and_charged_once(
     assert await bot.client.violations() == []
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # 12 paced tries: 14 s
 async def test_a_result_telegram_keeps_refusing_is_refunded_and_the_user_told(
     bot: RunningBot, user: SandboxUser
 ) -> None:
@@ -133,8 +134,13 @@ async def test_an_edit_that_changes_nothing_is_answered_and_harmless(bot: Runnin
     menu = await user.next_message()
     data = menu.button("💰 Баланс")["callback_data"]
     for _ in range(2):
+        mark = len(bot.events.records)
         answer = await user.click_data(menu.message_id, data)
         assert answer.answered
+        done = await bot.events.handled(
+            Event.CALLBACK_RECEIVED, since=mark, callback_id=answer.query_id
+        )
+        assert done["event"] == Event.DISPATCH_OK
     errors = [r for r in bot.sandbox.telegram.requests if not r.ok]
     assert any("message is not modified" in str(r.error) for r in errors)
 
@@ -153,69 +159,50 @@ async def test_telegram_5xx_in_a_handler_still_answers_the_tap(bot: RunningBot) 
 
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 async def test_postgres_connections_terminated_mid_transaction_lose_nothing(
-    bot: RunningBot, database_url: str
+    tmp_path: Path, database_url: str
 ) -> None:
-    """Every connection of the bot that is inside a transaction is terminated, again and
-    again, while 20 paid jobs run: each rolls back, the work is retried, each job ends
-    delivered and charged once, and the ledger holds."""
+    """For three seconds, every connection of the bot's that is inside a transaction is
+    terminated, ten times a second, while 20 paid jobs run: each cut transaction rolls back,
+    the work is retried, and every job ends delivered and charged once."""
     users = list(range(6000, 6020))
-    for user_id in users:
-        await bot.give_money(user_id, FUNDS)
-        bot.sandbox.telegram.ensure_user(user_id)
-    admin = await asyncpg.connect(asyncpg_dsn(database_url))
-    terminated = 0
-    stop = asyncio.Event()
-
-    async def terminate_in_transactions() -> None:
-        nonlocal terminated
-        while not stop.is_set():
-            killed = await admin.fetch(
-                "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
-                "WHERE datname = current_database() AND pid <> pg_backend_pid() "
-                "AND state IN ('active', 'idle in transaction') "
-                "AND backend_type = 'client backend'"
-            )
-            terminated += len(killed)
-            await asyncio.sleep(0.02)
-
-    chaos = asyncio.create_task(terminate_in_transactions())
-    try:
-        jobs = []
+    async with running_bot(tmp_path, database_url=database_url, kie_generate_s=0.5) as bot:
         for user_id in users:
-            draft = uuid.uuid4().hex  # one draft per user: a retried confirm makes one job
-            for _attempt in range(50):  # the terminations hit this test's writes too
-                try:
-                    jobs.append(await generate(bot, user_id, f"fox {user_id}", draft=draft))
-                    break
-                except Exception:  # a terminated connection: try again
-                    await asyncio.sleep(0.01)
+            await bot.give_money(user_id, FUNDS)
+            bot.sandbox.telegram.ensure_user(user_id)
+        jobs = [await generate(bot, user_id, f"fox {user_id}") for user_id in users]
+        admin = await asyncpg.connect(asyncpg_dsn(database_url))
+        terminated = 0
+        try:
+            loop = asyncio.get_running_loop()
+            until = loop.time() + 3.0
+            while loop.time() < until:
+                killed = await admin.fetch(
+                    "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+                    "WHERE datname = current_database() AND pid <> pg_backend_pid() "
+                    "AND state IN ('active', 'idle in transaction') "
+                    "AND backend_type = 'client backend'"
+                )
+                terminated += len(killed)
+                await asyncio.sleep(0.1)
+        finally:
+            await admin.close()
+        assert terminated >= 5, terminated  # connections really were cut mid-work
         for job_id in jobs:
             await bot.events.wait_for(
                 (Event.DELIVERED, Event.JOB_FAILED, Event.JOB_TIMED_OUT),
                 job_id=job_id,
-                timeout_s=90,
+                timeout_s=60,
             )
-    finally:
-        stop.set()
-        await chaos
-        await admin.close()
-    assert len(jobs) == len(users)
-    assert terminated >= 5, terminated  # connections really were cut mid-work
-    async with bot.services.database.unit_of_work(readonly=True) as session:
-        states = set(await session.scalars(select(Job.status).where(Job.id.in_(jobs))))
-        captured = await session.scalar(
-            select(func.count())
-            .select_from(HoldResolution)
-            .where(HoldResolution.outcome == "captured")
-        )
-    assert states <= TERMINAL
-    assert states == {JobStatus.DELIVERED.value}
-    assert captured == len(jobs)
-    assert await bot.ledger_problems() == []
-    photos = sum(
-        1
-        for chat in users
-        for message in bot.sandbox.telegram.messages.get(chat, {}).values()
-        if message.get("photo")
-    )
-    assert photos >= len(jobs)
+        async with bot.services.database.unit_of_work(readonly=True) as session:
+            states = set(await session.scalars(select(Job.status).where(Job.id.in_(jobs))))
+            captured = await session.scalar(
+                select(func.count())
+                .select_from(HoldResolution)
+                .where(HoldResolution.outcome == "captured")
+            )
+        assert states == {JobStatus.DELIVERED.value}
+        assert captured == len(jobs)
+        assert await bot.ledger_problems() == []
+        for chat in users:
+            photos = [m for m in bot.sandbox.telegram.messages[chat].values() if m.get("photo")]
+            assert len(photos) >= 1, chat  # at least once: a cut outbox mark may repeat it

@@ -2,13 +2,19 @@
 
 from __future__ import annotations
 
+import asyncio
 import html
 import re
 
-from aiogram.exceptions import TelegramBadRequest
+from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramServerError
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from trt.telemetry.events import Event, get_chat_id, get_user_id, telemetry
+from trt.telemetry.logs import get_logger
+
+log = get_logger(__name__)
+EDIT_ATTEMPTS = 2  # then the screen goes out as a new message
+EDIT_RETRY_S = 0.2
 
 
 def rendered(callback: CallbackQuery, text: str) -> None:
@@ -27,11 +33,18 @@ async def show(callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup)
     rendered(callback, text)
     message = callback.message
     if isinstance(message, Message) and message.text is not None:
-        try:
-            await message.edit_text(text, reply_markup=markup)
-            return
-        except TelegramBadRequest as error:
-            if "message is not modified" in error.message:
+        for attempt in range(EDIT_ATTEMPTS):
+            try:
+                await message.edit_text(text, reply_markup=markup)
                 return
+            except TelegramBadRequest as error:
+                if "message is not modified" in error.message:
+                    return
+                break  # not editable: a new message instead
+            except (TelegramServerError, TelegramNetworkError) as error:
+                # A passing failure of Telegram's (an edit is safe to repeat); the tap was
+                # answered already, the screen still has to come.
+                log.warning("screen_edit_retried", attempt=attempt + 1, error=str(error)[:200])
+                await asyncio.sleep(EDIT_RETRY_S * (attempt + 1))
     if callback.from_user is not None and callback.bot is not None:
         await callback.bot.send_message(callback.from_user.id, text, reply_markup=markup)

@@ -7,12 +7,14 @@ never fails half-way when it upgrades its read lock to a write lock (SQLITE_BUSY
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 from sqlalchemy import event, text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncEngine,
     AsyncSession,
@@ -21,7 +23,13 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 
+from trt.telemetry.logs import get_logger
+
 SQLITE_BUSY_TIMEOUT_MS = 10_000
+RETRY_ATTEMPTS = 5
+RETRY_STEP_S = 0.2  # the n-th retry waits n × this
+T = TypeVar("T")
+log = get_logger(__name__)
 # Execution option that marks a transaction read-only on SQLite (BEGIN DEFERRED).
 _READONLY = "trt_readonly"
 
@@ -40,6 +48,8 @@ class Database:
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
+        else:
+            _discard_broken_connections(self.engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._readonly_sessions = async_sessionmaker(
             self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False
@@ -56,6 +66,22 @@ class Database:
         async with factory() as session, session.begin():
             yield session
 
+    async def retrying(
+        self, work: Callable[[], Awaitable[T]], *, what: str, attempts: int = RETRY_ATTEMPTS
+    ) -> T:
+        """Run `work` (one unit of work, safe to repeat) again when the database connection
+        failed under it: for writes whose only other copy is in memory (a KIE task id, the
+        record of a message Telegram took), which a passing outage must not lose."""
+        for attempt in range(1, attempts + 1):
+            try:
+                return await work()
+            except (DBAPIError, OSError) as error:
+                if attempt == attempts or not connection_lost(error):
+                    raise
+                log.warning("database_retry", what=what, attempt=attempt, error=str(error)[:200])
+                await asyncio.sleep(RETRY_STEP_S * attempt)
+        raise AssertionError("unreachable")
+
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""
         async with self.engine.connect() as connection:
@@ -63,6 +89,28 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def connection_lost(error: BaseException) -> bool:
+    """The connection failed under the work (not the work itself, e.g. a constraint)."""
+    if isinstance(error, DBAPIError):
+        return error.connection_invalidated or isinstance(error, OperationalError | InterfaceError)
+    return isinstance(error, OSError)
+
+
+def _discard_broken_connections(engine: AsyncEngine) -> None:
+    """A connection asyncpg left mid-operation (its server session terminated in the middle of
+    a transaction, or a task cancelled inside a query) is a disconnect: the pool drops it
+    instead of handing it to the next unit of work (sqlalchemy/sqlalchemy#13241)."""
+
+    @event.listens_for(engine.sync_engine, "handle_error")
+    def _on_error(context: ExceptionContext) -> None:
+        original = context.original_exception
+        broken = type(original).__name__ in ("InternalClientError", "InterfaceError") or (
+            "another operation" in str(original)
+        )
+        if broken and not context.is_disconnect:
+            context.is_disconnect = True
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

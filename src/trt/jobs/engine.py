@@ -45,6 +45,7 @@ Fence = Callable[[], ColumnElement[bool]]
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 60.0
 SWEEP_INTERVAL_S = 60.0
+CRASH_RETRY_S = 1.0  # a step that crashed (say, its database connection was cut) runs again
 
 
 def backoff_s(attempt: int, retry_after_s: float | None = None) -> float:
@@ -98,6 +99,7 @@ class JobEngine:
         self.fence: Fence = fence or true
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
         self._running: set[asyncio.Task[None]] = set()
+        self._cut: set[str] = set()  # jobs whose step a stop cancelled
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -127,6 +129,10 @@ class JobEngine:
                     await asyncio.wait_for(self.wake.wait(), self.settings.idle_poll_s)
         finally:
             await finish(self._running, drain_s)
+            # Steps cut short by the stop: their jobs are free at once for the next run (this
+            # process's restarted loop, or the next leader), not after the lease.
+            cut, self._cut = self._cut, set()
+            await self.release(cut)
             log.info("engine_stopped", owner=self.owner)
 
     async def run_once(self) -> int:
@@ -151,11 +157,37 @@ class JobEngine:
         try:
             await self.step(job_id)
         except asyncio.CancelledError:
+            self._cut.add(job_id)
             raise
         except Exception:
-            # A bug in one step must not stop the engine; the lease lapses and the job is
-            # retried (every transition is idempotent).
+            # A failing step must not stop the engine; the job is retried shortly (every
+            # transition is idempotent), and if even the release fails, when the lease lapses.
             log.exception("job_step_crashed", job_id=job_id)
+            await self.release({job_id}, after_s=CRASH_RETRY_S)
+
+    async def release(self, job_ids: set[str], *, after_s: float = 0.0) -> None:
+        """Give this worker's leases on `job_ids` back, the jobs due again in `after_s`.
+
+        Best effort: with the database still away the lease's expiry is the backstop."""
+        if not job_ids:
+            return
+
+        async def give_back() -> None:
+            async with self.database.unit_of_work() as session:
+                await session.execute(
+                    update(Job)
+                    .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
+                    .values(
+                        lease_owner=None,
+                        lease_until=None,
+                        next_run_at=utcnow() + timedelta(seconds=after_s),
+                    )
+                )
+
+        try:
+            await self.database.retrying(give_back, what="lease_release")
+        except Exception as error:
+            log.warning("job_lease_release_failed", jobs=len(job_ids), error=str(error)[:200])
 
     async def sweep(self) -> int:
         """Expire holds past their expiry whose job is no longer active (the backstop).
@@ -310,35 +342,41 @@ class JobEngine:
             await self._on_create_error(job, error)
             return
         failpoint("job.created_at_kie")
-        async with self.database.unit_of_work() as session:
-            adopted = await session.execute(
-                update(Job)
-                .where(
-                    Job.id == job.id,
-                    Job.status.in_([JobStatus.SUBMITTING.value, JobStatus.RECONCILING.value]),
-                    Job.kie_task_id.is_(None),
-                    self.fence(),
-                )
-                .values(
-                    status=JobStatus.SUBMITTED.value,
-                    kie_task_id=task_id,
-                    # A fast task's callback can arrive before createTask's answer: then the
-                    # job is due at once, not at the first poll.
-                    next_run_at=case(
-                        (
-                            Job.callback_payload.is_(None),
-                            utcnow() + timedelta(seconds=self._first_poll_s()),
+
+        # KIE has the task and only this process knows its id: a cut connection must not
+        # lose it (the job would end refunded with the work done at KIE).
+        async def store_task_id() -> None:
+            async with self.database.unit_of_work() as session:
+                adopted = await session.execute(
+                    update(Job)
+                    .where(
+                        Job.id == job.id,
+                        Job.status.in_([JobStatus.SUBMITTING.value, JobStatus.RECONCILING.value]),
+                        Job.kie_task_id.is_(None),
+                        self.fence(),
+                    )
+                    .values(
+                        status=JobStatus.SUBMITTED.value,
+                        kie_task_id=task_id,
+                        # A fast task's callback can arrive before createTask's answer: then the
+                        # job is due at once, not at the first poll.
+                        next_run_at=case(
+                            (
+                                Job.callback_payload.is_(None),
+                                utcnow() + timedelta(seconds=self._first_poll_s()),
+                            ),
+                            else_=utcnow(),
                         ),
-                        else_=utcnow(),
-                    ),
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=utcnow(),
+                        lease_owner=None,
+                        lease_until=None,
+                        updated_at=utcnow(),
+                    )
+                    .returning(Job.id)
                 )
-                .returning(Job.id)
-            )
-            if adopted.scalar_one_or_none() is not None:
-                self._outbox(session, job, "running", {"text": self._running_text(job)})
+                if adopted.scalar_one_or_none() is not None:
+                    self._outbox(session, job, "running", {"text": self._running_text(job)})
+
+        await self.database.retrying(store_task_id, what="store_task_id")
         telemetry.emit(
             Event.KIE_TASK_CREATED,
             cid=job.cid,

@@ -39,6 +39,7 @@ log = get_logger(__name__)
 MAX_ATTEMPTS = 12
 RETRY_CAP_S = 600.0
 PACING_SLACK_S = 0.05
+CRASH_RETRY_S = 1.0  # a send that crashed (say, its database connection was cut) runs again
 RUNNING_STATES = frozenset({JobStatus.SUBMITTED.value, JobStatus.RUNNING.value})
 CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "upload_voice"}
 
@@ -77,6 +78,7 @@ class OutboxRelay:
         self.fence = fence or true
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
         self._running: set[asyncio.Task[None]] = set()
+        self._cut: set[int] = set()  # rows whose send a stop cancelled
 
     async def run(self, stop: asyncio.Event, *, drain_s: float = 0.0) -> None:
         """Send due rows until `stop`; then let sends in progress finish for `drain_s`."""
@@ -89,6 +91,8 @@ class OutboxRelay:
                     await asyncio.wait_for(self.wake.wait(), self.idle_poll_s)
         finally:
             await finish(self._running, drain_s)
+            cut, self._cut = self._cut, set()
+            await self.release(cut)  # due again at once for the next run, not after the lease
 
     async def run_once(self) -> int:
         """Claim rows for the free sending slots; each slot takes the next row when done."""
@@ -136,9 +140,31 @@ class OutboxRelay:
         try:
             await self.deliver(row_id)
         except asyncio.CancelledError:
+            self._cut.add(row_id)
             raise
         except Exception:
             log.exception("outbox_delivery_crashed", outbox_id=row_id)
+            await self.release({row_id}, after_s=CRASH_RETRY_S)
+
+    async def release(self, row_ids: set[int], *, after_s: float = 0.0) -> None:
+        """Shorten the leases of unsent `row_ids` so they are tried again in `after_s`.
+
+        Best effort: with the database still away the lease's expiry is the backstop."""
+        if not row_ids:
+            return
+
+        async def give_back() -> None:
+            async with self.database.unit_of_work() as session:
+                await session.execute(
+                    update(Outbox)
+                    .where(Outbox.id.in_(row_ids), Outbox.sent_at.is_(None))
+                    .values(lease_until=utcnow() + timedelta(seconds=after_s))
+                )
+
+        try:
+            await self.database.retrying(give_back, what="lease_release")
+        except Exception as error:
+            log.warning("outbox_lease_release_failed", rows=len(row_ids), error=str(error)[:200])
 
     async def deliver(self, row_id: int) -> None:
         async with self.database.unit_of_work(readonly=True) as session:
@@ -215,19 +241,25 @@ class OutboxRelay:
             await self._send_links(row, job, results, markup)
             return
         failpoint("outbox.sent")
-        async with self.database.unit_of_work() as session:
-            for result, file_id, kind in zip(results, sent.file_ids, sent.sent_as, strict=False):
-                await session.execute(
-                    update(JobResult)
-                    .where(JobResult.job_id == job.id, JobResult.position == result.position)
-                    .values(
-                        telegram_file_id=file_id,
-                        sent_as=kind,
-                        data=None if file_id else result.data,
+
+        async def record() -> None:
+            async with self.database.unit_of_work() as session:
+                for result, file_id, kind in zip(
+                    results, sent.file_ids, sent.sent_as, strict=False
+                ):
+                    await session.execute(
+                        update(JobResult)
+                        .where(JobResult.job_id == job.id, JobResult.position == result.position)
+                        .values(
+                            telegram_file_id=file_id,
+                            sent_as=kind,
+                            data=None if file_id else result.data,
+                        )
                     )
-                )
-            if await self._mark_in(session, row, "sent", sent.message_id):
-                await self._job_delivered(session, job)
+                if await self._mark_in(session, row, "sent", sent.message_id):
+                    await self._job_delivered(session, job)
+
+        await self.database.retrying(record, what="result_sent")
         log.info("job_delivered", job_id=job.id, message_id=sent.message_id)
         telemetry.emit(Event.DELIVERED, cid=job.cid, job_id=job.id, outcome="sent")
 
@@ -243,9 +275,13 @@ class OutboxRelay:
             url="\n".join(r.url for r in results),
         )
         sent = await self.sender.text(row.chat_id, text, markup=markup)
-        async with self.database.unit_of_work() as session:
-            if await self._mark_in(session, row, "link", sent.message_id):
-                await self._job_delivered(session, job)
+
+        async def record() -> None:
+            async with self.database.unit_of_work() as session:
+                if await self._mark_in(session, row, "link", sent.message_id):
+                    await self._job_delivered(session, job)
+
+        await self.database.retrying(record, what="result_sent")
 
     async def _job_delivered(self, session: AsyncSession, job: Job) -> None:
         await session.execute(
@@ -349,8 +385,13 @@ class OutboxRelay:
             )
 
     async def _mark(self, row: Outbox, outcome: str, message_id: int | None = None) -> None:
-        async with self.database.unit_of_work() as session:
-            await self._mark_in(session, row, outcome, message_id)
+        async def mark() -> None:
+            async with self.database.unit_of_work() as session:
+                await self._mark_in(session, row, outcome, message_id)
+
+        # After a send the mark is the only record of it: a cut connection must not turn it
+        # into a repeated message.
+        await self.database.retrying(mark, what="outbox_mark")
 
     async def _mark_in(
         self, session: AsyncSession, row: Outbox, outcome: str, message_id: int | None = None
