@@ -12,6 +12,18 @@ from trt.db.database import Database
 from trt.db.models import User, utcnow
 from trt.i18n import Lang, normalize_lang
 
+MAX_ID = 2**52  # Telegram's ids "have at most 52 significant bits"
+
+
+def parse_id(text: str) -> int | None:
+    """A user (or chat) id typed by a person or carried in callback data; None when it is not
+    a number Telegram could have given (never an integer too large for the database)."""
+    text = text.strip()
+    if not text.lstrip("-").isdigit() or len(text) > 20:
+        return None
+    value = int(text)
+    return value if 0 < abs(value) < MAX_ID else None
+
 
 @dataclass(frozen=True, slots=True)
 class UserInfo:

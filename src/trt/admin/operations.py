@@ -30,6 +30,7 @@ from trt.db.models import (
     utcnow,
 )
 from trt.jobs.state import ACTIVE, JobStatus
+from trt.users import parse_id
 
 FAILED_STATES = (JobStatus.FAILED.value, JobStatus.TIMED_OUT.value)
 DONE_STATES = (JobStatus.SUCCEEDED.value, JobStatus.DELIVERED.value)
@@ -193,7 +194,10 @@ class Operations:
         query = query.strip()
         async with self.database.unit_of_work(readonly=True) as session:
             if query.lstrip("-").isdigit():
-                found = await session.scalar(select(User.id).where(User.id == int(query)))
+                user_id = parse_id(query)
+                if user_id is None:
+                    return None
+                found = await session.scalar(select(User.id).where(User.id == user_id))
             else:
                 name = query.removeprefix("@").lower()
                 found = await session.scalar(

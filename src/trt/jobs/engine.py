@@ -326,7 +326,7 @@ class JobEngine:
         try:
             params = await self._resolved_media(job)
         except MediaFetchError as error:
-            await self._fail(job, JobStatus.FAILED, "input", str(error))
+            await self._fail(job, JobStatus.FAILED, error.code, str(error))
             return
         except KieError as error:  # the upload failed before any task existed: retry safely
             await self._on_create_error(

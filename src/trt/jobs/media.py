@@ -12,13 +12,19 @@ from typing import Any, Protocol
 from aiogram import Bot
 
 from trt.catalog.rules import TELEGRAM_FILE_PREFIX, is_telegram_file
-from trt.catalog.schema import ModelSpec
+from trt.catalog.schema import MediaKind, ModelSpec
 from trt.kie.client import KieClient
 from trt.media import image_mime
 
 
 class MediaFetchError(Exception):
-    """A user's file could not be fetched from Telegram (too big, gone)."""
+    """A user's file could not be used: not fetched from Telegram (too big, gone; code
+    `input`) or not what the model takes (an empty file, a "photo" that is no image; code
+    `input_format`)."""
+
+    def __init__(self, message: str, code: str = "input") -> None:
+        super().__init__(message)
+        self.code = code
 
 
 class TelegramFiles(Protocol):
@@ -60,6 +66,10 @@ async def upload_media(
                 uploaded.append(item)
                 continue
             data, filename = await files.fetch(str(item)[len(TELEGRAM_FILE_PREFIX) :])
+            wants_image = spec.media is not None and spec.media.kind is MediaKind.IMAGE
+            if wants_image and (not data or image_mime(data) is None):
+                # The name and the type the client declared can lie; the bytes cannot.
+                raise MediaFetchError(f"{filename}: not an image", code="input_format")
             extension = _extension(data, filename)
             counter += 1
             uploaded.append(await kie.upload(data, f"{job_id}-{counter}{extension}"))

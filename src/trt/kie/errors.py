@@ -112,6 +112,13 @@ ERRORS: dict[str, ErrorKind] = {
         "не удалось получить ваш файл из Telegram",
         "your file could not be fetched from Telegram",
     ),
+    "input_format": ErrorKind(
+        "input_format",
+        False,
+        True,
+        "присланный файл не является изображением",
+        "the file you sent is not an image",
+    ),
     "download": ErrorKind(
         "download",
         False,

@@ -22,6 +22,7 @@ from trt.db.database import Database
 from trt.db.models import PromoCode, PromoRedemption, Referral, User, utcnow
 from trt.payments.service import PaymentError
 from trt.telemetry.events import Event, telemetry
+from trt.users import MAX_ID
 
 REFERRAL_PREFIX = "ref_"
 _DIGITS = string.digits + string.ascii_lowercase
@@ -45,7 +46,8 @@ def inviter_of(start_argument: str | None) -> int | None:
     code = start_argument[len(REFERRAL_PREFIX) :].lower()
     if not code or len(code) > 13 or any(c not in _DIGITS for c in code):
         return None
-    return int(code, 36)
+    inviter = int(code, 36)
+    return inviter if 0 < inviter < MAX_ID else None  # never a number too big for an id
 
 
 def normalize_promo(code: str) -> str:

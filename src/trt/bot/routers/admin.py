@@ -40,8 +40,10 @@ from trt.kie.errors import KieError
 from trt.pipeline import UnifiedModelPipeline, format_money
 from trt.telemetry.events import Reason, reject
 from trt.telemetry.logs import get_logger
+from trt.users import parse_id
 
 log = get_logger(__name__)
+MAX_ADJUST_KOP = 100_000_000  # 1 000 000 ₽ in one adjustment: anything more is a typo
 PERIODS = (1, 7, 30)
 ADMIN_COMMANDS = (
     "admin",
@@ -283,9 +285,9 @@ async def on_panel(
         await on_broadcast_button(
             message, lang, broadcasts, section, arg, callback.from_user.id, cid
         )
-    elif section in ("block", "unblock") and arg.lstrip("-").isdigit():
+    elif section in ("block", "unblock") and (target := parse_id(arg)) is not None:
         await _set_blocked(
-            message, lang, operations, int(arg), section == "block", callback.from_user.id, cid
+            message, lang, operations, target, section == "block", callback.from_user.id, cid
         )
     else:
         reject(Reason.VALIDATION_FAILED, f"unknown admin section {section!r}")
@@ -354,12 +356,17 @@ async def on_adjust(
     assert message.from_user is not None
     parts = (command.args or "").split(maxsplit=2)
     try:
-        user_id = int(parts[0])
-        amount_kop = int((Decimal(parts[1].replace(",", ".")) * 100).to_integral_value())
+        user_id = parse_id(parts[0])
+        amount = Decimal(parts[1].replace(",", "."))
         reason = parts[2].strip()
     except (IndexError, ValueError, InvalidOperation):
         await message.answer(t(lang, "admin.adjust_usage"))
         return
+    if not amount.is_finite() or abs(amount) * 100 > MAX_ADJUST_KOP or user_id is None:
+        reject(Reason.VALIDATION_FAILED, f"adjust {parts[0][:24]} by {parts[1][:24]}")
+        await message.answer(t(lang, "admin.adjust_usage"))
+        return
+    amount_kop = int((amount * 100).to_integral_value())
     if amount_kop == 0 or not reason or await operations.user_card(user_id) is None:
         await message.answer(t(lang, "admin.adjust_usage"))
         return
@@ -659,7 +666,7 @@ async def on_broadcast_button(
     cid: str | None,
 ) -> None:
     raw_id, _, segment = arg.partition(".")
-    if not raw_id.isdigit():
+    if not raw_id.isdigit() or len(raw_id) > 18:
         reject(Reason.VALIDATION_FAILED, f"broadcast button {section} {arg!r}")
         return
     broadcast_id = int(raw_id)

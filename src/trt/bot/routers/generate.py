@@ -394,6 +394,10 @@ async def on_media(
         reject(Reason.VALIDATION_FAILED, f"{mime} is not one of {formats}")
         await message.answer(t(lang, "flow.wrong_type", formats=formats))
         return
+    if size == 0:
+        reject(Reason.VALIDATION_FAILED, "an empty file")
+        await message.answer(t(lang, "flow.empty_file"))
+        return
     if size is not None and size > limit_mb * 1024 * 1024:
         reject(Reason.VALIDATION_FAILED, f"{size} bytes over {limit_mb} MB")
         await message.answer(t(lang, "flow.too_big", mb=int(limit_mb)))
