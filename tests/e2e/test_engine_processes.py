@@ -17,6 +17,9 @@ pytestmark = pytest.mark.slow
 __all__ = ["world"]  # the fixture, shared with the leadership process tests
 
 
+# Each kill scenario on one backend (make test's time budget): the steps on Postgres (with the
+# failpoint chain in test_faults_processes.py), a kill mid-batch on SQLite.
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 @pytest.mark.parametrize(
     ("prompt", "kill_when"),
     [
@@ -58,6 +61,7 @@ async def test_kill_9_at_a_step_then_restart(
     await world.assert_settled_once()
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_kill_9_mid_batch_then_restart(world: World) -> None:
     for user in range(200, 210):
         await world.fund(user, 100_000)

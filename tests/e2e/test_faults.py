@@ -71,6 +71,7 @@ async def charged_once(bot: RunningBot, job_id: str) -> int:
     return job.price_kop
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)  # the sender's logic, no SQL
 @pytest.mark.parametrize(
     ("fault", "most_photos"),
     [
