@@ -46,7 +46,7 @@ smoke-buttons: setup
 
 # Benchmarks: figures printed as a table and written to bench/results.json (not part of test).
 bench: setup
-	$(BIN)/python -m bench.engine
+	$(BIN)/python -m bench
 
 clean:
 	rm -rf $(VENV) .mypy_cache .pytest_cache .ruff_cache

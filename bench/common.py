@@ -3,11 +3,49 @@
 from __future__ import annotations
 
 import json
+import os
+import socket
 import statistics
+import uuid
 from pathlib import Path
 from typing import Any
 
+import asyncpg
+
 RESULTS = Path(__file__).with_name("results.json")
+POSTGRES_ADMIN = os.environ.get(
+    "TRT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
+Row = tuple[str, str, str]  # figure, value, target
+
+
+def free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
+
+
+async def fresh_database(backend: str, workdir: Path) -> str:
+    if backend == "sqlite":
+        return f"sqlite+aiosqlite:///{workdir / f'bench-{uuid.uuid4().hex[:6]}.db'}"
+    name = f"trt_bench_{uuid.uuid4().hex[:10]}"
+    admin = await asyncpg.connect(POSTGRES_ADMIN.replace("+asyncpg", ""))
+    try:
+        await admin.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await admin.close()
+    return POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
+
+
+async def drop_database(url: str) -> None:
+    if url.startswith("sqlite"):
+        return
+    name = url.rsplit("/", 1)[1]
+    admin = await asyncpg.connect(POSTGRES_ADMIN.replace("+asyncpg", ""))
+    try:
+        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await admin.close()
 
 
 def summary(values: list[float]) -> dict[str, float]:
@@ -41,6 +79,13 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
-def table(rows: list[tuple[str, str, str]]) -> str:
+def table(rows: list[Row]) -> str:
+    rows = [("figure", "value", "target"), *rows]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
-    return "\n".join("  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)) for row in rows)
+    return "\n".join(
+        "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
+    )
+
+
+def print_table(rows: list[Row]) -> None:
+    print(table(rows), flush=True)  # noqa: T201 - the benchmark's output

@@ -14,7 +14,6 @@ import argparse
 import asyncio
 import os
 import signal
-import socket
 import sys
 import tempfile
 import time
@@ -23,11 +22,21 @@ from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-import asyncpg
+import aiohttp
 from sqlalchemy import func, select
 from tests.processes import TrtProcess, trt_env
 
-from bench.common import peak_rss_mb, rss_mb, save, summary, table
+from bench.common import (
+    Row,
+    drop_database,
+    free_port,
+    fresh_database,
+    peak_rss_mb,
+    print_table,
+    rss_mb,
+    save,
+    summary,
+)
 from trt.billing.wallets import WalletService
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
@@ -42,38 +51,20 @@ from trt.sandbox.demo import sandbox_env, start_sandbox
 from trt.sandbox.kie import Script
 from trt.telemetry.logs import configure_logging
 
-POSTGRES_ADMIN = os.environ.get(
-    "TRT_TEST_POSTGRES_URL", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
-)
 
-
-def free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
-async def fresh_database(backend: str, workdir: Path) -> str:
-    if backend == "sqlite":
-        return f"sqlite+aiosqlite:///{workdir / f'bench-{uuid.uuid4().hex[:6]}.db'}"
-    name = f"trt_bench_{uuid.uuid4().hex[:10]}"
-    admin = await asyncpg.connect(POSTGRES_ADMIN.replace("+asyncpg", ""))
-    try:
-        await admin.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await admin.close()
-    return POSTGRES_ADMIN.rsplit("/", 1)[0] + "/" + name
-
-
-async def drop_database(url: str) -> None:
-    if url.startswith("sqlite"):
-        return
-    name = url.rsplit("/", 1)[1]
-    admin = await asyncpg.connect(POSTGRES_ADMIN.replace("+asyncpg", ""))
-    try:
-        await admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await admin.close()
+async def until_leading(process: TrtProcess, port: int, timeout_s: float = 60) -> None:
+    """Until the bot's /readyz says it is ready and leads (LOG_LEVEL=WARNING hides `ready`)."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession() as http:
+        while time.monotonic() < deadline and process.proc.returncode is None:
+            try:
+                async with http.get(f"http://127.0.0.1:{port}/readyz") as answer:
+                    if answer.status == 200 and (await answer.json()).get("role") == "active":
+                        return
+            except aiohttp.ClientError:
+                pass
+            await asyncio.sleep(0.05)
+    raise RuntimeError("trt run did not start:\n" + process.output)
 
 
 class Bench:
@@ -146,21 +137,8 @@ class Bench:
             **extra,
         )
         process = await TrtProcess.start("run", env=env, cwd=str(self.workdir))
-        await self.until_ready(process)
+        await until_leading(process, port)
         return process
-
-    async def until_ready(self, process: TrtProcess) -> None:
-        # LOG_LEVEL=WARNING hides `ready`; polling starts with getMe: the bot is up.
-        try:
-            await self.sandbox.telegram.wait_for(
-                lambda: (
-                    process.proc.returncode is not None
-                    or any(r.method == "getMe" for r in self.sandbox.telegram.requests)
-                ),
-                60,
-            )
-        except TimeoutError:
-            raise RuntimeError("trt run did not start:\n" + process.output) from None
 
     async def count(self, *statuses: JobStatus) -> int:
         async with self.database.unit_of_work(readonly=True) as session:
@@ -251,10 +229,11 @@ async def rate_limit_run(workdir: Path, limit_per_10s: int = 18, jobs: int = 60)
         await bench.close(process, grace_s=60)
 
 
-async def main(args: argparse.Namespace) -> int:
+async def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
+    args.backends = args.backends or ["sqlite", "postgres"]
     # The benchmark's own process creates jobs: keep its event lines out of the table.
     configure_logging(LogFormat.CONSOLE, "WARNING")
-    rows = [("figure", "value", "target")]
+    rows: list[Row] = []
     figures: dict[str, Any] = {"machine": f"{os.cpu_count()} cores, {sys.platform}"}
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
@@ -289,24 +268,29 @@ async def main(args: argparse.Namespace) -> int:
                 f"≤ {limit['limit_per_10s']}",
             )
         )
-    save("engine", figures)
-    print(table(rows))  # noqa: T201 - the benchmark's output
-    return 0
+    return rows, figures
+
+
+def parser() -> argparse.ArgumentParser:
+    options = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    options.add_argument(
+        "--backend", dest="backends", action="append", choices=["sqlite", "postgres"]
+    )
+    options.add_argument("--jobs", type=int, default=500)
+    options.add_argument("--runs", type=int, default=3)
+    options.add_argument("--inflight", type=int, default=10_000)
+    return options
 
 
 def cli() -> int:
-    parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
-    )
-    parser.add_argument(
-        "--backend", dest="backends", action="append", choices=["sqlite", "postgres"]
-    )
-    parser.add_argument("--jobs", type=int, default=500)
-    parser.add_argument("--runs", type=int, default=3)
-    parser.add_argument("--inflight", type=int, default=10_000)
-    args = parser.parse_args()
+    args = parser().parse_args()
     args.backends = args.backends or ["sqlite", "postgres"]
-    return asyncio.run(main(args))
+    rows, figures = asyncio.run(measure(args))
+    save("engine", figures)
+    print_table(rows)
+    return 0
 
 
 if __name__ == "__main__":

@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import socket
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -14,7 +15,7 @@ from trt import app as runtime
 from trt.billing.ledger import Ledger, check_invariants
 from trt.billing.wallets import WalletService
 from trt.sandbox.demo import Sandbox, demo_config, start_sandbox
-from trt.sandbox.driver import SandboxClient
+from trt.sandbox.driver import Message, SandboxClient, SandboxUser
 from trt.telemetry.events import telemetry
 from trt.telemetry.recorder import EventRecorder
 
@@ -59,6 +60,30 @@ class RunningBot:
         async with database.unit_of_work(readonly=True) as session:
             balance = await ledger.balance(session, user_id)
         return balance.posted_kop, balance.held_kop
+
+    async def create_job(
+        self,
+        user_id: int,
+        prompt: str = "a red fox",
+        *,
+        slug: str = "nb2",
+        draft: str | None = None,
+        cid: str | None = "test-cid",
+        **params: Any,
+    ) -> str:
+        """A job as the confirm button creates it (hold placed); the engine is woken."""
+        pipeline = self.services.pipeline
+        created = await self.services.jobs.create(
+            user_id=user_id,
+            chat_id=user_id,
+            lang="ru",
+            model_slug=slug,
+            params=pipeline.apply_defaults(pipeline.get_schema(slug), {"prompt": prompt, **params}),
+            draft_key=draft or uuid.uuid4().hex,
+            cid=cid,
+        )
+        self.services.wake.set()
+        return created.job.id
 
     async def ledger_problems(self) -> list[str]:
         async with self.services.database.unit_of_work(readonly=True) as session:
@@ -120,3 +145,23 @@ async def running_bot(
             await task
         telemetry.sinks.remove(events.sink)
         await sandbox.stop()
+
+
+async def tap_screen(user: SandboxUser, label: str, message: Message | None = None) -> Message:
+    """Tap a button and return the screen it shows (an edit or a new message)."""
+    answer = await user.click(label, message)
+    assert answer.answered
+    return (await user.next_event(("edit", "message"))).message
+
+
+async def open_model(user: SandboxUser, category: str, model: str) -> Message:
+    """From the main menu (sent anew when the last message is not it) to a model's first
+    question."""
+    menu = await user.last_bot_message()
+    if "🎨" not in " ".join(menu.button_labels):
+        await user.send("/start")
+        menu = await user.next_message()
+    listing = await tap_screen(user, category, menu)
+    button = next(label for label in listing.button_labels if label.startswith(model + " ·"))
+    card = await tap_screen(user, button, listing)
+    return await tap_screen(user, "▶️ Начать", card)

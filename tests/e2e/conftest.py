@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+from collections.abc import AsyncIterator
+from pathlib import Path
+
 import pytest
 
+from tests.e2e_support import RunningBot, running_bot
 from tests.event_contract import event_contract
 
 __all__ = ["event_contract"]
@@ -23,3 +27,10 @@ async def database_url(backend: str, empty_database_url: str) -> str | None:
     finally:
         await database.dispose()
     return empty_database_url
+
+
+@pytest.fixture
+async def bot(tmp_path: Path, database_url: str | None) -> AsyncIterator[RunningBot]:
+    """The bot with the default sandbox (modules that need other options define their own)."""
+    async with running_bot(tmp_path, database_url=database_url) as running:
+        yield running

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tests.e2e_support import RunningBot, running_bot
+from tests.e2e_support import RunningBot, open_model, running_bot, tap_screen
 from trt.bot import callbacks
 from trt.bot.routers.admin import Admin
 from trt.db.models import Job, LedgerPosting, Payment
@@ -92,20 +92,12 @@ async def _victim(bot: RunningBot) -> tuple[str, str]:
     await bot.give_money(VICTIM, FUNDS)
     await bot.give_money(INTRUDER, FUNDS)
     bot.sandbox.telegram.ensure_user(VICTIM)
-    created = await bot.services.jobs.create(
-        user_id=VICTIM,
-        chat_id=VICTIM,
-        lang="ru",
-        model_slug="nb2",
-        params={"prompt": "the victim's fox"},
-        draft_key=uuid.uuid4().hex,
-    )
-    bot.services.wake.set()
-    await bot.events.wait_for(Event.DELIVERED, job_id=created.job.id, timeout_s=30)
+    job_id = await bot.create_job(VICTIM, "the victim's fox")
+    await bot.events.wait_for(Event.DELIVERED, job_id=job_id, timeout_s=30)
     payment = await bot.services.payments.create(
         user_id=VICTIM, chat_id=VICTIM, lang="ru", method="manual", amount_kop=50_000, cid="setup"
     )
-    return created.job.id, payment.id
+    return job_id, payment.id
 
 
 async def money(bot: RunningBot) -> tuple[Any, ...]:
@@ -243,21 +235,6 @@ def test_hostile_text_gets_a_clear_answer(tmp_path: Path) -> None:
     assert len(tried) >= 100
 
 
-async def open_model(user: SandboxUser, category: str, model: str) -> Message:
-    await user.send("/start")
-    menu = await user.next_message()
-    listing = await _tap_screen(user, category, menu)
-    button = next(label for label in listing.button_labels if label.startswith(model + " ·"))
-    card = await _tap_screen(user, button, listing)
-    return await _tap_screen(user, "▶️ Начать", card)
-
-
-async def _tap_screen(user: SandboxUser, label: str, message: Message) -> Message:
-    answer = await user.click(label, message)
-    assert answer.answered
-    return (await user.next_event(("edit", "message"))).message
-
-
 PROMPTS = [
     "<b>кот</b> & <i>пёс</i> </code>",  # HTML must reach the screen as typed, escaped
     "*кот* _пёс_ [x](tg://user?id=1)",
@@ -273,7 +250,7 @@ def test_hostile_prompts_are_shown_as_typed_and_too_long_is_refused(tmp_path: Pa
         for prompt in PROMPTS:
             s.run(open_model(user, "🎨 Картинки и дизайн", "Z-Image"))
             question = s.run(_send_and_read(user, prompt))
-            screen = s.run(_tap_screen(user, "1:1 квадрат", question))
+            screen = s.run(tap_screen(user, "1:1 квадрат", question))
             assert "💰 Цена:" in screen.text, (prompt, screen.text)
             shown = prompt.replace("\x00", "").replace("\x1b", "")
             assert shown[:100] in screen.text.replace("\x00", "").replace("\x1b", ""), (
@@ -346,7 +323,7 @@ def test_bad_files_are_refused_and_a_fake_image_is_refunded(tmp_path: Path) -> N
         )
         screen = s.run(user.next_message())
         assert "💰 Цена:" in screen.text, screen.text
-        s.run(_tap_screen(user, "✅ Сгенерировать", screen))
+        s.run(tap_screen(user, "✅ Сгенерировать", screen))
         failed = s.run(bot.events.wait_for(Event.JOB_FAILED, timeout_s=30))  # the only one
         assert failed["reason_detail"].startswith("input_format"), failed
         told = s.run(_until_text(user, "❌"))

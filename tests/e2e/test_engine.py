@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -33,19 +31,7 @@ async def start(
     draft: str | None = None,
     **params: Any,
 ) -> str:
-    created = await bot.services.jobs.create(
-        user_id=USER,
-        chat_id=USER,
-        lang="ru",
-        model_slug=slug,
-        params=bot.services.pipeline.apply_defaults(
-            bot.services.pipeline.get_schema(slug), {"prompt": prompt, **params}
-        ),
-        draft_key=draft or uuid.uuid4().hex,
-        cid="test-cid",
-    )
-    bot.services.wake.set()
-    return created.job.id
+    return await bot.create_job(USER, prompt, slug=slug, draft=draft, **params)
 
 
 async def job_row(bot: RunningBot, job_id: str) -> Job:
@@ -81,12 +67,6 @@ async def settled_outbox(bot: RunningBot, job_id: str, timeout_s: float = 10) ->
             return
         await asyncio.sleep(0.02)
     raise AssertionError(f"outbox of {job_id} not settled in {timeout_s} s")
-
-
-@pytest.fixture
-async def bot(tmp_path: Path, database_url: str | None) -> AsyncIterator[RunningBot]:
-    async with running_bot(tmp_path, database_url=database_url) as running:
-        yield running
 
 
 @pytest.fixture

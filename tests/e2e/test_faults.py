@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import uuid
-from collections.abc import AsyncIterator
 from pathlib import Path
 
 import asyncpg
@@ -32,12 +30,6 @@ FUNDS = 100_000
 
 
 @pytest.fixture
-async def bot(tmp_path: Path, database_url: str | None) -> AsyncIterator[RunningBot]:
-    async with running_bot(tmp_path, database_url=database_url) as running:
-        yield running
-
-
-@pytest.fixture
 async def user(bot: RunningBot) -> SandboxUser:
     await bot.give_money(USER, FUNDS)
     return await bot.client.user(USER, "Тест")
@@ -46,16 +38,7 @@ async def user(bot: RunningBot) -> SandboxUser:
 async def generate(
     bot: RunningBot, user_id: int = USER, prompt: str = "a red fox", draft: str | None = None
 ) -> str:
-    created = await bot.services.jobs.create(
-        user_id=user_id,
-        chat_id=user_id,
-        lang="ru",
-        model_slug="nb2",
-        params={"prompt": prompt},
-        draft_key=draft or uuid.uuid4().hex,
-    )
-    bot.services.wake.set()
-    return created.job.id
+    return await bot.create_job(user_id, prompt, draft=draft)
 
 
 async def charged_once(bot: RunningBot, job_id: str) -> int:

@@ -15,22 +15,17 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy import select
 
+from tests.e2e_support import tap_screen as tap
 from tests.process_world import World, world
 from tests.processes import TrtProcess
 from trt.billing.wallets import WalletService
 from trt.db.models import Job, LedgerPosting
 from trt.jobs.state import TERMINAL, JobStatus
-from trt.sandbox.driver import Message, SandboxClient, SandboxUser
+from trt.sandbox.driver import SandboxClient
 
 pytestmark = pytest.mark.slow
 __all__ = ["world"]
 STARS_PACKAGE_KOP = 9000  # ⭐ 50 → 90 ₽
-
-
-async def tap(user: SandboxUser, label: str, message: Message | None = None) -> Message:
-    answer = await user.click(label, message)
-    assert answer.answered
-    return (await user.next_event(("edit", "message"))).message
 
 
 async def died_at(process: TrtProcess, step: str) -> None:

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.e2e_support import RunningBot, running_bot
+from tests.e2e_support import RunningBot, open_model, running_bot
+from tests.e2e_support import tap_screen as tap
 from trt.bot.callbacks import Refresh
 from trt.db.models import Job
 from trt.sandbox.driver import Message, SandboxUser
@@ -33,24 +34,6 @@ async def new_user(
     await user.next_message()
     await bot.give_money(user_id, FUNDS)
     return user
-
-
-async def tap(user: SandboxUser, label: str, message: Message | None = None) -> Message:
-    """Tap a button and return the screen it shows (an edit or a new message)."""
-    answer = await user.click(label, message)
-    assert answer.answered
-    return (await user.next_event(("edit", "message"))).message
-
-
-async def open_model(user: SandboxUser, category: str, model: str) -> Message:
-    menu = await user.last_bot_message()
-    if "🎨" not in " ".join(menu.button_labels):
-        await user.send("/start")
-        menu = await user.next_message()
-    listing = await tap(user, category, menu)
-    button = next(label for label in listing.button_labels if label.startswith(model + " ·"))
-    card = await tap(user, button, listing)
-    return await tap(user, "▶️ Начать", card)
 
 
 async def until_result(user: SandboxUser) -> Message:

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiogram import Bot, Dispatcher
+from aiogram import Bot, Dispatcher, methods
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.methods.base import Response
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
 from trt.admin.broadcast import BroadcastService
@@ -43,6 +44,28 @@ from trt.telemetry.store import EventStore
 from trt.users import UserService
 
 COMMANDS = ("start", "help", "balance", "history", "promo", "debug", "cancel", "language")
+# aiogram validates every answer as `Response[<the method's result type>]`; pydantic keeps those
+# parametrized classes in a weak cache, so without a reference they are garbage-collected and
+# rebuilt (ms each): the methods this bot calls on every update keep theirs (docs/performance.md).
+_RESPONSE_TYPES = [
+    Response[method.__returning__]  # type: ignore[name-defined]
+    for method in (
+        methods.AnswerCallbackQuery,
+        methods.EditMessageText,
+        methods.EditMessageReplyMarkup,
+        methods.SendMessage,
+        methods.SendPhoto,
+        methods.SendVideo,
+        methods.SendAudio,
+        methods.SendDocument,
+        methods.SendMediaGroup,
+        methods.SendChatAction,
+        methods.DeleteMessage,
+        methods.SendInvoice,
+        methods.AnswerPreCheckoutQuery,
+        methods.GetFile,
+    )
+]
 
 
 def create_bot(config: Config) -> Bot:

@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import (
     create_async_engine,
 )
 from sqlalchemy.pool import ConnectionPoolEntry
+from sqlalchemy.sql.base import Executable
 
 from trt.telemetry.logs import get_logger
 
@@ -81,6 +82,21 @@ class Database:
                 log.warning("database_retry", what=what, attempt=attempt, error=str(error)[:200])
                 await asyncio.sleep(RETRY_STEP_S * attempt)
         raise AssertionError("unreachable")
+
+    async def best_effort(self, statement: Executable, *, what: str) -> bool:
+        """Run one statement in its own transaction, with `retrying`; a failure is logged, not
+        raised (for bookkeeping a lapsing lease makes good anyway). False when it failed."""
+
+        async def write() -> None:
+            async with self.unit_of_work() as session:
+                await session.execute(statement)
+
+        try:
+            await self.retrying(write, what=what)
+        except Exception as error:
+            log.warning("database_write_failed", what=what, error=str(error)[:200])
+            return False
+        return True
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""

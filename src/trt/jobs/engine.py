@@ -172,22 +172,16 @@ class JobEngine:
         if not job_ids:
             return
 
-        async def give_back() -> None:
-            async with self.database.unit_of_work() as session:
-                await session.execute(
-                    update(Job)
-                    .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
-                    .values(
-                        lease_owner=None,
-                        lease_until=None,
-                        next_run_at=utcnow() + timedelta(seconds=after_s),
-                    )
-                )
-
-        try:
-            await self.database.retrying(give_back, what="lease_release")
-        except Exception as error:
-            log.warning("job_lease_release_failed", jobs=len(job_ids), error=str(error)[:200])
+        await self.database.best_effort(
+            update(Job)
+            .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
+            .values(
+                lease_owner=None,
+                lease_until=None,
+                next_run_at=utcnow() + timedelta(seconds=after_s),
+            ),
+            what="job_lease_release",
+        )
 
     async def sweep(self) -> int:
         """Expire holds past their expiry whose job is no longer active (the backstop).

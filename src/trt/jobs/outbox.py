@@ -153,18 +153,12 @@ class OutboxRelay:
         if not row_ids:
             return
 
-        async def give_back() -> None:
-            async with self.database.unit_of_work() as session:
-                await session.execute(
-                    update(Outbox)
-                    .where(Outbox.id.in_(row_ids), Outbox.sent_at.is_(None))
-                    .values(lease_until=utcnow() + timedelta(seconds=after_s))
-                )
-
-        try:
-            await self.database.retrying(give_back, what="lease_release")
-        except Exception as error:
-            log.warning("outbox_lease_release_failed", rows=len(row_ids), error=str(error)[:200])
+        await self.database.best_effort(
+            update(Outbox)
+            .where(Outbox.id.in_(row_ids), Outbox.sent_at.is_(None))
+            .values(lease_until=utcnow() + timedelta(seconds=after_s)),
+            what="outbox_lease_release",
+        )
 
     async def deliver(self, row_id: int) -> None:
         async with self.database.unit_of_work(readonly=True) as session:
