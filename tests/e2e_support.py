@@ -157,8 +157,9 @@ async def tap_screen(user: SandboxUser, label: str, message: Message | None = No
 async def open_model(user: SandboxUser, category: str, model: str) -> Message:
     """From the main menu (sent anew when the last message is not it) to a model's first
     question."""
-    menu = await user.last_bot_message()
-    if "🎨" not in " ".join(menu.button_labels):
+    messages = [m for m in await user.messages() if m.from_bot]
+    menu = messages[-1] if messages else None
+    if menu is None or "🎨" not in " ".join(menu.button_labels):
         await user.send("/start")
         menu = await user.next_message()
     listing = await tap_screen(user, category, menu)
