@@ -78,7 +78,9 @@ async def user(bot: RunningBot) -> SandboxUser:
 async def test_success_charges_exactly_the_price_and_delivers_once(
     bot: RunningBot, user: SandboxUser
 ) -> None:
-    job_id = await start(bot)
+    # Slow enough that the progress note goes out first (a note later than its result is
+    # skipped by design).
+    job_id = await start(bot, "[slow:0.5] a red fox")
     messages = await until_finished(bot, user)
     result = messages[-1]
     assert result.photo_file_id is not None
