@@ -11,29 +11,25 @@ from sqlalchemy import func, select
 from tests.process_world import World, world
 from trt.db.models import HoldResolution
 from trt.jobs.state import TERMINAL, JobStatus
-from trt.sandbox.telegram import FloodControl
 
 pytestmark = pytest.mark.slow
 __all__ = ["world"]  # the fixture, shared with the leadership process tests
 
 
-# Each kill scenario on one backend (make test's time budget): the steps on Postgres (with the
-# failpoint chain in test_faults_processes.py), a kill mid-batch on SQLite.
+# Each kill scenario on one backend (make test's time budget): the steps on Postgres (after the
+# capture, before delivery: the failpoint chain in test_faults_processes.py), a kill mid-batch
+# on SQLite.
 @pytest.mark.parametrize("backend", ["postgres"], indirect=True)
 @pytest.mark.parametrize(
     ("prompt", "kill_when"),
     [
         ("[timeout:3] a fox", JobStatus.SUBMITTING),  # killed while createTask is in flight
         ("[slow:3] a fox", JobStatus.SUBMITTED),  # killed while KIE generates
-        ("a fox", JobStatus.SUCCEEDED),  # killed after capture, before delivery
     ],
 )
 async def test_kill_9_at_a_step_then_restart(
     world: World, prompt: str, kill_when: JobStatus
 ) -> None:
-    if kill_when is JobStatus.SUCCEEDED:
-        # Telegram's flood control holds the result back: the job waits in SUCCEEDED.
-        world.sandbox.telegram.flood = FloodControl(per_chat_per_s=0.2)
     await world.fund(101, 100_000)
     job_id = await world.create(101, prompt)
     first = await world.start()
@@ -46,7 +42,6 @@ async def test_kill_9_at_a_step_then_restart(
         await first.finish()
     finally:
         await first.kill()
-    world.sandbox.telegram.flood = None
     second = await world.start()
     try:
         states = await world.until(lambda s: all(v in TERMINAL for v in s.values()))
