@@ -240,6 +240,20 @@ class Outbox(Base):
 
     __table_args__ = (UniqueConstraint("job_id", "kind"),)
 
+    @classmethod
+    def for_job(cls, job: Job, kind: str, payload: dict[str, Any]) -> Outbox:
+        """A message about `job` to its chat, due now (added in the job's transaction)."""
+        now = utcnow()
+        return cls(
+            job_id=job.id,
+            kind=kind,
+            chat_id=job.chat_id,
+            payload=payload,
+            next_attempt_at=now,
+            cid=job.cid,
+            created_at=now,
+        )
+
 
 class FreeUsage(Base):
     """Free runs a user took on one UTC day (the daily free quota)."""

@@ -627,15 +627,5 @@ class JobEngine:
         return t(job.lang, "jobs.running", icon=icon, model=self._title(job), eta=eta)
 
     def _outbox(self, session: AsyncSession, job: Job, kind: str, payload: dict[str, Any]) -> None:
-        now = utcnow()
-        session.add(
-            Outbox(
-                job_id=job.id,
-                kind=kind,
-                chat_id=job.chat_id,
-                payload={**payload, "edit_message_id": job.status_message_id},
-                next_attempt_at=now,
-                cid=job.cid,
-                created_at=now,
-            )
-        )
+        payload = {**payload, "edit_message_id": job.status_message_id}
+        session.add(Outbox.for_job(job, kind, payload))

@@ -326,18 +326,7 @@ class OutboxRelay:
                 model=str(row.payload.get("model") or job.model_slug),
                 refund=format_money(job.price_kop),
             )
-            now = utcnow()
-            session.add(
-                Outbox(
-                    job_id=job.id,
-                    kind="failure",
-                    chat_id=job.chat_id,
-                    payload={"text": text},
-                    next_attempt_at=now,
-                    cid=job.cid,
-                    created_at=now,
-                )
-            )
+            session.add(Outbox.for_job(job, "failure", {"text": text}))
         telemetry.emit(
             Event.JOB_FAILED,
             cid=job.cid,
