@@ -106,7 +106,6 @@ async def running_bot(
 ) -> AsyncIterator[RunningBot]:
     """Sandbox servers plus `trt run`'s runtime, polling, with a fast engine."""
     sandbox = await start_sandbox(kie_step_s=kie_step_s, kie_generate_s=kie_generate_s)
-    sandbox.kie.hmac_key = hmac_key
     stop = asyncio.Event()
     task: asyncio.Task[None] | None = None
     ready: asyncio.Future[runtime.Services] = asyncio.get_running_loop().create_future()

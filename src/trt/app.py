@@ -47,7 +47,7 @@ from trt.leadership import Leadership
 from trt.payments.bonuses import BonusService
 from trt.payments.service import PaymentService
 from trt.payments.stars import StarsPayments
-from trt.payments.yookassa import CardPayments, YooKassaClient
+from trt.payments.yookassa import YOOKASSA_NETWORKS, CardPayments, YooKassaClient
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import telemetry
 from trt.telemetry.logs import get_logger
@@ -275,6 +275,7 @@ async def start_http(services: Services) -> tuple[web.AppRunner, TelegramWebhook
         services.database,
         hmac_key=hmac_key.get_secret_value() if hmac_key else None,
         wake=services.wake,
+        refused=lambda reason: services.metrics.callbacks_refused.labels(reason=reason).inc(),
     )
     secret = config.telegram.effective_webhook_secret()
     webhook = TelegramWebhook(
@@ -291,13 +292,19 @@ async def start_http(services: Services) -> tuple[web.AppRunner, TelegramWebhook
         role = services.leadership.role.value
         try:
             await services.database.ping()
-        except Exception as error:  # any failure means not ready; the probe reports it
-            return {"ready": False, "database": str(error)[:200], "role": role}
+        except Exception as error:  # any failure means not ready; the reason goes to the log
+            # The probe is public: the database's error text (hosts, users) stays in the log.
+            log.warning("readyz_database_failed", error=type(error).__name__)
+            return {"ready": False, "database": "unavailable", "role": role}
         return {"ready": True, "database": "ok", "role": role, "version": __version__}
 
     serves_webhook = config.telegram.mode is BotMode.WEBHOOK
     notifications = (
-        YooKassaNotifications(services.cards, lambda: services.leadership.is_active)
+        YooKassaNotifications(
+            services.cards,
+            lambda: services.leadership.is_active,
+            allowed_networks=YOOKASSA_NETWORKS if config.payments.yookassa_check_ip else (),
+        )
         if services.cards is not None
         else None
     )
@@ -308,6 +315,9 @@ async def start_http(services: Services) -> tuple[web.AppRunner, TelegramWebhook
             services.metrics,
             webhook=webhook if serves_webhook else None,
             notifications=notifications,
+            metrics_token=token.get_secret_value()
+            if (token := config.http.metrics_token)
+            else None,
         ),
         access_log=None,
         handle_signals=False,

@@ -117,6 +117,16 @@ class HttpSettings(BaseSettings):
         default=8080, ge=0, le=65535, validation_alias=AliasChoices("HTTP_PORT", "PORT")
     )
     public_base_url: str | None = Field(default=None, validation_alias="PUBLIC_BASE_URL")
+    # `/metrics` shows revenue and wallet totals: with a token it takes `Authorization: Bearer
+    # <token>`, without one it answers loopback callers only.
+    metrics_token: SecretStr | None = Field(default=None, validation_alias="METRICS_TOKEN")
+
+    @field_validator("metrics_token")
+    @classmethod
+    def _blank_token(cls, value: SecretStr | None) -> SecretStr | None:
+        if value is None or not value.get_secret_value().strip():
+            return None
+        return value
 
     @field_validator("public_base_url")
     @classmethod
@@ -198,7 +208,9 @@ class EngineSettings(BaseSettings):
     lease_s: float = Field(default=60, gt=0)
     idle_poll_s: float = Field(default=0.5, gt=0)  # how often an idle worker looks for work
     outbox_retry_s: float = Field(default=5.0, gt=0)  # n-th retry of a failed send after n × this
-    max_result_mb: int = Field(default=200, ge=1)
+    # A result up to this size is downloaded and sent as a file (the Bot API takes 50 MB); a
+    # larger one is sent as a link.
+    max_result_mb: int = Field(default=50, ge=1, le=2000)
 
 
 @dataclass(frozen=True, slots=True)
@@ -243,6 +255,8 @@ class PaymentsSettings(BaseSettings):
     yookassa_api_base: str = Field(
         default="https://api.yookassa.ru/v3", validation_alias="YOOKASSA_API_BASE"
     )
+    # Notifications only from YooKassa's published addresses (docs/operations.md#security).
+    yookassa_check_ip: bool = Field(default=False, validation_alias="YOOKASSA_CHECK_IP")
     manual_transfer_details: str | None = Field(
         default=None, validation_alias="MANUAL_TRANSFER_DETAILS"
     )
@@ -251,6 +265,15 @@ class PaymentsSettings(BaseSettings):
     )
     referral_bonus_rub: int = Field(
         default=50, ge=0, le=100_000, validation_alias="REFERRAL_BONUS_RUB"
+    )
+    # The inviter's bonus is paid once the invited user has topped up and spent this much on
+    # generations (a top-up alone, refunded later, earns nothing), at most this often per
+    # inviter.
+    referral_min_spend_rub: int = Field(
+        default=100, ge=0, le=100_000, validation_alias="REFERRAL_MIN_SPEND_RUB"
+    )
+    referral_max_per_inviter: int = Field(
+        default=50, ge=0, le=100_000, validation_alias="REFERRAL_MAX_PER_INVITER"
     )
     reconcile_interval_s: float = Field(
         default=300, ge=5, le=86_400, validation_alias="PAYMENTS_RECONCILE_S"
@@ -428,6 +451,7 @@ class Config:
             self.kie.api_key,
             self.kie.webhook_hmac_key,
             self.payments.yookassa_secret_key,
+            self.http.metrics_token,
         ]
         return [v.get_secret_value() for v in values if v is not None]
 
@@ -445,6 +469,9 @@ class Config:
             "USER_RATE_LIMIT_PER_10S": str(self.telegram.user_rate_limit_per_10s),
             "HTTP_HOST": self.http.host,
             "HTTP_PORT": str(self.http.port),
+            "METRICS_TOKEN": _mask(self.http.metrics_token)
+            if self.http.metrics_token
+            else "(unset: /metrics answers loopback only)",
             "DATABASE_URL": mask_database_url(self.database.url),
             "KIE_API_KEY": _mask(self.kie.api_key),
             "KIE_BASE_URL": self.kie.base_url,
@@ -471,11 +498,14 @@ class Config:
             "YOOKASSA_SHOP_ID": self.payments.yookassa_shop_id or "(unset: card payments off)",
             "YOOKASSA_SECRET_KEY": _mask(self.payments.yookassa_secret_key),
             "YOOKASSA_API_BASE": self.payments.yookassa_api_base,
+            "YOOKASSA_CHECK_IP": str(self.payments.yookassa_check_ip).lower(),
             "MANUAL_TRANSFER_DETAILS": "(set)"
             if self.payments.manual_transfer_details
             else "(unset: manual transfers off)",
             "WELCOME_BONUS_RUB": str(self.payments.welcome_bonus_rub),
             "REFERRAL_BONUS_RUB": str(self.payments.referral_bonus_rub),
+            "REFERRAL_MIN_SPEND_RUB": str(self.payments.referral_min_spend_rub),
+            "REFERRAL_MAX_PER_INVITER": str(self.payments.referral_max_per_inviter),
             "PAYMENTS_RECONCILE_S": str(self.payments.reconcile_interval_s),
             "LOG_FORMAT": self.logging.format.value if self.logging.format else "(auto)",
             "LOG_LEVEL": self.logging.level,
@@ -507,9 +537,43 @@ def load_config(**overrides: dict[str, Any]) -> Config:
         problems.append(
             ConfigProblem("BOT_MODE", "webhook mode needs PUBLIC_BASE_URL (where Telegram posts)")
         )
+    problems.extend(_cross_checks(built))
     if problems:
         raise ConfigError(problems)
     return Config(**built)  # type: ignore[arg-type]
+
+
+def _cross_checks(built: dict[str, BaseSettings]) -> list[ConfigProblem]:
+    """Rules between settings of different concerns."""
+    problems = []
+    http, kie = built.get("http"), built.get("kie")
+    payments, admin = built.get("payments"), built.get("admin")
+    if (
+        isinstance(http, HttpSettings)
+        and isinstance(kie, KieSettings)
+        and http.public_base_url is not None
+        and kie.webhook_hmac_key is None
+    ):
+        # The callback endpoint is public then: unsigned callbacks could be forged by anyone.
+        problems.append(
+            ConfigProblem(
+                "KIE_WEBHOOK_HMAC_KEY",
+                "is required when PUBLIC_BASE_URL is set (KIE callbacks must be signed)",
+            )
+        )
+    if (
+        isinstance(payments, PaymentsSettings)
+        and isinstance(admin, AdminSettings)
+        and payments.manual_transfer_details
+        and not admin.admin_ids
+    ):
+        problems.append(
+            ConfigProblem(
+                "MANUAL_TRANSFER_DETAILS",
+                "needs ADMIN_IDS: the receipts of manual transfers go to the admins",
+            )
+        )
+    return problems
 
 
 def _problems_from(cls: type[BaseSettings], exc: ValidationError) -> list[ConfigProblem]:

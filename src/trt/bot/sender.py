@@ -90,8 +90,8 @@ def photo_fits(data: bytes) -> bool:
 
 def send_kind(item: OutgoingFile, output: str) -> str:
     """photo | video | audio | document | link for one result file."""
-    if item.data is not None and len(item.data) > UPLOAD_MAX_BYTES:
-        return "link"
+    if item.file_id is None and (item.data is None or len(item.data) > UPLOAD_MAX_BYTES):
+        return "link"  # too big to have been downloaded, or to upload
     if output == "image":
         if item.file_id is not None or (item.data is not None and photo_fits(item.data)):
             return "photo" if item.mime_type.startswith("image/") else "document"

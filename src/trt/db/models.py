@@ -182,6 +182,8 @@ class Job(Base):
     kie_task_id: Mapped[str | None] = mapped_column(String(128), index=True)
     callback_token: Mapped[str] = mapped_column(String(64), unique=True)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    download_attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    free_day: Mapped[str | None] = mapped_column(String(10))  # the free slot's UTC day
     next_run_at: Mapped[datetime] = mapped_column(UtcDateTime, index=True)
     deadline_at: Mapped[datetime] = mapped_column(UtcDateTime)
     reconcile_until: Mapped[datetime | None] = mapped_column(UtcDateTime)
@@ -361,6 +363,8 @@ class Payment(Base):
     external_id: Mapped[str | None] = mapped_column(String(128))
     confirmation_url: Mapped[str | None] = mapped_column(String(512))
     receipt_file_id: Mapped[str | None] = mapped_column(String(256))
+    # Telegram's file_unique_id of a manual transfer's receipt: one payment per receipt.
+    receipt_unique_id: Mapped[str | None] = mapped_column(String(128), unique=True)
     decided_by: Mapped[int | None] = mapped_column(BigInteger)
     detail: Mapped[str] = mapped_column(String(255), default="", server_default="")
     cid: Mapped[str | None] = mapped_column(String(64))
@@ -396,7 +400,10 @@ class PromoRedemption(Base):
 
 
 class Referral(Base):
-    """Who invited whom (`/start ref_<code>`); the inviter's bonus comes with the first top-up."""
+    """Who invited whom (`/start ref_<code>`).
+
+    The inviter's bonus is paid (`credited_at`) once the invited user has topped up and spent
+    the minimum, and taken back (`reversed_at`) when that user's top-up is refunded."""
 
     __tablename__ = "referrals"
 
@@ -404,6 +411,7 @@ class Referral(Base):
     inviter_id: Mapped[int] = mapped_column(BigInteger, index=True)
     created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow)
     credited_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    reversed_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
 
 
 # --------------------------------------------------------------------------- operations

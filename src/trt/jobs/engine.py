@@ -14,12 +14,11 @@ import asyncio
 import contextlib
 import random
 from collections.abc import Callable
-from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, case, select, true, update
+from sqlalchemy import ColumnElement, case, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
@@ -28,24 +27,27 @@ from trt.catalog.schema import Family
 from trt.concurrency import finish
 from trt.config import EngineSettings
 from trt.db.database import Database
-from trt.db.models import FreeUsage, Job, JobResult, Outbox, utcnow
+from trt.db.models import FreeUsage, Job, JobResult, KieCallback, Outbox, utcnow
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.media import MediaFetchError, TelegramFiles, upload_media
 from trt.jobs.service import today_utc
 from trt.jobs.state import ACTIVE, JobStatus, sources_of
-from trt.kie.client import KieClient, TaskStatus, parse_callback
+from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_callback
 from trt.kie.errors import KieError, kind_of
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta, format_money
 from trt.telemetry.events import Event, Reason, telemetry
-from trt.telemetry.logs import get_logger
+from trt.telemetry.logs import get_logger, scrub
 
 log = get_logger(__name__)
 Fence = Callable[[], ColumnElement[bool]]
 BACKOFF_BASE_S = 2.0
 BACKOFF_CAP_S = 60.0
 SWEEP_INTERVAL_S = 60.0
+CALLBACKS_KEEP_DAYS = 14  # received KIE callbacks are kept this long, for support
 CRASH_RETRY_S = 1.0  # a step that crashed (say, its database connection was cut) runs again
+DOWNLOAD_ATTEMPTS = 3  # a result whose download fails this often is refunded
+PARALLEL_DOWNLOADS = 4  # result files in memory at once (each ≤ the download cap)
 
 
 def backoff_s(attempt: int, retry_after_s: float | None = None) -> float:
@@ -64,13 +66,6 @@ def poll_delay_s(elapsed_s: float, scale: float) -> float:
     else:
         base = 30.0
     return base * scale
-
-
-@dataclass(frozen=True, slots=True)
-class Downloaded:
-    url: str
-    data: bytes
-    mime_type: str
 
 
 class JobEngine:
@@ -100,6 +95,7 @@ class JobEngine:
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
         self._running: set[asyncio.Task[None]] = set()
         self._cut: set[str] = set()  # jobs whose step a stop cancelled
+        self._downloads = asyncio.Semaphore(PARALLEL_DOWNLOADS)
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -202,6 +198,12 @@ class JobEngine:
                     expired += 1
         if expired:
             log.warning("holds_expired_by_sweeper", count=expired)
+        await self.database.best_effort(
+            delete(KieCallback).where(
+                KieCallback.received_at < utcnow() - timedelta(days=CALLBACKS_KEEP_DAYS)
+            ),
+            what="kie_callbacks_prune",
+        )
         return expired
 
     async def claim(self, limit: int) -> list[str]:
@@ -437,14 +439,14 @@ class JobEngine:
                 sources=(JobStatus.SUBMITTING,),
                 next_run_at=until,
                 reconcile_until=until,
-                error_message=why[:512],
+                error_message=scrub(why)[:512],
             )
         if moved:
             log.warning("job_reconciling", job_id=job.id, reason=why, until=until.isoformat())
 
     async def _reconcile(self, job: Job) -> None:
-        task_id, _final = self._from_callback(job)
-        if task_id:
+        task_id = self._callback_task_id(job)
+        if task_id and await self._is_our_task(job, task_id):
             async with self.database.unit_of_work() as session:
                 await self._move(
                     session, job, JobStatus.SUBMITTED, kie_task_id=task_id, next_run_at=utcnow()
@@ -461,33 +463,50 @@ class JobEngine:
             job, JobStatus.TIMED_OUT, "deadline", "no callback for a create with an unknown outcome"
         )
 
-    def _from_callback(self, job: Job) -> tuple[str | None, TaskStatus | None]:
+    def _callback_task_id(self, job: Job) -> str | None:
         if not job.callback_payload:
-            return None, None
-        return parse_callback(Family(job.family), job.callback_payload)
+            return None
+        return parse_callback(Family(job.family), job.callback_payload)[0]
+
+    async def _is_our_task(self, job: Job, task_id: str) -> bool:
+        """Whether KIE knows `task_id` as this job's task (asked, not taken from a callback).
+
+        KIE echoes the createTask body in the record: its `callBackUrl` carries the job's
+        token, so a task id from a forged or misrouted callback is never adopted."""
+        try:
+            status = await self.kie.status(Family(job.family), task_id)
+        except KieError as error:
+            log.warning("kie_adoption_unconfirmed", task_id=task_id, code=error.code)
+            return False
+        echoed = echoed_callback_url(status.raw)
+        if echoed is not None and echoed != self.callback_url(job.callback_token):
+            log.warning("kie_callback_foreign_task", task_id=task_id)
+            return False
+        return True
 
     # -- SUBMITTED / RUNNING: waiting for the result --------------------------------------
     async def _poll(self, job: Job) -> None:
+        # A callback only made the job due: its outcome and result URLs are confirmed with
+        # recordInfo before any money moves (KIE's own advice; the signature covers the task
+        # id and the time, not the body).
         assert job.kie_task_id is not None
-        _task, status = self._from_callback(job)
-        if status is None:
-            try:
-                telemetry.emit(Event.KIE_POLL, cid=job.cid, job_id=job.id, task_id=job.kie_task_id)
-                status = await self.kie.status(Family(job.family), job.kie_task_id)
-            except KieError as error:
-                log.warning("kie_poll_failed", job_id=job.id, code=error.code)
-                telemetry.emit(
-                    Event.KIE_ERROR,
-                    cid=job.cid,
-                    job_id=job.id,
-                    code=error.code,
-                    reason_detail=error.message[:200],
-                )
-                if utcnow() >= job.deadline_at:
-                    await self._fail(job, JobStatus.TIMED_OUT, "deadline", error.message)
-                else:
-                    await self._later(job, backoff_s(job.attempts, error.retry_after_s))
-                return
+        try:
+            telemetry.emit(Event.KIE_POLL, cid=job.cid, job_id=job.id, task_id=job.kie_task_id)
+            status = await self.kie.status(Family(job.family), job.kie_task_id)
+        except KieError as error:
+            log.warning("kie_poll_failed", job_id=job.id, code=error.code)
+            telemetry.emit(
+                Event.KIE_ERROR,
+                cid=job.cid,
+                job_id=job.id,
+                code=error.code,
+                reason_detail=error.message[:200],
+            )
+            if utcnow() >= job.deadline_at:
+                await self._fail(job, JobStatus.TIMED_OUT, "deadline", error.message)
+            else:
+                await self._later(job, backoff_s(job.attempts, error.retry_after_s))
+            return
         if status.state == "succeeded":
             await self._succeed(job, status)
         elif status.state == "failed":
@@ -513,40 +532,51 @@ class JobEngine:
             else:
                 await self._later(job, delay)
 
-    async def _download(self, job: Job, urls: tuple[str, ...]) -> list[Downloaded]:
-        files = []
-        for url in urls:
-            data, mime = await self.kie.download(url)
-            if len(data) > self.settings.max_result_mb * 1024 * 1024:
-                raise KieError("download", f"result over {self.settings.max_result_mb} MB")
-            files.append(Downloaded(url, data, mime))
-        return files
+    async def _store_results(self, job: Job, urls: tuple[str, ...]) -> int:
+        """Download each result and store it on its own (one file in memory at a time)."""
+        for position, url in enumerate(urls):
+            async with self._downloads:
+                item = await self.kie.download(url)
+                async with self.database.unit_of_work() as session:
+                    # A retried download replaces what an earlier attempt stored.
+                    await session.execute(
+                        delete(JobResult).where(
+                            JobResult.job_id == job.id, JobResult.position == position
+                        )
+                    )
+                    session.add(
+                        JobResult(
+                            job_id=job.id,
+                            position=position,
+                            url=item.url,
+                            mime_type=item.mime_type,
+                            size_bytes=item.size_bytes,
+                            data=item.data,  # None: too big to send, it goes as a link
+                        )
+                    )
+        return len(urls)
 
     async def _succeed(self, job: Job, status: TaskStatus) -> None:
         if not status.result_urls:
             await self._fail(job, JobStatus.FAILED, "501", "success without results")
             return
         try:
-            files = await self._download(job, status.result_urls)
+            files = await self._store_results(job, status.result_urls)
         except KieError as error:
-            await self._fail(job, JobStatus.FAILED, "download", error.message)
+            # A cut or failed download is tried again; only then refunded, never captured.
+            attempts = job.download_attempts + 1
+            log.warning("result_download_failed", attempt=attempts, reason=error.message)
+            if attempts < DOWNLOAD_ATTEMPTS and utcnow() < job.deadline_at:
+                delay = backoff_s(attempts) * self.settings.poll_scale
+                await self._later(job, delay, download_attempts=attempts)
+            else:
+                await self._fail(job, JobStatus.FAILED, "download", error.message)
             return
         async with self.database.unit_of_work() as session:
             if not await self._move(
                 session, job, JobStatus.SUCCEEDED, result_urls=list(status.result_urls)
             ):
                 return
-            for position, item in enumerate(files):
-                session.add(
-                    JobResult(
-                        job_id=job.id,
-                        position=position,
-                        url=item.url,
-                        mime_type=item.mime_type,
-                        size_bytes=len(item.data),
-                        data=item.data,
-                    )
-                )
             if job.hold_id is not None:
                 await self.ledger.capture(session, job.hold_id, memo=self._title(job), cid=job.cid)
             failpoint("job.captured")
@@ -562,7 +592,7 @@ class JobEngine:
             cid=job.cid,
             job_id=job.id,
             task_id=job.kie_task_id,
-            files=len(files),
+            files=files,
             price_kop=job.price_kop,
         )
         if job.hold_id is not None:
@@ -573,6 +603,7 @@ class JobEngine:
     # -- endings with a refund --------------------------------------------------------------
     async def _fail(self, job: Job, to: JobStatus, code: str, detail: str) -> None:
         kind = kind_of(code)
+        detail = scrub(detail)  # stored on the job and shown in /debug: no secret in it
         reason = kind.reason_en if job.lang == "en" else kind.reason_ru
         async with self.database.unit_of_work() as session:
             if not await self._move(
@@ -583,6 +614,8 @@ class JobEngine:
                 await self.ledger.release(session, job.hold_id, expired=to is JobStatus.TIMED_OUT)
             if job.is_free:
                 await self._return_free_slot(session, job)
+            # Files an earlier attempt stored are of no use to anyone now.
+            await session.execute(delete(JobResult).where(JobResult.job_id == job.id))
             key = "jobs.failed_free" if job.is_free else "jobs.failed"
             text = t(
                 job.lang,
@@ -610,7 +643,11 @@ class JobEngine:
         await session.execute(
             update(FreeUsage)
             .where(
-                FreeUsage.user_id == job.user_id, FreeUsage.day == today_utc(), FreeUsage.used > 0
+                FreeUsage.user_id == job.user_id,
+                # The slot goes back to the day it was taken (a job failing after midnight
+                # must not give the user an extra run today).
+                FreeUsage.day == (job.free_day or today_utc()),
+                FreeUsage.used > 0,
             )
             .values(used=FreeUsage.used - 1)
         )

@@ -10,11 +10,13 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 from aiogram import Bot
+from aiogram.exceptions import TelegramAPIError
 
 from trt.catalog.rules import TELEGRAM_FILE_PREFIX, is_telegram_file
 from trt.catalog.schema import MediaKind, ModelSpec
 from trt.kie.client import KieClient
 from trt.media import image_mime
+from trt.telemetry.logs import scrub
 
 
 class MediaFetchError(Exception):
@@ -43,8 +45,14 @@ class BotFiles:
             info = await self.bot.get_file(file_id)
             assert info.file_path is not None
             buffer = await self.bot.download_file(info.file_path)
-        except Exception as error:  # any Bot API or network failure: the file is unavailable
-            raise MediaFetchError(str(error)) from error
+        except TelegramAPIError as error:  # Telegram's own words (no URL in them)
+            raise MediaFetchError(f"{type(error).__name__}: {scrub(error.message)}") from error
+        except Exception as error:  # any other failure: the file is unavailable
+            # Not the exception's text: a failed download's names the file URL, which holds
+            # the bot token, and this message is stored on the job and shown in /debug.
+            raise MediaFetchError(
+                f"the file could not be fetched ({type(error).__name__})"
+            ) from error
         assert buffer is not None
         return buffer.read(), info.file_path.rsplit("/", 1)[-1]
 

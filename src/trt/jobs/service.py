@@ -24,7 +24,7 @@ from trt.billing.ledger import Ledger, hold_id_for
 from trt.catalog.schema import ModelSpec
 from trt.config import EngineSettings
 from trt.db.database import Database
-from trt.db.models import FreeUsage, Job, JobResult, utcnow
+from trt.db.models import FreeUsage, Job, JobResult, User, utcnow
 from trt.i18n import t
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.pipeline import UnifiedModelPipeline
@@ -178,6 +178,7 @@ class JobService:
                         params=checked.params,
                         price_kop=price,
                         is_free=is_free,
+                        free_day=today_utc() if is_free else None,
                         hold_id=hold_id,
                         status=JobStatus.CONFIRMED.value,
                         callback_token=secrets.token_urlsafe(24),
@@ -217,6 +218,11 @@ class JobService:
 
     async def _check_limits(self, session: AsyncSession, user_id: int) -> None:
         active = [s.value for s in ACTIVE]
+        # The user's row is locked first: two confirms of one user on two instances count one
+        # after the other, so neither can pass the limit on a count the other is about to
+        # change (SQLite has one writer anyway).
+        await self.ledger.ensure_user(session, user_id)
+        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
         mine = await session.scalar(
             select(func.count())
             .select_from(Job)

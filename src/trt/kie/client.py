@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import tempfile
 import time
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
@@ -20,6 +21,7 @@ from aiohttp import (
     ClientConnectionError,
     ClientConnectorError,
     ClientError,
+    ClientPayloadError,
     ClientResponse,
     ClientSession,
     ClientTimeout,
@@ -48,6 +50,8 @@ KIE_RESULT_HOSTS = frozenset(
         "file.aiquickdraw.com",
     }
 )
+DOWNLOAD_CHUNK_BYTES = 64 * 1024
+SPOOL_IN_MEMORY_BYTES = 1024 * 1024  # a result larger than this is spooled to disk
 _RUNNING = {"waiting": "pending", "queuing": "pending", "generating": "running"}
 _SUNO_RUNNING = {"PENDING", "TEXT_SUCCESS", "FIRST_SUCCESS"}
 
@@ -109,6 +113,16 @@ class RateLimiter:
 
 
 @dataclass(frozen=True, slots=True)
+class Download:
+    """A downloaded result file; `data` is None when it is too big to send (a link then)."""
+
+    url: str
+    mime_type: str
+    size_bytes: int
+    data: bytes | None
+
+
+@dataclass(frozen=True, slots=True)
 class Limits:
     creates: int = 18  # KIE: 20 new tasks per 10 s per account; keep a margin
     creates_period_s: float = 10.0
@@ -116,7 +130,7 @@ class Limits:
     records_period_s: float = 1.0
     connect_timeout_s: float = 5.0
     read_timeout_s: float = 30.0
-    max_download_bytes: int = 200 * 1024 * 1024
+    max_download_bytes: int = 50 * 1024 * 1024  # the Bot API's upload limit
 
 
 class KieClient:
@@ -134,10 +148,11 @@ class KieClient:
         self.limits = limits or Limits()
         self._creates = RateLimiter(self.limits.creates, self.limits.creates_period_s)
         self._records = RateLimiter(self.limits.records, self.limits.records_period_s)
-        self.allowed_hosts = KIE_RESULT_HOSTS | {
-            urlsplit(self.base_url).hostname or "",
-            urlsplit(self.upload_base_url).hostname or "",
-        }
+        configured = [urlsplit(self.base_url), urlsplit(self.upload_base_url)]
+        self.allowed_hosts = KIE_RESULT_HOSTS | {u.hostname or "" for u in configured}
+        # Plain http only where KIE itself is configured over http (the sandbox, a local
+        # stand-in); KIE's real hosts serve https.
+        self._http_hosts = {u.hostname or "" for u in configured if u.scheme == "http"}
         self._session: ClientSession | None = None
         self.calls: dict[str, int] = {}  # path → count, for metrics and benchmarks
 
@@ -240,24 +255,50 @@ class KieClient:
             raise KieError("malformed", "no fileUrl in the upload answer")
         return url
 
-    async def download(self, url: str) -> tuple[bytes, str]:
-        """A result file's bytes and type; only from KIE's hosts, within the size limit."""
-        host = urlsplit(url).hostname or ""
-        if urlsplit(url).scheme not in ("https", "http") or host not in self.allowed_hosts:
+    async def download(self, url: str) -> Download:
+        """A result file, read to its end; only from KIE's hosts.
+
+        A body over `max_download_bytes` is not kept: the result is sent as a link (the
+        download stops there, nothing more is read). A body cut short (the connection closed
+        early, fewer bytes than `Content-Length`) raises a `KieError("download")`: the caller
+        retries, and never charges for a part of a file. The bytes go through a spooled
+        temporary file, so a large body does not sit in the connection's buffers twice.
+        """
+        parts = urlsplit(url)
+        host = parts.hostname or ""
+        if host not in self.allowed_hosts:
             raise KieError("download", f"refusing to download from {host!r}")
+        if parts.scheme != "https" and not (parts.scheme == "http" and host in self._http_hosts):
+            raise KieError("download", f"refusing {parts.scheme or 'no'} scheme for {host!r}")
+        limit = self.limits.max_download_bytes
         try:
             async with self.session.get(url, allow_redirects=False) as response:
                 if response.status != 200:
                     raise KieError("download", f"HTTP {response.status} for a result")
-                limit = self.limits.max_download_bytes
-                data = await response.content.read(limit + 1)
-                if len(data) > limit:
-                    raise KieError("download", f"result over {limit} bytes")
-                return data, response.content_type or "application/octet-stream"
+                mime_type = response.content_type or "application/octet-stream"
+                declared = response.content_length
+                if declared is not None and declared > limit:
+                    return Download(url, mime_type, declared, None)
+                with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
+                    size = 0
+                    async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
+                        size += len(chunk)
+                        if size > limit:
+                            return Download(url, mime_type, size, None)
+                        spool.write(chunk)
+                    if declared is not None and size != declared:
+                        raise KieError("download", f"truncated: {size} of {declared} bytes")
+                    if size == 0:
+                        raise KieError("download", "an empty result file")
+                    spool.seek(0)
+                    return Download(url, mime_type, size, spool.read())
         except KieError:
             raise
+        except ClientPayloadError:
+            raise KieError("download", "truncated: the connection closed mid-body") from None
         except (TimeoutError, ClientError, OSError) as exc:
-            raise KieError("download", f"{exc.__class__.__name__}: {exc}") from None
+            # The exception's text can hold the URL; its class says enough.
+            raise KieError("download", exc.__class__.__name__) from None
 
 
 async def _envelope(response: ClientResponse, *, creates: bool) -> Any:
@@ -368,6 +409,20 @@ def parse_callback(family: Family, body: dict[str, Any]) -> tuple[str | None, Ta
         return task, None
     status = parse_status(Family.MARKET, data)
     return task, status if status.finished else None
+
+
+def echoed_callback_url(record: dict[str, Any]) -> str | None:
+    """The `callBackUrl` of the createTask body a task record echoes (`param` / `paramJson`,
+    a JSON string); None when the record does not echo one."""
+    for key in ("param", "paramJson"):
+        raw = record.get(key)
+        try:
+            body = json.loads(raw) if isinstance(raw, str) else raw
+        except ValueError:
+            continue
+        if isinstance(body, dict) and isinstance(body.get("callBackUrl"), str):
+            return str(body["callBackUrl"])
+    return None
 
 
 def _result_urls(raw: Any) -> tuple[str, ...]:

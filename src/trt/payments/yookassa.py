@@ -12,8 +12,11 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import re
 from decimal import Decimal
+from ipaddress import ip_network
 from typing import Any
+from urllib.parse import quote
 
 import aiohttp
 from aiogram import Bot
@@ -28,6 +31,29 @@ from trt.telemetry.events import Event, Reason, new_cid, telemetry
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
+# YooKassa's payment ids: 36 characters of hex digits and dashes (a UUID's shape).
+PAYMENT_ID = re.compile(r"[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}")
+
+
+# Where YooKassa sends notifications from (its documentation, "Входящие уведомления").
+YOOKASSA_NETWORKS = tuple(
+    ip_network(n)
+    for n in (
+        "185.71.76.0/27",
+        "185.71.77.0/27",
+        "77.75.153.0/25",
+        "77.75.156.11/32",
+        "77.75.156.35/32",
+        "77.75.154.128/25",
+        "2a02:5180::/32",
+    )
+)
+
+
+def is_payment_id(value: str) -> bool:
+    return PAYMENT_ID.fullmatch(value) is not None
+
+
 TIMEOUT = aiohttp.ClientTimeout(total=20, connect=5, sock_read=15)
 CHECK_AFTER_S = 30.0  # a pending payment is looked up once it is this old
 MEMO = "ЮKassa"
@@ -80,9 +106,14 @@ class YooKassaClient:
         return await self._call("POST", "/payments", body, {"Idempotence-Key": idempotence_key})
 
     async def get(self, payment_id: str) -> dict[str, Any] | None:
-        """The payment as YooKassa holds it; None when YooKassa does not know the id."""
+        """The payment as YooKassa holds it; None when YooKassa does not know the id.
+
+        The id comes from a notification anyone can post: only YooKassa's id format goes into
+        the path (quoted as well), so `../` or a query cannot reach another endpoint."""
+        if not is_payment_id(payment_id):
+            return None
         try:
-            return await self._call("GET", f"/payments/{payment_id}")
+            return await self._call("GET", f"/payments/{quote(payment_id, safe='')}")
         except YooKassaError as error:
             if "404" in str(error):
                 return None
@@ -160,7 +191,7 @@ class CardPayments:
         """Handle a notification by re-fetching its payment; returns what happened."""
         obj = body.get("object") if isinstance(body, dict) else None
         external_id = obj.get("id") if isinstance(obj, dict) else None
-        if not isinstance(external_id, str) or not external_id:
+        if not isinstance(external_id, str) or not is_payment_id(external_id):
             return "invalid"
         fetched = await self.client.get(external_id)
         if fetched is None:

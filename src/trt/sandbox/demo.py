@@ -28,6 +28,7 @@ from trt.web.app import YOOKASSA_PATH
 
 DEMO_TOKEN = "777000:SANDBOX-demo-token-not-secret"  # noqa: S105 - the sandbox's, public
 DEMO_KIE_KEY = "sandbox-kie-key"
+DEMO_HMAC_KEY = "sandbox-kie-webhook-hmac-key"
 WEBCHAT_DIR = Path(__file__).with_name("webchat")
 DEMO_BALANCE_KOP = 500_00
 DEMO_ACCOUNT = "bonus:demo"
@@ -119,8 +120,14 @@ def demo_config(
         "base_url": sandbox.kie_app.url,
         "upload_base_url": sandbox.kie_app.url,
     }
+    # A public callback URL needs signed callbacks (the configuration insists): the sandbox
+    # KIE signs with the key the bot checks.
+    hmac_key = hmac_key or (DEMO_HMAC_KEY if public_base_url else None)
+    sandbox.kie.hmac_key = hmac_key
     if hmac_key:
         kie["webhook_hmac_key"] = hmac_key
+    # Receipts of manual transfers go to the admins: offered only when there are some.
+    transfer = {"MANUAL_TRANSFER_DETAILS": DEMO_TRANSFER_DETAILS} if admin_ids else {}
     return load_config(
         telegram={
             "BOT_TOKEN": DEMO_TOKEN,
@@ -135,7 +142,7 @@ def demo_config(
             "YOOKASSA_SHOP_ID": sandbox.yookassa.shop_id,
             "YOOKASSA_SECRET_KEY": sandbox.yookassa.secret_key,
             "YOOKASSA_API_BASE": sandbox.yookassa_app.url + "/v3",
-            "MANUAL_TRANSFER_DETAILS": DEMO_TRANSFER_DETAILS,
+            **transfer,
             **(payments or {}),
         },
         admin={"ADMIN_IDS": ",".join(str(a) for a in admin_ids)},
@@ -144,12 +151,14 @@ def demo_config(
 
 def sandbox_env(sandbox: Sandbox, database_url: str) -> dict[str, str]:
     """Environment variables of a `trt run` process against this sandbox (tests, benches)."""
+    sandbox.kie.hmac_key = DEMO_HMAC_KEY  # callbacks are signed whenever they are on
     return {
         "BOT_TOKEN": DEMO_TOKEN,
         "TELEGRAM_API_BASE": sandbox.telegram_app.url,
         "KIE_API_KEY": DEMO_KIE_KEY,
         "KIE_BASE_URL": sandbox.kie_app.url,
         "KIE_UPLOAD_BASE_URL": sandbox.kie_app.url,
+        "KIE_WEBHOOK_HMAC_KEY": DEMO_HMAC_KEY,
         "DATABASE_URL": database_url,
         "YOOKASSA_SHOP_ID": sandbox.yookassa.shop_id,
         "YOOKASSA_SECRET_KEY": sandbox.yookassa.secret_key,

@@ -52,6 +52,7 @@ class Script:
     callback: str = "normal"  # normal | none | duplicate | minimal
     record_status: int | None = None  # recordInfo answers this code for the task
     results: int = 1  # number of result files
+    truncate: int = 0  # this many downloads of each result are cut off mid-body
 
     @classmethod
     def from_prompt(cls, prompt: str) -> Script:
@@ -87,6 +88,8 @@ class Script:
                 script.record_status = int(arg or 500)
             elif name == "results":
                 script.results = max(1, min(int(arg or 1), 10))
+            elif name == "truncate":
+                script.truncate = int(arg) if arg.isdigit() else 1_000_000
         return script
 
 
@@ -106,6 +109,7 @@ class KieTask:
     result_urls: list[str] = field(default_factory=list)
     callbacks_sent: int = 0
     credits: int = 0
+    downloads: dict[str, int] = field(default_factory=dict)  # result name → times served
 
     @property
     def callback_url(self) -> str | None:
@@ -142,8 +146,14 @@ class KieServer:
         hmac_key: str | None = None,
         callback_retry_s: float = 0.2,
         vendor: VendorDump | None = None,
+        chunk_bytes: int = 8 * 1024,
+        chunk_pause_s: float = 0.005,
     ) -> None:
         self.api_key = api_key
+        # Results are served as a CDN serves them over a real network: in chunks, with pauses
+        # between them, so a client that reads only what is buffered gets a part of the file.
+        self.chunk_bytes = chunk_bytes
+        self.chunk_pause_s = chunk_pause_s
         self.credits = credits
         self.credits_per_task = credits_per_task
         self.step_s = step_s
@@ -448,7 +458,7 @@ class KieServer:
         )
 
     # ------------------------------------------------------------------ files
-    async def _result_file(self, request: web.Request) -> web.Response:
+    async def _result_file(self, request: web.Request) -> web.StreamResponse:
         task = self.tasks.get(request.match_info["task_id"])
         name = request.match_info["name"]
         if task is None or f"{self.base_url}/files/{task.task_id}/{name}" not in task.result_urls:
@@ -459,10 +469,38 @@ class KieServer:
                 width, height = _dimensions(task)
                 data = render_png(task.prompt, width, height, label=task.model)
                 self._rendered[task.task_id] = data
-            return web.Response(body=data, content_type="image/png")
-        if name.endswith(".mp4"):
-            return web.Response(body=sample("sample.mp4"), content_type="video/mp4")
-        return web.Response(body=sample("sample.mp3"), content_type="audio/mpeg")
+            content_type = "image/png"
+        elif name.endswith(".mp4"):
+            data, content_type = sample("sample.mp4"), "video/mp4"
+        else:
+            data, content_type = sample("sample.mp3"), "audio/mpeg"
+        served = task.downloads.get(name, 0)
+        task.downloads[name] = served + 1
+        cut = len(data) // 2 if served < task.script.truncate else None
+        return await self._send_chunked(request, data, content_type, cut_at=cut)
+
+    async def _send_chunked(
+        self, request: web.Request, data: bytes, content_type: str, *, cut_at: int | None
+    ) -> web.StreamResponse:
+        """`data` in chunks with pauses; with `cut_at`, the connection drops at that byte
+        (the Content-Length promised the whole file, as a failing CDN's does)."""
+        response = web.StreamResponse(headers={"Content-Type": content_type})
+        response.content_length = len(data)
+        await response.prepare(request)
+        end = len(data) if cut_at is None else cut_at
+        try:
+            for start in range(0, end, self.chunk_bytes):
+                await response.write(data[start : min(start + self.chunk_bytes, end)])
+                if self.chunk_pause_s:
+                    await asyncio.sleep(self.chunk_pause_s)
+        except ConnectionResetError:
+            return response  # the client stopped reading (a result over its size limit)
+        if cut_at is not None:
+            assert request.transport is not None
+            request.transport.close()
+            return response
+        await response.write_eof()
+        return response
 
     async def _uploaded_file(self, request: web.Request) -> web.Response:
         stored = self.uploads.get(request.match_info["name"])

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from trt.telemetry.logs import get_logger
+from trt.telemetry.logs import get_logger, scrub
 
 log = get_logger("trt.events")
 
@@ -266,6 +266,9 @@ class Telemetry:
                     if value is not None or key not in merged:
                         merged[key] = value
                 fields = merged
+            # Stored copies (the events table, /debug, /trace) get what the log line gets: an
+            # exception's text can carry a URL with the bot token.
+            fields = {k: scrub(v) if isinstance(v, str) else v for k, v in fields.items()}
             record = {"event": name, "ts": time.time(), **fields}
             log.info(name, **{k: v for k, v in fields.items() if k != "event"})
         except Exception as error:

@@ -29,6 +29,15 @@ def resolve_format(configured: LogFormat | None, *, command: str) -> LogFormat:
     return LogFormat.CONSOLE
 
 
+def scrub(text: str) -> str:
+    """`text` with every known secret replaced (for anything stored or shown that may hold
+    an exception's text or a URL: logs, events, job errors)."""
+    for secret in _secrets:
+        if secret in text:
+            text = text.replace(secret, _REDACTED)
+    return text
+
+
 def _scrub_secrets(
     _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
 ) -> MutableMapping[str, Any]:
@@ -38,11 +47,14 @@ def _scrub_secrets(
         return event_dict
     for key, value in event_dict.items():
         if isinstance(value, str):
-            for secret in _secrets:
-                if secret in value:
-                    value = value.replace(secret, _REDACTED)
-            event_dict[key] = value
+            event_dict[key] = scrub(value)
     return event_dict
+
+
+def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
+    # The last word: whatever a nested value, a traceback or a third-party message carried
+    # into the rendered line, no secret leaves the process.
+    return scrub(line) if isinstance(line, str) and _secrets else line
 
 
 def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -> None:
@@ -61,11 +73,17 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
     if fmt is LogFormat.JSON:
         renderer = structlog.processors.JSONRenderer(ensure_ascii=False)
         tail: list[structlog.types.Processor] = [
-            structlog.processors.dict_tracebacks,
+            # Frame locals would put every argument of every frame in the log: aiogram's
+            # request frames hold the Bot API URL with the token.
+            structlog.processors.ExceptionRenderer(
+                structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
+            ),
             _scrub_secrets,
         ]
     else:
-        renderer = structlog.dev.ConsoleRenderer(colors=sys.stderr.isatty())
+        renderer = structlog.dev.ConsoleRenderer(
+            colors=sys.stderr.isatty(), exception_formatter=structlog.dev.plain_traceback
+        )
         tail = [_scrub_secrets]
 
     structlog.configure(
@@ -84,6 +102,7 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
             structlog.stdlib.ProcessorFormatter.remove_processors_meta,
             *tail,
             renderer,
+            _scrub_rendered,
         ],
     )
     handler = logging.StreamHandler(sys.stderr)

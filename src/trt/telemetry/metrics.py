@@ -7,6 +7,7 @@ instance reports the shared truth.
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
@@ -16,6 +17,7 @@ from trt.db.database import Database
 from trt.db.models import Job, LedgerAccount
 from trt.telemetry.events import Event
 
+GAUGES_TTL_S = 15.0  # scrapes within this window reuse the gauges read from the database
 LATENCY_BUCKETS_S = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
@@ -52,11 +54,18 @@ class Metrics:
         self.deliveries = Counter(
             "trt_deliveries_total", "Results delivered", ["outcome"], registry=r
         )
+        self.callbacks_refused = Counter(
+            "trt_kie_callbacks_refused_total",
+            "KIE callbacks refused before anything was stored, by reason",
+            ["reason"],
+            registry=r,
+        )
         self.jobs = Gauge("trt_jobs", "Jobs by state and model", ["state", "model"], registry=r)
         self.ledger = Gauge("trt_ledger_kopecks", "Ledger totals", ["kind"], registry=r)
         self.role = Gauge("trt_leader_role", "1 for this instance's role", ["role"], registry=r)
         self.epoch = Gauge("trt_leader_epoch", "The fencing epoch held (0: none)", registry=r)
         self.set_role(role, None)
+        self._gauges_read_at: float | None = None
 
     def set_role(self, role: str, epoch: int | None) -> None:
         """A leadership listener: exactly one of active / passive is 1."""
@@ -90,7 +99,14 @@ class Metrics:
             self.deliveries.labels(outcome=str(record.get("outcome", "sent"))).inc()
 
     async def refresh(self) -> None:
-        """Read the job and ledger gauges from the database (at scrape time)."""
+        """Read the job and ledger gauges from the database (at scrape time).
+
+        At most once per `GAUGES_TTL_S`: the reads are GROUP BYs over jobs and the ledger, and
+        a scrape loop (or anyone with the token) must not turn into database load."""
+        now = time.monotonic()
+        if self._gauges_read_at is not None and now - self._gauges_read_at < GAUGES_TTL_S:
+            return
+        self._gauges_read_at = now
         async with self.database.unit_of_work(readonly=True) as session:
             rows = (
                 await session.execute(

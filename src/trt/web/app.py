@@ -10,7 +10,11 @@ from __future__ import annotations
 
 import asyncio
 import hmac
+import json
+import time
+from collections import deque
 from collections.abc import Awaitable, Callable
+from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any
 
 from aiogram import Bot, Dispatcher
@@ -33,55 +37,72 @@ from trt.telemetry.logs import get_logger
 from trt.telemetry.metrics import Metrics
 
 log = get_logger(__name__)
-MAX_CALLBACK_BYTES = 1024 * 1024
+MAX_REQUEST_BYTES = 256 * 1024  # a Telegram update or a YooKassa notification is far smaller
+MAX_CALLBACK_BYTES = 64 * 1024  # KIE's callback: the task record with its createTask body
 WEBHOOK_PATH = "/telegram/webhook"
 YOOKASSA_PATH = "/yookassa/notification"
+NOTIFICATIONS_PER_S = 20  # YooKassa sends one per payment event; more is someone else
 OK = {"code": 200, "msg": "success"}
 
 Ready = Callable[[], Awaitable[dict[str, Any]]]
 
 
 class CallbackReceiver:
-    def __init__(self, database: Database, *, hmac_key: str | None, wake: asyncio.Event) -> None:
+    """KIE's callbacks: authenticated, bounded, attached to their job, never trusted as results.
+
+    A callback only wakes its job (the engine confirms the outcome with recordInfo before any
+    money moves). Nothing is stored for a token no job has: a flood of forgeries costs a lookup
+    and a counter, not database rows.
+    """
+
+    def __init__(
+        self,
+        database: Database,
+        *,
+        hmac_key: str | None,
+        wake: asyncio.Event,
+        refused: Callable[[str], None] = lambda _reason: None,
+    ) -> None:
         self.database = database
         self.hmac_key = hmac_key
         self.wake = wake
+        self.refused = refused
 
     async def handle(self, request: web.Request) -> web.Response:
         token = request.match_info["token"]
+        raw = await read_capped(request, MAX_CALLBACK_BYTES)
+        if raw is None:
+            self.refused("too_large")
+            return web.json_response({"code": 413, "msg": "body too large"}, status=413)
         try:
-            body = await request.json()
+            body = json.loads(raw)
         except ValueError:
+            self.refused("invalid")
             return web.json_response({"code": 400, "msg": "invalid JSON"}, status=400)
         if not isinstance(body, dict):
+            self.refused("invalid")
             return web.json_response({"code": 400, "msg": "invalid body"}, status=400)
         if self.hmac_key and not signature_ok(body, request.headers, self.hmac_key):
+            self.refused("bad_signature")
             log.warning(
                 "kie_callback_rejected",
                 reason_code="ACCESS_DENIED",
                 reason_detail="bad signature",
-                task_id=callback_task_id(body),
+                task_id=callback_task_id(body)[:64],
             )
             return web.json_response({"code": 401, "msg": "bad signature"}, status=401)
         job_id = await self.store(token, body)
         if job_id is None:
+            self.refused("unknown_token")
             return web.json_response({"code": 404, "msg": "unknown callback"}, status=404)
         self.wake.set()
         return web.json_response(OK)
 
     async def store(self, token: str, body: dict[str, Any]) -> str | None:
         """Record the callback; attach it to its job and make the job due now."""
-        task_id = callback_task_id(body) or None
+        task_id = callback_task_id(body)[:128] or None
         async with self.database.unit_of_work() as session:
             job = await session.scalar(select(Job).where(Job.callback_token == token))
-            session.add(
-                KieCallback(
-                    job_id=job.id if job else None,
-                    task_id=task_id,
-                    payload=body,
-                    received_at=utcnow(),
-                )
-            )
             if job is None:
                 log.warning(
                     "kie_callback_orphan",
@@ -90,6 +111,9 @@ class CallbackReceiver:
                     task_id=task_id,
                 )
                 return None
+            session.add(
+                KieCallback(job_id=job.id, task_id=task_id, payload=body, received_at=utcnow())
+            )
             if job.kie_task_id and task_id and task_id != job.kie_task_id:
                 log.warning("kie_callback_mismatch", job_id=job.id, task_id=task_id)
                 return job.id
@@ -180,14 +204,30 @@ class YooKassaNotifications:
     """YooKassa's HTTP notifications: the body is a hint, the API is the truth (CardPayments).
 
     Only the ACTIVE instance acts on them (money moves there); a PASSIVE one answers 503 and
-    YooKassa delivers again (the leader's periodic check finds the payment anyway).
+    YooKassa delivers again (the leader's periodic check finds the payment anyway). The answer
+    says nothing of what was found (the outcome goes to the log); the endpoint is rate-limited
+    and, with `YOOKASSA_CHECK_IP`, open only to YooKassa's published addresses.
     """
 
-    def __init__(self, cards: CardPayments, is_active: Callable[[], bool]) -> None:
+    def __init__(
+        self,
+        cards: CardPayments,
+        is_active: Callable[[], bool],
+        *,
+        allowed_networks: tuple[IPv4Network | IPv6Network, ...] = (),
+        per_s: int = NOTIFICATIONS_PER_S,
+    ) -> None:
         self.cards = cards
         self.is_active = is_active
+        self.allowed_networks = allowed_networks
+        self.window = SlidingWindow(per_s, 1.0)
 
     async def handle(self, request: web.Request) -> web.Response:
+        if self.allowed_networks and not _from_networks(request, self.allowed_networks):
+            log.warning("yookassa_notification_refused", reason_code="ACCESS_DENIED")
+            return web.json_response({"ok": False}, status=403)
+        if not self.window.admit():
+            return web.json_response({"ok": False}, status=429)
         if not self.is_active():
             return web.json_response({"ok": False, "error": "passive instance"}, status=503)
         try:
@@ -199,9 +239,67 @@ class YooKassaNotifications:
         except YooKassaError as error:  # cannot verify now: YooKassa retries
             log.warning("yookassa_notification_unverified", error=str(error)[:200])
             return web.json_response({"ok": False}, status=502)
+        log.info("yookassa_notification", outcome=outcome)
         if outcome == "invalid":
             return web.json_response({"ok": False, "error": "not a notification"}, status=400)
-        return web.json_response({"ok": True, "outcome": outcome})
+        return web.json_response({"ok": True})
+
+
+class SlidingWindow:
+    """At most `count` admissions in any `period_s`: cheap protection for a public endpoint."""
+
+    def __init__(self, count: int, period_s: float) -> None:
+        self.count = count
+        self.period_s = period_s
+        self._times: deque[float] = deque()
+
+    def admit(self) -> bool:
+        now = time.monotonic()
+        while self._times and self._times[0] <= now - self.period_s:
+            self._times.popleft()
+        if len(self._times) >= self.count:
+            return False
+        self._times.append(now)
+        return True
+
+
+def _from_networks(request: web.Request, networks: tuple[IPv4Network | IPv6Network, ...]) -> bool:
+    """Whether the caller's address is in `networks`.
+
+    Behind a PaaS proxy the caller is the last `X-Forwarded-For` hop (the proxy appends what it
+    saw; anything before it is whatever the client claimed)."""
+    forwarded = request.headers.get("X-Forwarded-For", "")
+    address = forwarded.rsplit(",", 1)[-1].strip() if forwarded else (request.remote or "")
+    try:
+        ip = ip_address(address)
+    except ValueError:
+        return False
+    return any(ip in network for network in networks)
+
+
+def metrics_allowed(request: web.Request, token: str | None) -> bool:
+    """`/metrics` with `METRICS_TOKEN`: a matching bearer token; without it: loopback only."""
+    if token is not None:
+        given = request.headers.get("Authorization", "")
+        return hmac.compare_digest(given.encode(), f"Bearer {token}".encode())
+    try:
+        return ip_address(request.remote or "").is_loopback and not request.headers.get(
+            "X-Forwarded-For"
+        )
+    except ValueError:
+        return False
+
+
+async def read_capped(request: web.Request, limit: int) -> bytes | None:
+    """The request body, or None when it is larger than `limit` (read no further then)."""
+    if request.content_length is not None and request.content_length > limit:
+        return None
+    body = bytearray()
+    async for chunk in request.content.iter_chunked(16 * 1024):
+        body += chunk
+        if len(body) > limit:
+            return None
+    return bytes(body)
 
 
 def create_web_app(
@@ -210,8 +308,10 @@ def create_web_app(
     metrics: Metrics | None = None,
     webhook: TelegramWebhook | None = None,
     notifications: YooKassaNotifications | None = None,
+    *,
+    metrics_token: str | None = None,
 ) -> web.Application:
-    app = web.Application(client_max_size=MAX_CALLBACK_BYTES)
+    app = web.Application(client_max_size=MAX_REQUEST_BYTES)
     app.router.add_post("/kie/callback/{token}", receiver.handle)
     if webhook is not None:
         app.router.add_post(WEBHOOK_PATH, webhook.handle)
@@ -219,7 +319,9 @@ def create_web_app(
         app.router.add_post(YOOKASSA_PATH, notifications.handle)
     if metrics is not None:
 
-        async def metrics_page(_request: web.Request) -> web.Response:
+        async def metrics_page(request: web.Request) -> web.Response:
+            if not metrics_allowed(request, metrics_token):
+                return web.json_response({"ok": False}, status=401)
             body = await metrics.render()
             return web.Response(body=body, headers={"Content-Type": CONTENT_TYPE_LATEST})
 
