@@ -26,6 +26,7 @@ from trt import __version__
 from trt.admin.alerts import Alerts
 from trt.admin.broadcast import BroadcastService
 from trt.admin.settings import RuntimeSettings
+from trt.billing.ledger import Ledger
 from trt.bot.app import create_bot, create_dispatcher, set_commands
 from trt.bot.intake import UpdateInbox
 from trt.bot.keyboards import back_to_menu
@@ -45,6 +46,7 @@ from trt.jobs.service import JobService
 from trt.kie.client import KieClient, Limits
 from trt.leadership import Leadership
 from trt.payments.bonuses import BonusService
+from trt.payments.referrals import Referrals
 from trt.payments.service import PaymentService
 from trt.payments.stars import StarsPayments
 from trt.payments.yookassa import YOOKASSA_NETWORKS, CardPayments, YooKassaClient
@@ -177,6 +179,7 @@ async def build_services(config: Config, database: Database) -> Services:
         wake=wake,
         files=BotFiles(bot),
         fence=leadership.fence,
+        referrals=Referrals(config.payments, Ledger(is_sqlite=database.is_sqlite)),
     )
     sender = Sender(bot)
     relay = OutboxRelay(

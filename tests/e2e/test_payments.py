@@ -206,11 +206,20 @@ async def test_card_payment_is_credited_once_and_forgeries_credit_nothing(
         pending = bot.sandbox.yookassa.payments[payment_id]
         claim = {"type": "notification", "event": "payment.succeeded", "object": {**pending}}
         claim["object"]["status"] = "succeeded"
+        # The answer says nothing of what was found (the outcome goes to the log).
         async with http.post(notify_url, json=claim) as response:
-            assert (await response.json())["outcome"] == "pending"
-        invented = {"type": "notification", "event": "payment.succeeded", "object": {"id": "x"}}
+            assert await response.json() == {"ok": True}
+        unknown = {**pending, "id": "0000aaaa-000f-5000-9000-000000000000"}
+        invented = {"type": "notification", "event": "payment.succeeded", "object": unknown}
         async with http.post(notify_url, json=invented) as response:
-            assert (await response.json())["outcome"] == "unknown"
+            assert await response.json() == {"ok": True}
+        # An id that is not YooKassa's shape never reaches its API (`../` would walk its paths).
+        calls = len(bot.sandbox.yookassa.requests)
+        for bad in ("x", "../../v3/refunds", "0000aaaa-000f-5000-9000-000000000000?a=1"):
+            forged = {"type": "notification", "event": "payment.succeeded", "object": {"id": bad}}
+            async with http.post(notify_url, json=forged) as response:
+                assert response.status == 400
+        assert len(bot.sandbox.yookassa.requests) == calls
         assert await bot.balance(3201) == (0, 0)
         # The payer pays on YooKassa's page: the notification is verified and credited.
         async with http.post(
@@ -316,36 +325,83 @@ async def test_manual_transfer_rejected_credits_nothing_and_the_user_is_told(
 
 
 # -- bonuses --------------------------------------------------------------------------------
-async def test_referral_bonus_once_when_the_invited_user_first_tops_up(bot: RunningBot) -> None:
-    inviter = await bot.client.user(3401, "Пригласивший")
-    await inviter.send("/start")
-    await inviter.next_message()
-    invited = await bot.client.user(3402, "Друг")
-    await invited.send(f"/start ref_{referral_code(3401)}")
-    await invited.next_message()
-    # Self-referral and an existing user's referral are not stored.
-    loner = await bot.client.user(3403, "Сам")
-    await loner.send(f"/start ref_{referral_code(3403)}")
-    await loner.next_message()
-    await inviter.send(f"/start ref_{referral_code(3402)}")
-    await inviter.next_message()
-    for _ in range(2):  # two top-ups by the invited user: one bonus
-        invited, invoice = await stars_invoice(bot, 3402)
-        assert (await invited.pay(invoice))[0]
-        assert (await invited.next_message()).text.startswith("✅ Зачислено 90 ₽.")
-    bonus = await inviter.next_message()
-    assert bonus.text.startswith("🤝 Ваш друг пополнил баланс — вам начислено 50 ₽.")
-    assert await bot.balance(3401) == (50_00, 0)
-    assert await bot.balance(3402) == (2 * PACKAGE_KOP, 0)
-    loner, invoice = await stars_invoice(bot, 3403)
-    assert (await loner.pay(invoice))[0]
-    assert (await loner.next_message()).text.startswith("✅ Зачислено 90 ₽.")
-    assert await bot.balance(3403) == (PACKAGE_KOP, 0)  # no bonus for inviting oneself
-    assert await bot.balance(3402) == (2 * PACKAGE_KOP, 0)  # nor for the old user's "referral"
-    screen = await open_topup(bot, 3401)
-    invite = await tap(screen[0], "🤝 Пригласить друга", screen[1])
-    assert f"start=ref_{referral_code(3401)}" in invite.text
-    assert "Приглашено: 1, пополнили: 1." in invite.text
+async def spend(bot: RunningBot, user_id: int, draft: str) -> None:
+    """One paid generation (7,60 ₽), delivered."""
+    job = await bot.create_job(user_id, "a fox", draft=draft)
+    await bot.events.wait_for(Event.DELIVERED, job_id=job, timeout_s=30)
+
+
+async def test_referral_bonus_after_a_paying_friends_spending_once_capped_and_reversed(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    # Farming was: invite yourself under another account, top up, collect, refund. Now the
+    # bonus waits for real spending, is paid once per friend, at most N per inviter, and goes
+    # back with the friend's refund.
+    async with running_bot(
+        tmp_path,
+        database_url=database_url,
+        admin_ids=(ADMIN,),
+        payments={
+            "WELCOME_BONUS_RUB": 0,
+            "REFERRAL_BONUS_RUB": 50,
+            "REFERRAL_MIN_SPEND_RUB": 10,
+            "REFERRAL_MAX_PER_INVITER": 1,
+        },
+    ) as bot:
+        inviter = await bot.client.user(3401, "Пригласивший")
+        await inviter.send("/start")
+        await inviter.next_message()
+        invited = await bot.client.user(3402, "Друг")
+        await invited.send(f"/start ref_{referral_code(3401)}")
+        await invited.next_message()
+        # Self-referral and an existing user's referral are not stored.
+        loner = await bot.client.user(3403, "Сам")
+        await loner.send(f"/start ref_{referral_code(3403)}")
+        await loner.next_message()
+        await inviter.send(f"/start ref_{referral_code(3402)}")
+        await inviter.next_message()
+        for _ in range(2):  # two top-ups by the invited user: no bonus for money alone
+            invited, invoice = await stars_invoice(bot, 3402)
+            assert (await invited.pay(invoice))[0]
+            assert (await invited.next_message()).text.startswith("✅ Зачислено 90 ₽.")
+        assert await bot.balance(3401) == (0, 0)
+        await spend(bot, 3402, "friend-1")  # 7,60 ₽: below the 10 ₽ minimum
+        assert await bot.balance(3401) == (0, 0)
+        await spend(bot, 3402, "friend-2")  # 15,20 ₽ spent: the friend counts now
+        bonus = await inviter.next_message()
+        assert bonus.text.startswith("🤝 Ваш друг пользуется ботом — вам начислено 50 ₽.")
+        assert await bot.balance(3401) == (50_00, 0)
+        await spend(bot, 3402, "friend-3")  # once per friend
+        assert await bot.balance(3401) == (50_00, 0)
+        screen = await open_topup(bot, 3401)
+        invite = await tap(screen[0], "🤝 Пригласить друга", screen[1])
+        assert f"start=ref_{referral_code(3401)}" in invite.text
+        assert "от 10 ₽" in invite.text
+        assert "Приглашено: 1, бонус получен за: 1." in invite.text
+
+        # A second friend who spends as much: over the inviter's cap of one, no bonus.
+        second = await bot.client.user(3404, "Второй друг")
+        await second.send(f"/start ref_{referral_code(3401)}")
+        await second.next_message()
+        second, invoice = await stars_invoice(bot, 3404)
+        assert (await second.pay(invoice))[0]
+        await second.next_message()
+        await spend(bot, 3404, "second-1")
+        await spend(bot, 3404, "second-2")
+        assert await bot.balance(3401) == (50_00, 0)
+
+        # The first friend's top-up is refunded: the inviter's bonus goes back with it.
+        payment = next(
+            r["payment_id"]
+            for r in bot.events.records
+            if r["event"] == Event.PAYMENT_CREDITED and r["user_id"] == 3402
+        )
+        admin = await bot.client.user(ADMIN, "Админ")
+        await admin.send(f"/refund {payment}")
+        assert (await admin.next_message()).text.startswith(f"↩️ Платёж {payment} возвращён")
+        assert await bot.balance(3401) == (0, 0)
+        assert await bot.balance(3403) == (0, 0)  # no bonus for inviting oneself
+        assert await bot.ledger_problems() == []
 
 
 async def test_promo_codes_keep_their_limits_and_expiry(bot: RunningBot) -> None:

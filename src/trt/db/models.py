@@ -226,7 +226,7 @@ class Outbox(Base):
 
     id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
     job_id: Mapped[str] = mapped_column(ForeignKey("jobs.id"))
-    kind: Mapped[str] = mapped_column(String(16))  # running | result | failure
+    kind: Mapped[str] = mapped_column(String(16))  # running | result | failure | referral
     chat_id: Mapped[int] = mapped_column(BigInteger)
     payload: Mapped[dict[str, Any]] = mapped_column(JSON)
     attempts: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
@@ -243,13 +243,16 @@ class Outbox(Base):
     __table_args__ = (UniqueConstraint("job_id", "kind"),)
 
     @classmethod
-    def for_job(cls, job: Job, kind: str, payload: dict[str, Any]) -> Outbox:
-        """A message about `job` to its chat, due now (added in the job's transaction)."""
+    def for_job(
+        cls, job: Job, kind: str, payload: dict[str, Any], *, chat_id: int | None = None
+    ) -> Outbox:
+        """A message about `job` to its chat (or `chat_id`), due now (added in the job's
+        transaction)."""
         now = utcnow()
         return cls(
             job_id=job.id,
             kind=kind,
-            chat_id=job.chat_id,
+            chat_id=job.chat_id if chat_id is None else chat_id,
             payload=payload,
             next_attempt_at=now,
             cid=job.cid,

@@ -27,14 +27,15 @@ from trt.catalog.schema import Family
 from trt.concurrency import finish
 from trt.config import EngineSettings
 from trt.db.database import Database
-from trt.db.models import FreeUsage, Job, JobResult, KieCallback, Outbox, utcnow
+from trt.db.models import FreeUsage, Job, JobResult, KieCallback, Outbox, User, utcnow
 from trt.faults import failpoint
-from trt.i18n import t
+from trt.i18n import normalize_lang, t
 from trt.jobs.media import MediaFetchError, TelegramFiles, upload_media
 from trt.jobs.service import today_utc
 from trt.jobs.state import ACTIVE, JobStatus, sources_of
 from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_callback
 from trt.kie.errors import KieError, kind_of
+from trt.payments.referrals import ReferralBonus, Referrals
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta, format_money
 from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger, scrub
@@ -81,8 +82,10 @@ class JobEngine:
         wake: asyncio.Event | None = None,
         files: TelegramFiles | None = None,
         fence: Fence | None = None,
+        referrals: Referrals | None = None,
     ) -> None:
         self.database = database
+        self.referrals = referrals  # the inviter's bonus, paid on the invited user's spending
         self.pipeline = pipeline
         self.kie = kie
         self.settings = settings
@@ -572,6 +575,7 @@ class JobEngine:
             else:
                 await self._fail(job, JobStatus.FAILED, "download", error.message)
             return
+        bonus = None
         async with self.database.unit_of_work() as session:
             if not await self._move(
                 session, job, JobStatus.SUCCEEDED, result_urls=list(status.result_urls)
@@ -579,6 +583,7 @@ class JobEngine:
                 return
             if job.hold_id is not None:
                 await self.ledger.capture(session, job.hold_id, memo=self._title(job), cid=job.cid)
+                bonus = await self._referral_bonus(session, job)
             failpoint("job.captured")
             key = "jobs.result_free" if job.is_free else "jobs.result"
             self._outbox(
@@ -586,6 +591,14 @@ class JobEngine:
                 job,
                 "result",
                 {"caption": t(job.lang, key, model=self._title(job)), "model": self._title(job)},
+            )
+        if bonus is not None:
+            telemetry.emit(
+                Event.BONUS_CREDITED,
+                cid=job.cid,
+                user_id=bonus.inviter_id,
+                kind="referral",
+                amount_kop=bonus.amount_kop,
             )
         telemetry.emit(
             Event.JOB_SUCCEEDED,
@@ -638,6 +651,20 @@ class JobEngine:
             telemetry.emit(
                 Event.HOLD_RELEASED, cid=job.cid, job_id=job.id, amount_kop=job.price_kop
             )
+
+    async def _referral_bonus(self, session: AsyncSession, job: Job) -> ReferralBonus | None:
+        """This capture may be what qualifies the user's inviter for the bonus: paid in the
+        same transaction, the inviter told through the outbox."""
+        if self.referrals is None:
+            return None
+        bonus = await self.referrals.on_spend(session, job.user_id, job.cid)
+        if bonus is None:
+            return None
+        language = await session.scalar(select(User.language).where(User.id == bonus.inviter_id))
+        amount = format_money(bonus.amount_kop)
+        text = t(normalize_lang(language), "pay.referral_bonus", amount=amount)
+        session.add(Outbox.for_job(job, "referral", {"text": text}, chat_id=bonus.inviter_id))
+        return bonus
 
     async def _return_free_slot(self, session: AsyncSession, job: Job) -> None:
         await session.execute(

@@ -2,7 +2,7 @@
 
 Every credit goes through the ledger from the `bonus` account with its own idempotency key
 (`welcome:<user>`, `referral:<invited>`, `promo:<code>:<user>`), so each happens at most once.
-The referral bonus itself is paid with the invited user's first top-up (`PaymentService`).
+The referral bonus itself is paid on the invited user's spending (`payments.referrals`).
 """
 
 from __future__ import annotations
@@ -95,7 +95,7 @@ class BonusService:
         return int(stored) if stored is not None else None
 
     async def invited_count(self, inviter_id: int) -> tuple[int, int]:
-        """(invited users, of them topped up) for the referral screen."""
+        """(invited users, of them earned the bonus) for the referral screen."""
         async with self.database.unit_of_work(readonly=True) as session:
             rows = (
                 await session.execute(

@@ -4,7 +4,8 @@ Every way money arrives — a Stars `successful_payment`, a YooKassa payment fet
 notification, an admin's approval of a manual transfer, a reconciliation that finds a missed
 one — ends in `PaymentService.credit`, keyed by the provider's id (`<method>:<external id>`):
 a redelivered update, a replayed notification or a second approval changes nothing. The
-inviter's referral bonus rides in the same transaction as the invited user's first top-up.
+inviter's referral bonus is paid on the invited user's spending (`payments.referrals`) and taken
+back with a refund of their top-up.
 """
 
 from __future__ import annotations
@@ -13,14 +14,15 @@ import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trt.billing.ledger import BONUS, Ledger
+from trt.billing.ledger import Ledger
 from trt.config import PaymentsSettings
 from trt.db.database import Database
-from trt.db.models import LedgerPosting, Payment, Referral, User, utcnow
+from trt.db.models import LedgerPosting, Payment, User, utcnow
 from trt.faults import failpoint
+from trt.payments.referrals import Referrals
 from trt.telemetry.events import Event, telemetry
 
 SOURCES = {"stars": "topup:stars", "yookassa": "topup:yookassa", "manual": "topup:manual"}
@@ -63,8 +65,6 @@ class Credit:
 
     payment: PaymentView
     created: bool
-    referral_inviter: int | None = None  # credited with the referral bonus just now
-    referral_bonus_kop: int = 0
 
 
 def _view(row: Payment) -> PaymentView:
@@ -84,6 +84,16 @@ def _view(row: Payment) -> PaymentView:
     )
 
 
+def _like_prefix(text: str) -> str:
+    """A LIKE pattern matching what starts with `text` (its wildcards taken literally)."""
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+
+
+def _attempt_key(base: str, attempt: int) -> str:
+    """The ledger key of a refund attempt (the first keeps the key older versions wrote)."""
+    return base if attempt == 1 else f"{base}:{attempt}"
+
+
 def payment_id_of(payload: str) -> str | None:
     """The payment id of a Stars invoice payload, None when the payload is not ours."""
     if not payload.startswith(INVOICE_PREFIX):
@@ -97,6 +107,7 @@ class PaymentService:
         self.database = database
         self.settings = settings
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
+        self.referrals = Referrals(settings, self.ledger)
 
     # -- intents -------------------------------------------------------------------------------
     async def create(
@@ -260,13 +271,11 @@ class PaymentService:
                 memo=memo,
                 cid=cid or row.cid,
             )
-            inviter, bonus = None, 0
             event_cid = cid or row.cid
             if posted.created:
                 row.status = SUCCEEDED
                 row.external_id = external_id
                 row.updated_at = utcnow()
-                inviter, bonus = await self._referral_bonus(session, row.user_id, cid)
             view = _view(row)
             failpoint("payment.uncommitted")
         failpoint("payment.credited")
@@ -281,7 +290,7 @@ class PaymentService:
                 external_id=external_id,
                 reconciled=reconciled,
             )
-        return Credit(view, posted.created, inviter, bonus)
+        return Credit(view, posted.created)
 
     async def close(self, payment_id: str, status: str, *, detail: str = "") -> PaymentView | None:
         """Move a pending payment to canceled / rejected; None when it was not pending."""
@@ -306,24 +315,27 @@ class PaymentService:
         """Take the credit back from the wallet before asking Telegram to refund the Stars.
 
         Refused (`PaymentError`) unless the payment succeeded by Stars and the user still has
-        the money available (`InsufficientFundsError` from the ledger: it was spent).
+        the money available (`InsufficientFundsError` from the ledger: it was spent). A payment
+        already REFUNDING (an earlier attempt whose outcome is not known yet) is returned as it
+        is: its reversal stands, Telegram is only asked again.
         """
         async with self.database.unit_of_work() as session:
             row = await session.get(Payment, payment_id, with_for_update=True)
             if row is None or row.method != "stars" or row.external_id is None:
                 raise PaymentError("unknown_payment")
             if row.status == REFUNDING:
-                # An earlier refund took the credit back but never heard Telegram's answer
-                # (a crash): ask Telegram again; the reversal's key keeps it to one.
                 return _view(row)
             if row.status != SUCCEEDED:
                 raise PaymentError("not_refundable")
+            attempt = await self._refund_attempt(session, row.external_id)
             wallet = await self.ledger.wallet(session, row.user_id)
             source = await self.ledger.account(session, SOURCES["stars"])
             await self.ledger.transfer(
                 session,
                 kind="refund_topup",
-                idempotency_key=f"refund:stars:{row.external_id}",
+                # Each attempt its own key: after a refused attempt gave the credit back, the
+                # next one must take it again (a replayed key would debit nothing).
+                idempotency_key=_attempt_key(f"refund:stars:{row.external_id}", attempt),
                 debit=wallet,
                 credit=source,
                 amount_kop=row.amount_kop,
@@ -334,25 +346,56 @@ class PaymentService:
             row.updated_at = utcnow()
             return _view(row)
 
-    async def finish_refund(self, payment_id: str, *, ok: bool, cid: str | None = None) -> None:
-        """After Telegram's answer: refunded, or the credit restored when Telegram refused."""
+    async def finish_refund(self, payment_id: str, *, ok: bool, cid: str | None = None) -> bool:
+        """After Telegram's definite answer: refunded, or the credit restored when Telegram
+        refused. Call it only on a definite answer (an unclear one leaves REFUNDING). False
+        when the payment was not REFUNDING (decided already)."""
         async with self.database.unit_of_work() as session:
             row = await session.get(Payment, payment_id, with_for_update=True)
-            if row is None or row.status != REFUNDING:
-                return
+            if row is None or row.status != REFUNDING or row.external_id is None:
+                return False
             if not ok:
+                attempt = await self._refund_attempt(session, row.external_id)
                 await self.ledger.credit_wallet(
                     session,
                     user_id=row.user_id,
                     source=SOURCES["stars"],
                     amount_kop=row.amount_kop,
                     kind="topup",
-                    idempotency_key=f"refund-undone:stars:{row.external_id}",
+                    idempotency_key=_attempt_key(f"refund-undone:stars:{row.external_id}", attempt),
                     memo=f"Stars ⭐ {row.stars}",
                     cid=cid,
                 )
+            else:
+                await self.referrals.reverse(session, row.user_id, cid)
             row.status = REFUNDED if ok else SUCCEEDED
             row.updated_at = utcnow()
+            return True
+
+    async def refunding(self, method: str = "stars") -> list[PaymentView]:
+        """Refunds whose outcome is not known yet (Telegram did not answer clearly)."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            rows = await session.scalars(
+                select(Payment)
+                .where(Payment.method == method, Payment.status == REFUNDING)
+                .order_by(Payment.updated_at)
+                .limit(100)
+            )
+            return [_view(row) for row in rows]
+
+    async def _refund_attempt(self, session: AsyncSession, charge_id: str) -> int:
+        """The number of the refund attempt in progress: one more than the refused ones (each
+        refused attempt left its `refund-undone` posting in the ledger)."""
+        undone = await session.scalar(
+            select(func.count())
+            .select_from(LedgerPosting)
+            .where(
+                LedgerPosting.idempotency_key.like(
+                    _like_prefix(f"refund-undone:stars:{charge_id}"), escape="\\"
+                )
+            )
+        )
+        return int(undone or 0) + 1
 
     # -- helpers -------------------------------------------------------------------------------
     async def _copy_for(self, session: AsyncSession, row: Payment, external_id: str) -> Payment:
@@ -379,30 +422,3 @@ class PaymentService:
         session.add(copy)
         await session.flush()
         return copy
-
-    async def _referral_bonus(
-        self, session: AsyncSession, invited_id: int, cid: str | None
-    ) -> tuple[int | None, int]:
-        """The inviter's bonus on the invited user's first top-up (once per invited user)."""
-        amount = self.settings.referral_bonus_rub * 100
-        if amount <= 0:
-            return None, 0
-        inviter = await session.scalar(
-            update(Referral)
-            .where(Referral.invited_id == invited_id, Referral.credited_at.is_(None))
-            .values(credited_at=utcnow())
-            .returning(Referral.inviter_id)
-        )
-        if inviter is None:
-            return None, 0
-        await self.ledger.credit_wallet(
-            session,
-            user_id=int(inviter),
-            source=BONUS,
-            amount_kop=amount,
-            kind="bonus",
-            idempotency_key=f"referral:{invited_id}",
-            memo="referral",
-            cid=cid,
-        )
-        return int(inviter), amount

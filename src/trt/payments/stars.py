@@ -13,21 +13,25 @@ import contextlib
 from typing import Any
 
 from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
+from aiogram.exceptions import (
+    TelegramAPIError,
+    TelegramNetworkError,
+    TelegramRetryAfter,
+    TelegramServerError,
+)
 from aiogram.types import InlineKeyboardMarkup, LabeledPrice
-from sqlalchemy import select
 
 from trt.bot.sender import RetryLater, Sender, Undeliverable
 from trt.config import PaymentsSettings, StarsPackage
-from trt.db.models import User
-from trt.i18n import normalize_lang, t
+from trt.i18n import t
 from trt.payments.service import Credit, PaymentError, PaymentService, PaymentView, payment_id_of
 from trt.pipeline import format_money
-from trt.telemetry.events import Event, telemetry
+from trt.telemetry.events import Event, new_cid, telemetry
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 PAGE = 100
+REFUNDED_NOW, REFUSED, UNCLEAR = "refunded", "refused", "unclear"
 
 
 def stars_memo(stars: int | None) -> str:
@@ -83,20 +87,6 @@ async def tell_credited(
     text = prefix + await credited_text(payments, credit, view.lang)
     if await notify(sender, view.chat_id, text, markup):
         await payments.mark_told(view.id)
-    if credit.created:
-        await tell_inviter(payments, sender, credit)
-
-
-async def tell_inviter(payments: PaymentService, sender: Sender, credit: Credit) -> None:
-    """The referral bonus came with this credit: tell the inviter, in their language."""
-    inviter = credit.referral_inviter
-    if inviter is None or credit.referral_bonus_kop <= 0:
-        return
-    async with payments.database.unit_of_work(readonly=True) as session:
-        language = await session.scalar(select(User.language).where(User.id == inviter))
-    lang = normalize_lang(language)
-    amount = format_money(credit.referral_bonus_kop)
-    await notify(sender, inviter, t(lang, "pay.referral_bonus", amount=amount))
 
 
 class StarsPayments:
@@ -216,26 +206,55 @@ class StarsPayments:
     async def refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:
         """Refund a Stars payment: the credit reversed, then the Stars sent back.
 
-        `PaymentError` (not a refundable payment) or `InsufficientFundsError` (the user has
-        spent it) refuse it with nothing changed.
+        `PaymentError` (not a refundable payment; Telegram refused, the credit restored;
+        `refund_pending`: Telegram's answer was unclear, the refund stays open and is asked
+        again) or `InsufficientFundsError` (the user has spent it, nothing changed).
         """
         payment = await self.payments.start_refund(payment_id, cid=cid)
+        outcome = await self._settle_refund(payment, cid)
+        if outcome == REFUSED:
+            raise PaymentError("refund_failed")
+        if outcome == UNCLEAR:
+            raise PaymentError("refund_pending")
+        return payment
+
+    async def resume_refunds(self) -> int:
+        """Ask again about every refund whose outcome was unclear; how many were settled."""
+        settled = 0
+        for payment in await self.payments.refunding("stars"):
+            # A check of its own, traceable under its own cid (the admin's action is long over).
+            if await self._settle_refund(payment, new_cid()) != UNCLEAR:
+                settled += 1
+        return settled
+
+    async def _settle_refund(self, payment: PaymentView, cid: str | None) -> str:
+        """Ask Telegram to refund a REFUNDING payment and act on a definite answer only.
+
+        A timeout or a 5xx may come after Telegram refunded: then the transaction list decides
+        (a refund is listed under the charge's id); while nothing is certain the payment stays
+        REFUNDING, the credit reversed, and nothing is paid twice either way."""
         assert payment.external_id is not None
+        outcome = REFUNDED_NOW
         try:
             await self.bot.refund_star_payment(payment.user_id, payment.external_id)
+        except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter) as error:
+            log.warning("stars_refund_unclear", payment_id=payment.id, error=type(error).__name__)
+            outcome = REFUNDED_NOW if await self._refund_listed(payment.external_id) else UNCLEAR
         except TelegramAPIError as error:
-            already = "CHARGE_ALREADY_REFUNDED" in str(error)
-            await self.payments.finish_refund(payment_id, ok=already, cid=cid)
-            if not already:
-                log.warning("stars_refund_failed", payment_id=payment_id, error=str(error)[:200])
-                raise PaymentError("refund_failed") from error
-        else:
-            await self.payments.finish_refund(payment_id, ok=True, cid=cid)
+            if "CHARGE_ALREADY_REFUNDED" not in str(error):
+                log.warning("stars_refund_failed", payment_id=payment.id, error=str(error)[:200])
+                outcome = REFUSED
+        if outcome == UNCLEAR:
+            return UNCLEAR
+        if not await self.payments.finish_refund(payment.id, ok=outcome != REFUSED, cid=cid):
+            return outcome  # decided by another attempt a moment ago
+        if outcome == REFUSED:
+            return REFUSED
         telemetry.emit(
             Event.PAYMENT_REFUNDED,
             cid=cid,
             user_id=payment.user_id,
-            payment_id=payment_id,
+            payment_id=payment.id,
             amount_kop=payment.amount_kop,
         )
         await notify(
@@ -243,7 +262,25 @@ class StarsPayments:
             payment.chat_id,
             t(payment.lang, "pay.refunded", amount=format_money(payment.amount_kop)),
         )
-        return payment
+        return outcome
+
+    async def _refund_listed(self, charge_id: str) -> bool:
+        """Whether Telegram lists a refund of `charge_id` (its id, with a receiver: outgoing).
+
+        An unclear answer is no answer: False, and the refund is asked about again later."""
+        offset = 0
+        try:
+            while True:
+                answer = await self.bot.get_star_transactions(offset=offset, limit=PAGE)
+                for transaction in answer.transactions:
+                    if transaction.id == charge_id and transaction.receiver is not None:
+                        return True
+                offset += len(answer.transactions)
+                if len(answer.transactions) < PAGE:
+                    return False
+        except TelegramAPIError as error:
+            log.warning("stars_refund_check_failed", error=type(error).__name__)
+            return False
 
     async def run(self, stop: asyncio.Event) -> None:
         """Reconcile now and then every `PAYMENTS_RECONCILE_S` until `stop` (ACTIVE only)."""
@@ -252,6 +289,9 @@ class StarsPayments:
                 found = await self.reconcile()
                 if found:
                     log.warning("stars_reconciliation_credited", count=found)
+                settled = await self.resume_refunds()
+                if settled:
+                    log.warning("stars_refunds_settled", count=settled)
             except (TelegramAPIError, TelegramNetworkError) as error:
                 log.warning("stars_reconciliation_failed", error=str(error)[:200])
             except Exception:  # a bug here must not stop the ACTIVE work

@@ -964,7 +964,11 @@ class TelegramServer:
                 "id": charge_id,
                 "amount": payment["amount"],
                 "date": int(time.time()),
-                "receiver": {"type": "user", "user": payment["source"]["user"]},
+                "receiver": {
+                    "type": "user",
+                    "user": payment["source"]["user"],
+                    "transaction_type": "invoice_payment",
+                },
             }
         )
         return True

@@ -43,7 +43,8 @@ class YooKassaServer:
         self.fail_creates = 0
         self.base_url = ""
         self._http: ClientSession | None = None
-        self.app = web.Application()
+        self.requests: list[tuple[str, str]] = []  # (method, path) of every API call, for tests
+        self.app = web.Application(middlewares=[self._record])
         self.app.router.add_post("/v3/payments", self._create)
         self.app.router.add_get("/v3/payments/{id}", self._get)
         self.app.router.add_get("/checkout/{id}", self._checkout)
@@ -51,6 +52,13 @@ class YooKassaServer:
         self.app.on_cleanup.append(self._cleanup)
 
     # -- the API -------------------------------------------------------------------------------
+    @web.middleware
+    async def _record(self, request: web.Request, handler: Any) -> web.StreamResponse:
+        if request.path.startswith("/v3/"):
+            self.requests.append((request.method, request.raw_path))
+        response: web.StreamResponse = await handler(request)
+        return response
+
     def _authorized(self, request: web.Request) -> bool:
         header = request.headers.get("Authorization", "")
         if not header.startswith("Basic "):

@@ -139,6 +139,7 @@ async def on_method(
             lang,
             "pay.invite",
             bonus=format_money(settings.referral_bonus_rub * 100),
+            min_spend=format_money(settings.referral_min_spend_rub * 100),
             link=html.escape(link),
             invited=invited,
             paid=paid,
