@@ -10,9 +10,10 @@ from pathlib import Path
 import aiohttp
 import pytest
 from aiogram.types import LabeledPrice
+from sqlalchemy import func, select
 
 from tests.e2e_support import RunningBot, running_bot
-from trt.db.models import utcnow
+from trt.db.models import AuditEntry, Payment, utcnow
 from trt.payments.bonuses import BonusService, referral_code
 from trt.sandbox.driver import Message, SandboxUser
 from trt.telemetry.events import Event
@@ -482,3 +483,66 @@ async def test_a_refund_interrupted_after_the_reversal_completes_on_retry(
     payment = await bot.services.payments.get(payment_id)
     assert payment is not None
     assert payment.status == "refunded"
+
+
+# -- requests handled again after a crash (the inbox is at-least-once) ---------------------
+async def handled_again(bot: RunningBot, user_id: int, message_id: int) -> None:
+    """The same message handled a second time, under a new cid (a crash before the inbox's
+    done-mark: the restarted instance handles the stored update again)."""
+    mark = len(bot.events.records)
+    await bot.sandbox.telegram.redeliver(user_id, message_id)
+    await bot.events.handled(Event.MESSAGE_RECEIVED, user_id=user_id, since=mark)
+
+
+async def test_an_adjustment_handled_twice_moves_money_once(bot: RunningBot) -> None:
+    user = await bot.client.user(3601, "Клиент")
+    await user.send("/start")
+    await user.next_message()
+    admin = await bot.client.user(ADMIN, "Админ")
+    command, _seq = await bot.sandbox.telegram.user_sends(ADMIN, text="/adjust 3601 50 gift")
+    assert (await admin.next_message()).text.startswith("Баланс 3601 изменён на 50 ₽")
+    await handled_again(bot, ADMIN, command["message_id"])
+    assert await bot.balance(3601) == (50_00, 0)
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        audited = await session.scalar(
+            select(func.count()).select_from(AuditEntry).where(AuditEntry.action == "adjust")
+        )
+    assert audited == 1
+
+
+async def test_a_receipt_makes_one_payment_however_often_it_arrives(bot: RunningBot) -> None:
+    from trt.sandbox.media import render_png
+
+    admin = await bot.client.user(ADMIN, "Админ")
+    user, topup = await open_topup(bot, 3602, name="<b>Хакер</b> & Co")
+    amounts = await tap(user, "🏦 Перевод по реквизитам", topup)
+    await tap(user, "300 ₽", amounts)
+    sent = await user.send_file(render_png("receipt", 200, 300))
+    assert (await user.next_message()).text.startswith("📨 Чек получен.")
+    receipt = await admin.next_message()
+    # The receipt message handled again: the same payment, no second receipt for the admins.
+    await handled_again(bot, 3602, sent.message_id)
+    # The same receipt sent again (a new message, the same file): refused.
+    user, topup = await open_topup(bot, 3602, name="<b>Хакер</b> & Co")
+    again = await tap(user, "300 ₽", await tap(user, "🏦 Перевод по реквизитам", topup))
+    assert "Переведите" in again.text
+    photo = sent.raw["photo"]
+    await bot.sandbox.telegram.user_sends(3602, photo=photo)
+    assert (await user.next_message()).text.startswith("Этот чек уже был отправлен.")
+    # Another receipt while the first waits for an admin: refused too.
+    await user.send_file(render_png("another receipt", 200, 300))
+    assert (await user.next_message()).text.startswith("Ваш предыдущий чек ещё проверяется.")
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        manual = list(await session.scalars(select(Payment).where(Payment.user_id == 3602)))
+    assert len(manual) == 1
+    # The admin approves: credited once; the caption keeps the user's name as text, not markup.
+    approve = receipt.button("✅ Зачислить")["callback_data"]
+    assert (await admin.click_data(receipt.message_id, approve)).answered
+    assert (await user.next_message()).text.startswith("✅ Зачислено 300 ₽.")
+    edited = (await admin.next_event(("edit",))).message
+    assert (
+        "<b>Хакер</b> &amp; Co" in edited.raw["caption"]
+        or "<b>Хакер</b> & Co" in (edited.raw["caption"])
+    )
+    assert not any(e.get("type") == "bold" for e in edited.raw.get("caption_entities", []))
+    assert await bot.balance(3602) == (300_00, 0)

@@ -239,20 +239,29 @@ class Operations:
             )
 
     async def adjust(
-        self, user_id: int, amount_kop: int, *, reason: str, admin_id: int, cid: str | None
+        self,
+        user_id: int,
+        amount_kop: int,
+        *,
+        reason: str,
+        admin_id: int,
+        key: str,
+        cid: str | None,
     ) -> Balance:
         """Credit (amount > 0) or debit (< 0) a wallet through the ledger, with the reason.
 
+        `key` names the admin's request (the command's chat and message id): the same request
+        handled again — a redelivered update after a crash — moves nothing the second time.
         A debit beyond the available balance raises `InsufficientFundsError`; nothing moves.
         """
         assert amount_kop != 0
-        key = f"adjust:{cid or utcnow().isoformat()}:{user_id}"
+        key = f"adjust:{key}:{user_id}"
         async with self.database.unit_of_work() as session:
             before = await self.ledger.balance(session, user_id)
             wallet = await self.ledger.wallet(session, user_id)
             source = await self.ledger.account(session, ADJUSTMENTS)
             debit, credit = (source, wallet) if amount_kop > 0 else (wallet, source)
-            await self.ledger.transfer(
+            posted = await self.ledger.transfer(
                 session,
                 kind="adjust",
                 idempotency_key=key,
@@ -263,6 +272,8 @@ class Operations:
                 cid=cid,
             )
             after = await self.ledger.balance(session, user_id)
+            if not posted.created:
+                return after  # this request was carried out before: audited then
             await audit(
                 session,
                 admin_id=admin_id,

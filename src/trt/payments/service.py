@@ -29,6 +29,7 @@ SOURCES = {"stars": "topup:stars", "yookassa": "topup:yookassa", "manual": "topu
 PENDING, SUCCEEDED, CANCELED, REJECTED = "pending", "succeeded", "canceled", "rejected"
 REFUNDING, REFUNDED = "refunding", "refunded"
 INVOICE_PREFIX = "tp:"  # a Stars invoice's payload: "tp:<payment id>"
+MANUAL_NAMESPACE = uuid.UUID("0b7f3c58-4f1e-4a8e-9a55-6d2e1c7b9f31")  # receipts' payment ids
 
 
 class PaymentError(Exception):
@@ -151,6 +152,75 @@ class PaymentService:
             amount_kop=amount_kop,
         )
         return _view(row)
+
+    async def create_manual(
+        self,
+        *,
+        user_id: int,
+        chat_id: int,
+        lang: str,
+        amount_kop: int,
+        receipt_file_id: str,
+        receipt_unique_id: str,
+        request_key: str,
+        cid: str | None = None,
+    ) -> tuple[PaymentView, bool]:
+        """A manual transfer's payment for one receipt; (payment, created now).
+
+        `request_key` names the user's message (chat + message id): handled again after a
+        crash, it finds the same payment (False). `PaymentError("manual_duplicate")`: this
+        receipt (Telegram's file_unique_id) was sent before; `"manual_pending"`: an earlier
+        receipt of the user's still waits for an admin. Nothing is written then.
+        """
+        assert amount_kop > 0
+        payment_id = uuid.uuid5(MANUAL_NAMESPACE, request_key).hex
+        async with self.database.unit_of_work() as session:
+            existing = await session.get(Payment, payment_id)
+            if existing is not None:
+                return _view(existing), False
+            await self.ledger.ensure_user(session, user_id)
+            # The user's row serialises two receipts of one user (two instances, a double tap).
+            await session.execute(select(User.id).where(User.id == user_id).with_for_update())
+            same = await session.scalar(
+                select(Payment.id).where(Payment.receipt_unique_id == receipt_unique_id)
+            )
+            if same is not None:
+                raise PaymentError("manual_duplicate")
+            waiting = await session.scalar(
+                select(Payment.id).where(
+                    Payment.user_id == user_id,
+                    Payment.method == "manual",
+                    Payment.status == PENDING,
+                )
+            )
+            if waiting is not None:
+                raise PaymentError("manual_pending")
+            now = utcnow()
+            row = Payment(
+                id=payment_id,
+                user_id=user_id,
+                chat_id=chat_id,
+                lang=lang,
+                method="manual",
+                status=PENDING,
+                amount_kop=amount_kop,
+                receipt_file_id=receipt_file_id,
+                receipt_unique_id=receipt_unique_id,
+                cid=cid,
+                created_at=now,
+                updated_at=now,
+            )
+            session.add(row)
+            view = _view(row)
+        telemetry.emit(
+            Event.PAYMENT_CREATED,
+            cid=cid,
+            user_id=user_id,
+            payment_id=payment_id,
+            method="manual",
+            amount_kop=amount_kop,
+        )
+        return view, True
 
     async def get(self, payment_id: str) -> PaymentView | None:
         async with self.database.unit_of_work(readonly=True) as session:

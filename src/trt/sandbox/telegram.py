@@ -1015,6 +1015,12 @@ class TelegramServer:
         await self.push_update("message", _public(message))
         return message, seq
 
+    async def redeliver(self, user_id: int, message_id: int) -> None:
+        """A user's earlier message as a new update: what the bot sees when an update it had
+        stored is handled again (a crash before its inbox marked it done)."""
+        message = self.messages[user_id][message_id]
+        await self.push_update("message", _public(message))
+
     async def user_sends_file(
         self,
         user_id: int,

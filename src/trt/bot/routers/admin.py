@@ -372,7 +372,12 @@ async def on_adjust(
         return
     try:
         after = await operations.adjust(
-            user_id, amount_kop, reason=reason, admin_id=message.from_user.id, cid=cid
+            user_id,
+            amount_kop,
+            reason=reason,
+            admin_id=message.from_user.id,
+            key=f"msg:{message.chat.id}:{message.message_id}",  # the update, not the cid
+            cid=cid,
         )
     except InsufficientFundsError as short:
         await message.answer(

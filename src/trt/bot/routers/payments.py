@@ -16,9 +16,11 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import (
     CallbackQuery,
+    Document,
     InlineKeyboardButton,
     InlineKeyboardMarkup,
     Message,
+    PhotoSize,
     PreCheckoutQuery,
 )
 
@@ -299,30 +301,47 @@ async def on_receipt(
     assert message.from_user is not None
     data = await state.get_data()
     amount_kop = int(data.get("amount_kop") or 0)
-    file_id = message.photo[-1].file_id if message.photo else None
-    if file_id is None and message.document is not None:
+    receipt: PhotoSize | Document | None = message.photo[-1] if message.photo else None
+    if receipt is None and message.document is not None:
         mime = message.document.mime_type or ""
-        file_id = (
-            message.document.file_id if mime.startswith(("image/", "application/pdf")) else None
-        )
-    if amount_kop <= 0 or file_id is None:
+        receipt = message.document if mime.startswith(("image/", "application/pdf")) else None
+    if amount_kop <= 0 or receipt is None:
         reject(Reason.VALIDATION_FAILED, "a receipt must be a photo, an image or a PDF")
         await message.answer(t(lang, "pay.manual_need_photo"))
         return
-    payment = await payments.create(
-        user_id=message.from_user.id,
-        chat_id=message.chat.id,
-        lang=lang,
-        method="manual",
-        amount_kop=amount_kop,
-        receipt_file_id=file_id,
-        cid=cid,
-    )
+    try:
+        payment, created = await payments.create_manual(
+            user_id=message.from_user.id,
+            chat_id=message.chat.id,
+            lang=lang,
+            amount_kop=amount_kop,
+            receipt_file_id=receipt.file_id,
+            receipt_unique_id=receipt.file_unique_id,
+            # The update, not the cid: a message handled again after a crash is one payment.
+            request_key=f"{message.chat.id}:{message.message_id}",
+            cid=cid,
+        )
+    except PaymentError as refused:
+        reject(Reason.DUPLICATE, f"receipt refused: {refused.reason}")
+        await message.answer(t(lang, f"pay.{refused.reason}"), reply_markup=main_menu(lang))
+        return
     await state.clear()
     amount = format_money(amount_kop)
+    if created:
+        await _send_receipt_to_admins(message, payment.id, amount, config, bot)
+    await message.answer(
+        t(lang, "pay.manual_received", amount=amount), reply_markup=main_menu(lang)
+    )
+
+
+async def _send_receipt_to_admins(
+    message: Message, payment_id: str, amount: str, config: Config, bot: Bot
+) -> None:
+    assert message.from_user is not None
     name = html.escape(message.from_user.full_name)
     if message.from_user.username:
         name += f" @{html.escape(message.from_user.username)}"
+    file_id = message.photo[-1].file_id if message.photo else None
     for admin_id in sorted(config.admin.admin_ids):
         admin_lang = "ru"
         caption = t(
@@ -331,32 +350,32 @@ async def on_receipt(
             amount=amount,
             user=name,
             user_id=message.from_user.id,
-            payment=payment.id,
+            payment=payment_id,
         )
         markup = InlineKeyboardMarkup(
             inline_keyboard=[
                 [
                     InlineKeyboardButton(
                         text=t(admin_lang, "pay.manual_approve"),
-                        callback_data=ManualVerdict(payment=payment.id, approve=True).pack(),
+                        callback_data=ManualVerdict(payment=payment_id, approve=True).pack(),
                     ),
                     InlineKeyboardButton(
                         text=t(admin_lang, "pay.manual_reject"),
-                        callback_data=ManualVerdict(payment=payment.id, approve=False).pack(),
+                        callback_data=ManualVerdict(payment=payment_id, approve=False).pack(),
                     ),
                 ]
             ]
         )
         try:
-            if message.photo:
+            if file_id is not None:
                 await bot.send_photo(admin_id, file_id, caption=caption, reply_markup=markup)
             else:
-                await bot.send_document(admin_id, file_id, caption=caption, reply_markup=markup)
+                assert message.document is not None
+                await bot.send_document(
+                    admin_id, message.document.file_id, caption=caption, reply_markup=markup
+                )
         except Exception as error:  # one unreachable admin must not lose the receipt
             log.warning("manual_receipt_not_sent", admin_id=admin_id, error=str(error)[:200])
-    await message.answer(
-        t(lang, "pay.manual_received", amount=amount), reply_markup=main_menu(lang)
-    )
 
 
 async def on_receipt_other(message: Message, lang: str) -> None:
@@ -414,7 +433,9 @@ async def on_manual_verdict(
     message = callback.message
     if isinstance(message, Message):
         done = t(lang, "pay.manual_done_admin", verdict=verdict, admin=html.escape(admin.full_name))
-        caption = (message.caption or "") + "\n\n" + done
+        # The caption as HTML with its entities, escaped: its plain text holds the user's
+        # name as typed, which the HTML parse mode would read as markup.
+        caption = message.html_text + "\n\n" + done
         try:
             await message.edit_caption(caption=caption[:1024], reply_markup=None)
         except Exception as error:  # cosmetic: the decision is recorded
