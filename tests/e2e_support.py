@@ -103,6 +103,7 @@ async def running_bot(
     rate_limit_per_10s: int = 10_000,  # tests tap faster than people; the limit has its own
     payments: dict[str, Any] | None = None,
     admin_ids: tuple[int, ...] = (),
+    http: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningBot]:
     """Sandbox servers plus `trt run`'s runtime, polling, with a fast engine."""
     sandbox = await start_sandbox(kie_step_s=kie_step_s, kie_generate_s=kie_generate_s)
@@ -129,6 +130,7 @@ async def running_bot(
             rate_limit_per_10s=rate_limit_per_10s,
             payments=payments,
             admin_ids=admin_ids,
+            http=http,
         )
         task = asyncio.create_task(
             runtime.run(config, stop, install_signal_handlers=False, on_ready=on_ready)

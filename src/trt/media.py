@@ -12,7 +12,7 @@ def image_size(data: bytes) -> tuple[int, int] | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return image.size
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
         return None
 
 
@@ -20,5 +20,6 @@ def image_mime(data: bytes) -> str | None:
     try:
         with Image.open(io.BytesIO(data)) as image:
             return Image.MIME.get(image.format or "")
-    except (UnidentifiedImageError, OSError, ValueError):
+    except (UnidentifiedImageError, OSError, ValueError, Image.DecompressionBombError):
+        # A bomb (a few bytes that claim gigapixels) is no image TRT will take either.
         return None

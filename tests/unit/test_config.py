@@ -159,3 +159,24 @@ def test_webhook_secret_is_derived_stably_within_telegram_rules(
 )
 def test_database_url_normalisation(given: str, expected: str) -> None:
     assert normalize_database_url(given) == expected
+
+
+def test_public_callbacks_need_a_signing_key_and_transfers_need_admins(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    # A public callback URL without a key let anyone post results; transfer receipts without
+    # admins went nowhere while the user was told "received".
+    monkeypatch.setenv("PUBLIC_BASE_URL", "https://trt.example")
+    monkeypatch.setenv("MANUAL_TRANSFER_DETAILS", "Bank, card 0000")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    reasons = {problem.variable: problem.reason for problem in caught.value.problems}
+    assert set(reasons) == {"KIE_WEBHOOK_HMAC_KEY", "MANUAL_TRANSFER_DETAILS"}
+    assert "PUBLIC_BASE_URL" in reasons["KIE_WEBHOOK_HMAC_KEY"]
+    assert "ADMIN_IDS" in reasons["MANUAL_TRANSFER_DETAILS"]
+    monkeypatch.setenv("KIE_WEBHOOK_HMAC_KEY", "hmac-key-123456")
+    monkeypatch.setenv("ADMIN_IDS", "1")
+    monkeypatch.setenv("METRICS_TOKEN", "metrics-token-1234")
+    config = load_config()
+    assert "metrics-token-1234" in config.secrets()  # scrubbed from logs like the others
+    assert config.masked()["METRICS_TOKEN"] == "*** (set)"

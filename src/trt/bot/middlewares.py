@@ -48,6 +48,7 @@ from trt.telemetry.logs import get_logger
 from trt.users import UserService
 
 log = get_logger(__name__)
+PRUNE_AT = 10_000  # per-user state kept before quiet users are dropped
 
 
 class UserMiddleware(BaseMiddleware):
@@ -303,6 +304,7 @@ class RateLimitMiddleware(BaseMiddleware):
         self.window_s = window_s
         self._seen: dict[int, deque[float]] = defaultdict(deque)
         self._warned: dict[int, float] = {}
+        self._prune_at = PRUNE_AT  # users remembered before the quiet ones are forgotten
 
     async def __call__(
         self,
@@ -327,4 +329,16 @@ class RateLimitMiddleware(BaseMiddleware):
                 await event.answer(t(lang, "limits.slow_down"))
             return None
         seen.append(now)
+        if len(self._seen) > self._prune_at:
+            self._forget_quiet(now)
         return await handler(event, data)
+
+    def _forget_quiet(self, now: float) -> None:
+        """Drop the users with nothing in their window: the memory follows the active users,
+        not everyone who ever wrote (amortised: the next pass waits for twice as many)."""
+        cutoff = now - self.window_s
+        self._seen = defaultdict(
+            deque, {user: seen for user, seen in self._seen.items() if seen and seen[-1] > cutoff}
+        )
+        self._warned = {user: at for user, at in self._warned.items() if at > cutoff}
+        self._prune_at = max(PRUNE_AT, 2 * len(self._seen))

@@ -42,6 +42,7 @@ UPLOAD_MAX_BYTES = 50 * 1024 * 1024
 PHOTO_MAX_SIDES = 10_000
 PHOTO_MAX_RATIO = 20
 CAPTION_MAX = 1024
+PRUNE_AT = 10_000  # chats remembered for pacing before the idle ones are dropped
 
 
 class RetryLater(Exception):
@@ -112,6 +113,7 @@ class Sender:
         self.bot = bot
         self.per_chat_interval_s = per_chat_interval_s
         self._next_slot: dict[int, float] = {}
+        self._prune_at = PRUNE_AT
 
     def wait_s(self, chat_id: int) -> float:
         """How long until this chat may get its next message (0 when it may now)."""
@@ -121,6 +123,10 @@ class Sender:
         now = time.monotonic()
         slot = max(self._next_slot.get(chat_id, 0.0), now)
         self._next_slot[chat_id] = slot + self.per_chat_interval_s
+        if len(self._next_slot) > self._prune_at:
+            # Only chats whose next slot is still ahead matter: the rest pace from zero anyway.
+            self._next_slot = {chat: at for chat, at in self._next_slot.items() if at > now}
+            self._prune_at = max(PRUNE_AT, 2 * len(self._next_slot))
         if slot > now:
             await asyncio.sleep(slot - now)
 

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import html
 from collections.abc import Callable
 from datetime import timedelta
 
@@ -266,7 +267,7 @@ class OutboxRelay:
             "jobs.link",
             model=str(row.payload.get("caption", "")),
             size=f"{size / 1024 / 1024:.0f} MB",
-            url="\n".join(r.url for r in results),
+            url="\n".join(html.escape(r.url) for r in results),  # `&` in a query is markup
         )
         sent = await self.sender.text(row.chat_id, text, markup=markup)
 

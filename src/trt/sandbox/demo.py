@@ -113,6 +113,7 @@ def demo_config(
     rate_limit_per_10s: int = 40,
     payments: dict[str, Any] | None = None,
     admin_ids: tuple[int, ...] = (),
+    http: dict[str, Any] | None = None,
 ) -> Config:
     """The configuration of the bot against a sandbox (the demo, end-to-end tests)."""
     kie: dict[str, Any] = {
@@ -136,7 +137,7 @@ def demo_config(
         },
         kie=kie,
         database={"DATABASE_URL": database_url or f"sqlite+aiosqlite:///{database_path}"},
-        http={"HTTP_PORT": http_port, "PUBLIC_BASE_URL": public_base_url},
+        http={"HTTP_PORT": http_port, "PUBLIC_BASE_URL": public_base_url, **(http or {})},
         engine=engine or {},
         payments={
             "YOOKASSA_SHOP_ID": sandbox.yookassa.shop_id,

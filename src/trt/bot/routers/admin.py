@@ -196,7 +196,10 @@ async def stats_text(operations: Operations, kie: KieClient | None, days: int, l
     failures = ", ".join(
         f"{m} {rate:.0%}" for m, rate in sorted(stats.failure_rate_by_model.items())
     )
-    codes = ", ".join(f"{c} {n}" for c, n in stats.failures_by_code.most_common(5))
+    # Error codes come from KIE (its failCode is free text): escaped like any outside text.
+    codes = ", ".join(
+        f"{html.escape(str(c)[:32])} {n}" for c, n in stats.failures_by_code.most_common(5)
+    )
     lines.append(t(lang, "admin.stats_failures", models=failures or "—", codes=codes or "—"))
     average = f"{stats.average_result_s:.0f} s" if stats.average_result_s is not None else "—"
     lines.append(t(lang, "admin.stats_average", average=average))
@@ -208,7 +211,8 @@ async def stats_text(operations: Operations, kie: KieClient | None, days: int, l
                 line += " " + t(lang, "admin.stats_kie_low")
             lines.append(line)
         except KieError as error:
-            lines.append(t(lang, "admin.stats_kie_unknown", error=html.escape(str(error))[:100]))
+            error_text = html.escape(str(error)[:100])  # cut first: never half an entity
+            lines.append(t(lang, "admin.stats_kie_unknown", error=error_text))
     return "\n".join(lines)
 
 
@@ -549,8 +553,11 @@ async def jobs_text(operations: Operations, lang: str) -> str:
     rows = await operations.troubled_jobs()
     lines = [t(lang, "admin.jobs_title")]
     for job_id, model, status, code, cid in rows:
-        cid_text = f"<code>{cid}</code>" if cid else "-"
-        lines.append(f"  <code>{job_id}</code> {model} · {status} · {code or '-'} · cid {cid_text}")
+        cid_text = f"<code>{html.escape(cid)}</code>" if cid else "-"
+        error = html.escape(code or "-")
+        lines.append(
+            f"  <code>{job_id}</code> {html.escape(model)} · {status} · {error} · cid {cid_text}"
+        )
     if not rows:
         lines.append("  —")
     lines.append(t(lang, "admin.jobs_help"))
