@@ -4,6 +4,7 @@ cannot be abused."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import time
 import uuid
@@ -17,6 +18,7 @@ from sqlalchemy import func, select, update
 from tests.e2e.test_engine import PRICE_NB2_1K, USER, job_row, settled_outbox, until_finished
 from tests.e2e_support import RunningBot, running_bot
 from trt.db.models import FreeUsage, Job, JobResult, KieCallback, utcnow
+from trt.jobs.service import JobLimitError
 from trt.jobs.state import JobStatus
 from trt.kie.client import Limits
 from trt.sandbox.driver import SandboxUser
@@ -302,3 +304,19 @@ async def test_a_failed_free_job_gives_its_slot_back_to_the_day_it_was_taken(
     async with bot.services.database.unit_of_work(readonly=True) as session:
         used = dict((await session.execute(select(FreeUsage.day, FreeUsage.used))).all())
     assert used == {"2026-01-01": 0, today: 1}
+
+
+async def test_two_confirms_at_once_cannot_pass_the_active_jobs_limit(
+    tmp_path: Path, database_url: str | None
+) -> None:
+    async with running_bot(
+        tmp_path, database_url=database_url, engine={"max_active_per_user": 1}
+    ) as bot:
+        await bot.give_money(USER, 100_000)
+        results = await asyncio.gather(
+            *(bot.create_job(USER, f"[never] fox {n}") for n in range(4)),
+            return_exceptions=True,
+        )
+        created = [r for r in results if isinstance(r, str)]
+        refused = [r for r in results if isinstance(r, JobLimitError)]
+        assert (len(created), len(refused)) == (1, 3), results
