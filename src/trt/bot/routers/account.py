@@ -25,6 +25,7 @@ OPERATION_WORDS = {
     "capture": "balance.op_capture",
     "refund": "balance.op_refund",
     "bonus": "balance.op_bonus",
+    "bonus_reversed": "balance.op_bonus_reversed",
     "adjust": "balance.op_adjust",
 }
 
