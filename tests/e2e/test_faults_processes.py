@@ -110,6 +110,9 @@ async def test_kill_9_at_each_step_of_a_paid_generation_and_a_top_up(world: Worl
         try:
             told = await vera.next_message(timeout_s=30)
             states = await world.until(lambda s: all(v in TERMINAL for v in s.values()))
+            # A job ended is not yet a user told: the relay sends its row a moment later.
+            telegram = world.sandbox.telegram
+            await telegram.wait_for(lambda: bool(telegram.messages.get(late)), timeout_s=30)
             await last.signal(signal.SIGTERM)
             assert await last.finish() == 0
         finally:

@@ -406,7 +406,7 @@ class JobEngine:
         # With callbacks, polling is only the safety net (README §5).
         return (15.0 if self.callbacks_enabled else 5.0) * self.settings.poll_scale
 
-    async def _on_create_error(self, job: Job, error: KieError) -> None:
+    def _kie_error(self, job: Job, error: KieError) -> None:
         telemetry.emit(
             Event.KIE_ERROR,
             cid=job.cid,
@@ -414,6 +414,9 @@ class JobEngine:
             code=error.code,
             reason_detail=error.message[:200],
         )
+
+    async def _on_create_error(self, job: Job, error: KieError) -> None:
+        self._kie_error(job, error)
         log.warning(
             "kie_create_failed",
             job_id=job.id,
@@ -449,7 +452,11 @@ class JobEngine:
 
     async def _reconcile(self, job: Job) -> None:
         task_id = self._callback_task_id(job)
-        if task_id and await self._is_our_task(job, task_id):
+        ours = await self._is_our_task(job, task_id) if task_id else False
+        if ours is None and utcnow() < job.deadline_at:
+            await self._later(job, backoff_s(job.attempts))  # KIE did not answer: ask again
+            return
+        if ours:
             async with self.database.unit_of_work() as session:
                 await self._move(
                     session, job, JobStatus.SUBMITTED, kie_task_id=task_id, next_run_at=utcnow()
@@ -471,8 +478,9 @@ class JobEngine:
             return None
         return parse_callback(Family(job.family), job.callback_payload)[0]
 
-    async def _is_our_task(self, job: Job, task_id: str) -> bool:
-        """Whether KIE knows `task_id` as this job's task (asked, not taken from a callback).
+    async def _is_our_task(self, job: Job, task_id: str) -> bool | None:
+        """Whether KIE knows `task_id` as this job's task (asked, not taken from a callback);
+        None when KIE could not be asked now.
 
         KIE echoes the createTask body in the record: its `callBackUrl` carries the job's
         token, so a task id from a forged or misrouted callback is never adopted."""
@@ -480,7 +488,7 @@ class JobEngine:
             status = await self.kie.status(Family(job.family), task_id)
         except KieError as error:
             log.warning("kie_adoption_unconfirmed", task_id=task_id, code=error.code)
-            return False
+            return None if error.retryable else False
         echoed = echoed_callback_url(status.raw)
         if echoed is not None and echoed != self.callback_url(job.callback_token):
             log.warning("kie_callback_foreign_task", task_id=task_id)
@@ -498,13 +506,7 @@ class JobEngine:
             status = await self.kie.status(Family(job.family), job.kie_task_id)
         except KieError as error:
             log.warning("kie_poll_failed", job_id=job.id, code=error.code)
-            telemetry.emit(
-                Event.KIE_ERROR,
-                cid=job.cid,
-                job_id=job.id,
-                code=error.code,
-                reason_detail=error.message[:200],
-            )
+            self._kie_error(job, error)
             if utcnow() >= job.deadline_at:
                 await self._fail(job, JobStatus.TIMED_OUT, "deadline", error.message)
             else:

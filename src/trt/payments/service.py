@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
 from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -85,6 +86,23 @@ def _view(row: Payment) -> PaymentView:
     )
 
 
+def _pending(payment_id: str, **fields: Any) -> Payment:
+    """A new payment row, pending."""
+    now = utcnow()
+    return Payment(id=payment_id, status=PENDING, created_at=now, updated_at=now, **fields)
+
+
+def _emit_created(view: PaymentView, cid: str | None) -> None:
+    telemetry.emit(
+        Event.PAYMENT_CREATED,
+        cid=cid,
+        user_id=view.user_id,
+        payment_id=view.id,
+        method=view.method,
+        amount_kop=view.amount_kop,
+    )
+
+
 def _like_prefix(text: str) -> str:
     """A LIKE pattern matching what starts with `text` (its wildcards taken literally)."""
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -125,33 +143,23 @@ class PaymentService:
     ) -> PaymentView:
         assert method in SOURCES, method
         assert amount_kop > 0
-        now = utcnow()
-        row = Payment(
-            id=uuid.uuid4().hex,
+        row = _pending(
+            uuid.uuid4().hex,
             user_id=user_id,
             chat_id=chat_id,
             lang=lang,
             method=method,
-            status=PENDING,
             amount_kop=amount_kop,
             stars=stars,
             receipt_file_id=receipt_file_id,
             cid=cid,
-            created_at=now,
-            updated_at=now,
         )
         async with self.database.unit_of_work() as session:
             await self.ledger.ensure_user(session, user_id)
             session.add(row)
-        telemetry.emit(
-            Event.PAYMENT_CREATED,
-            cid=cid,
-            user_id=user_id,
-            payment_id=row.id,
-            method=method,
-            amount_kop=amount_kop,
-        )
-        return _view(row)
+            view = _view(row)
+        _emit_created(view, cid)
+        return view
 
     async def create_manual(
         self,
@@ -195,31 +203,20 @@ class PaymentService:
             )
             if waiting is not None:
                 raise PaymentError("manual_pending")
-            now = utcnow()
-            row = Payment(
-                id=payment_id,
+            row = _pending(
+                payment_id,
                 user_id=user_id,
                 chat_id=chat_id,
                 lang=lang,
                 method="manual",
-                status=PENDING,
                 amount_kop=amount_kop,
                 receipt_file_id=receipt_file_id,
                 receipt_unique_id=receipt_unique_id,
                 cid=cid,
-                created_at=now,
-                updated_at=now,
             )
             session.add(row)
             view = _view(row)
-        telemetry.emit(
-            Event.PAYMENT_CREATED,
-            cid=cid,
-            user_id=user_id,
-            payment_id=payment_id,
-            method="manual",
-            amount_kop=amount_kop,
-        )
+        _emit_created(view, cid)
         return view, True
 
     async def get(self, payment_id: str) -> PaymentView | None:
@@ -474,20 +471,16 @@ class PaymentService:
         )
         if existing is not None:
             return existing
-        now = utcnow()
-        copy = Payment(
-            id=uuid.uuid4().hex,
+        copy = _pending(
+            uuid.uuid4().hex,
             user_id=row.user_id,
             chat_id=row.chat_id,
             lang=row.lang,
             method=row.method,
-            status=PENDING,
             amount_kop=row.amount_kop,
             stars=row.stars,
             cid=row.cid,
             detail=f"second charge of {row.id}",
-            created_at=now,
-            updated_at=now,
         )
         session.add(copy)
         await session.flush()
