@@ -388,6 +388,10 @@ async def serve_active(services: Services, stop: asyncio.Event) -> None:
             await _first(leadership.wait_changed(), stop.wait())
             continue
         await _take_updates(services)
+        # The previous leader's leases guard nothing now (it is gone or fenced): its jobs and
+        # messages are this instance's at once, not after their leases lapse.
+        await services.engine.reclaim()
+        await services.relay.reclaim()
         intake_stop, work_stop = asyncio.Event(), asyncio.Event()
         intake: set[asyncio.Task[None]] = set()
         if services.config.telegram.mode is BotMode.POLLING:

@@ -14,7 +14,7 @@ from typing import Any
 from trt.catalog import rules
 from trt.catalog.knobs import Knobs
 from trt.catalog.loader import Catalog
-from trt.catalog.pricing import PricingError, Quote, Rates, format_rubles, quote
+from trt.catalog.pricing import PricingError, Quote, Rates, format_money, quote
 from trt.catalog.schema import (
     Category,
     Family,
@@ -392,12 +392,12 @@ class UnifiedModelPipeline:
             lines.append(t(lang, "confirm.free", left=free_left))
             lines.append(t(lang, "confirm.balance_after", balance=format_money(balance_kopecks)))
         else:
-            lines.append(t(lang, "confirm.price", price=format_rubles(price.amount_kopecks)))
+            lines.append(t(lang, "confirm.price", price=format_money(price.amount_kopecks)))
             after = balance_kopecks - price.amount_kopecks
             if after >= 0:
                 lines.append(t(lang, "confirm.balance_after", balance=format_money(after)))
             else:
-                lines.append(t(lang, "confirm.missing", missing=format_rubles(-after)))
+                lines.append(t(lang, "confirm.missing", missing=format_money(-after)))
         lines.append(t(lang, "confirm.eta", eta=format_eta(model.typical_duration_s, lang)))
         return "\n".join(lines)
 
@@ -416,14 +416,6 @@ def _value_domain(spec: ParamSpec) -> list[Any]:
 
 def model_values_labelled(catalog: Catalog, name: str) -> bool:
     return name in catalog.source.value_labels
-
-
-def format_money(amount_kopecks: int) -> str:
-    """«1 234,50 ₽» (kopecks shown only when there are any)."""
-    sign = "−" if amount_kopecks < 0 else ""
-    rubles, kopecks = divmod(abs(amount_kopecks), 100)
-    whole = f"{rubles:,}".replace(",", "\u202f")
-    return f"{sign}{whole},{kopecks:02d} ₽" if kopecks else f"{sign}{whole} ₽"
 
 
 def format_eta(seconds: int, lang: str) -> str:

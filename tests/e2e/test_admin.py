@@ -14,7 +14,7 @@ from sqlalchemy import func, select
 from tests.e2e_support import RunningBot, running_bot
 from trt.bot.callbacks import ManualVerdict
 from trt.bot.routers.admin import ADMIN_COMMANDS, Admin
-from trt.catalog.pricing import format_rubles
+from trt.catalog.pricing import format_money
 from trt.db.models import AuditEntry, Job, LedgerPosting, RuntimeSetting, User
 from trt.sandbox.driver import Message, SandboxUser
 from trt.telemetry.events import Event
@@ -167,7 +167,7 @@ async def test_a_price_override_shows_at_once_and_is_audited(bot: RunningBot) ->
     listing = await tap(user, "🎨 Картинки и дизайн", menu)
     label = next(b for b in listing.button_labels if b.startswith("Nano Banana 2 ·"))
     card = await tap(user, label, listing)
-    price_text = format_rubles(after_kop)  # what every screen shows for an amount
+    price_text = format_money(after_kop)  # what every screen shows for an amount
     assert f"💰 от {price_text}" in card.text
     await tap(user, "▶️ Начать", card)
     await user.send("маяк")
@@ -284,7 +284,10 @@ async def test_a_broadcast_pauses_resumes_and_cancels(bot: RunningBot) -> None:
 
 async def test_alerts_reach_admins_once_per_cooldown(bot: RunningBot) -> None:
     admin = await bot.client.user(ADMIN, "Админ")
-    bot.sandbox.kie.credits = 10
+    # The alerts loop checks once as the instance starts leading: let it see plenty first.
+    kie = bot.sandbox.kie
+    await kie.wait_for(lambda: any(path == "/api/v1/chat/credit" for _m, path, _t in kie.requests))
+    kie.credits = 10
     await bot.give_money(9801, FUNDS)
     for index in range(5):
         created = await bot.services.jobs.create(

@@ -110,9 +110,10 @@ async def test_a_result_telegram_keeps_refusing_is_refunded_and_the_user_told(
     assert "Возвращено 7,60 ₽" in told.message.text
 
 
-async def test_an_edit_that_changes_nothing_is_answered_and_harmless(bot: RunningBot) -> None:
-    """Tapping the button of the screen already shown: Telegram says "message is not modified";
-    the tap is answered, nothing fails (the contract fixture checks the chain)."""
+async def test_an_edit_that_changes_nothing_is_answered_and_never_sent(bot: RunningBot) -> None:
+    """Tapping the button of the screen already shown: the tap is answered, nothing fails (the
+    contract fixture checks the chain), and no edit Telegram would refuse as "message is not
+    modified" is sent (the tap carries the message: the bot sees it shows the screen)."""
     user = await bot.client.user(USER + 1, "Тест")
     await user.send("/start")
     menu = await user.next_message()
@@ -126,7 +127,9 @@ async def test_an_edit_that_changes_nothing_is_answered_and_harmless(bot: Runnin
         )
         assert done["event"] == Event.DISPATCH_OK
     errors = [r for r in bot.sandbox.telegram.requests if not r.ok]
-    assert any("message is not modified" in str(r.error) for r in errors)
+    assert not any("message is not modified" in str(r.error) for r in errors)
+    edits = [r for r in bot.sandbox.telegram.requests if r.method == "editMessageText"]
+    assert len(edits) == 1  # the first tap changed the screen; the second sent nothing
 
 
 async def test_telegram_5xx_in_a_handler_still_answers_the_tap(bot: RunningBot) -> None:

@@ -8,6 +8,7 @@ from pathlib import Path
 import pytest
 
 from tests.e2e_support import RunningBot, running_bot
+from trt.telemetry.events import Event
 
 
 @pytest.fixture
@@ -90,4 +91,26 @@ async def test_text_outside_a_flow_gets_a_hint_and_help_works(bot: RunningBot) -
     await dave.send("/help")
     help_text = await dave.next_message()
     assert "Поддержка: @trt_support" in help_text.text
+    assert await bot.client.violations() == []
+
+
+async def test_taps_that_show_the_same_screen_send_no_edit_telegram_refuses(
+    bot: RunningBot,
+) -> None:
+    # The fallback re-opens the menu; on a message that shows the menu already, an edit would
+    # be answered 400 "message is not modified" (the sandbox counts that as a violation).
+    dora = await bot.client.user(5004, "Дора")
+    await dora.send("/start")
+    menu = await dora.next_message()
+    first = await dora.click_data(menu.message_id, "test:unknown")
+    assert first.answered
+    await dora.next_event(("edit",))  # the greeting becomes the menu: a real change
+    mark = len(bot.sandbox.telegram.requests)
+    for number in range(64):
+        since = len(bot.events.records)
+        answer = await dora.click_data(menu.message_id, f"zz:{number}")
+        assert answer.answered
+        await bot.events.handled(Event.CALLBACK_RECEIVED, since=since)  # handled to the end
+    edits = [r for r in bot.sandbox.telegram.requests[mark:] if r.method.startswith("edit")]
+    assert edits == []
     assert await bot.client.violations() == []

@@ -30,6 +30,7 @@ from aiogram.types import (
 )
 
 from trt.bot.callbacks import Refresh
+from trt.bot.screens import same_markup
 from trt.i18n import DEFAULT_LANG, normalize_lang, t
 from trt.telemetry.events import (
     Event,
@@ -213,8 +214,11 @@ def refresh_markup(lang: str, keep: InlineKeyboardMarkup | None = None) -> Inlin
 async def _offer_refresh(query: CallbackQuery, lang: str) -> None:
     message = query.message
     if isinstance(message, Message):
+        markup = refresh_markup(lang, message.reply_markup)
+        if same_markup(markup, message.reply_markup):
+            return  # the 🔄 row is there already: the toast says it all (no refused edit)
         try:
-            await message.edit_reply_markup(reply_markup=refresh_markup(lang, message.reply_markup))
+            await message.edit_reply_markup(reply_markup=markup)
             return
         except TelegramBadRequest as error:
             if "message is not modified" in error.message:

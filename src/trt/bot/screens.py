@@ -28,11 +28,30 @@ def rendered(callback: CallbackQuery, text: str) -> None:
     )
 
 
+def shows_already(message: Message, text: str, markup: InlineKeyboardMarkup | None) -> bool:
+    """Whether `message` (as the tap delivered it) already shows `text` (HTML) and `markup`.
+
+    The plain text and the keyboard are compared (a change of formatting alone is not one TRT's
+    screens make)."""
+    plain = html.unescape(re.sub(r"<[^>]+>", "", text)).strip()
+    return (message.text or "").strip() == plain and same_markup(message.reply_markup, markup)
+
+
+def same_markup(a: InlineKeyboardMarkup | None, b: InlineKeyboardMarkup | None) -> bool:
+    """Keyboards equal as Telegram sees them (not as Python objects: an update's carries the
+    bot it arrived with)."""
+    dump_a = a.model_dump(exclude_none=True) if a is not None else None
+    dump_b = b.model_dump(exclude_none=True) if b is not None else None
+    return dump_a == dump_b
+
+
 async def show(callback: CallbackQuery, text: str, markup: InlineKeyboardMarkup) -> None:
     """Replace the tapped message with the screen; a new message when it cannot be edited."""
     rendered(callback, text)
     message = callback.message
     if isinstance(message, Message) and message.text is not None:
+        if shows_already(message, text, markup):
+            return  # an edit to the same screen is a request Telegram refuses
         for attempt in range(EDIT_ATTEMPTS):
             try:
                 await message.edit_text(text, reply_markup=markup)

@@ -7,11 +7,11 @@ import time
 from pathlib import Path
 
 from trt.catalog.loader import CatalogError, load_catalog
-from trt.catalog.pricing import Rates, format_rubles
+from trt.catalog.pricing import Rates, format_money
 from trt.catalog.schema import Category, Ui
 from trt.catalog.vendor import SHIPPED_DUMPS, diff, load_vendor
 from trt.config import load_config
-from trt.pipeline import UnifiedModelPipeline, format_money
+from trt.pipeline import UnifiedModelPipeline
 
 
 def _pipeline() -> UnifiedModelPipeline:
@@ -45,7 +45,7 @@ def _sample_params(
 
 def _start_price(pipeline: UnifiedModelPipeline, slug: str) -> str:
     model = pipeline.resolve_model(slug)
-    return format_rubles(pipeline.cheapest_quote(model).amount_kopecks)
+    return format_money(pipeline.cheapest_quote(model).amount_kopecks)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -102,10 +102,7 @@ def cmd_price(args: argparse.Namespace) -> int:
             print(f"  ✗ {error.message}")
         return 1
     quote = pipeline.quote(args.slug, result.params)
-    print(
-        f"{quote.credits} credits = ${quote.usd} → {format_money(quote.amount_kopecks)} "
-        f"(shown as {format_rubles(quote.amount_kopecks)})"
-    )
+    print(f"{quote.credits} credits = ${quote.usd} → {format_money(quote.amount_kopecks)}")
     return 0
 
 

@@ -1,8 +1,8 @@
 """The one price function: KIE credits → USD → roubles, in integer kopecks.
 
 Every price a user ever sees comes from `quote`. Money is `Decimal` until the final rounding,
-which is always up (to whole kopecks for the charge, to whole roubles for display), so TRT never
-sells below cost × markup.
+which is always up, to whole kopecks, so TRT never sells below cost × markup. What a screen shows
+is that same amount to the kopeck (`format_money`): the price shown is the price held and charged.
 """
 
 from __future__ import annotations
@@ -37,11 +37,6 @@ class Quote:
     credits: Decimal
     usd: Decimal
     amount_kopecks: int
-
-    @property
-    def display_rubles(self) -> int:
-        """Whole roubles shown to users, rounded up."""
-        return -(-self.amount_kopecks // 100)
 
 
 def credits_for(price: PriceSpec, params: dict[str, Any]) -> Decimal:
@@ -79,10 +74,13 @@ def quote(model: ModelSpec, params: dict[str, Any], rates: Rates) -> Quote:
     return Quote(credits=credits, usd=usd, amount_kopecks=kopecks)
 
 
-def format_rubles(amount_kopecks: int) -> str:
-    """«1 234 ₽» from kopecks, rounded up to whole roubles, thin-space thousands."""
-    rubles = -(-amount_kopecks // 100)
-    return f"{rubles:,}".replace(",", "\u202f") + " ₽"
+def format_money(amount_kopecks: int) -> str:
+    """«1 234,50 ₽»: every amount a user or operator sees, exact to the kopeck (kopecks shown
+    only when there are any; thin-space thousands)."""
+    sign = "−" if amount_kopecks < 0 else ""
+    rubles, kopecks = divmod(abs(amount_kopecks), 100)
+    whole = f"{rubles:,}".replace(",", "\u202f")
+    return f"{sign}{whole},{kopecks:02d} ₽" if kopecks else f"{sign}{whole} ₽"
 
 
 def _decimal(value: Any, name: str) -> Decimal:

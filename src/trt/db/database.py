@@ -83,20 +83,24 @@ class Database:
                 await asyncio.sleep(RETRY_STEP_S * attempt)
         raise AssertionError("unreachable")
 
-    async def best_effort(self, statement: Executable, *, what: str) -> bool:
-        """Run one statement in its own transaction, with `retrying`; a failure is logged, not
-        raised (for bookkeeping a lapsing lease makes good anyway). False when it failed."""
+    async def best_effort(self, statement: Executable, *, what: str) -> int | None:
+        """Run one UPDATE / DELETE in its own transaction, with `retrying`; a failure is logged,
+        not raised (for bookkeeping a lapsing lease makes good anyway). The rows it changed,
+        None when it failed."""
+        count = 0
 
         async def write() -> None:
+            nonlocal count
             async with self.unit_of_work() as session:
-                await session.execute(statement)
+                result = await session.execute(statement)
+                count = int(getattr(result, "rowcount", 0) or 0)
 
         try:
             await self.retrying(write, what=what)
         except Exception as error:
             log.warning("database_write_failed", what=what, error=str(error)[:200])
-            return False
-        return True
+            return None
+        return count
 
     async def ping(self) -> None:
         """Raise if the database cannot be reached."""

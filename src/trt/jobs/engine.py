@@ -22,6 +22,7 @@ from sqlalchemy import ColumnElement, case, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
+from trt.catalog.pricing import format_money
 from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
 from trt.concurrency import finish
@@ -36,7 +37,7 @@ from trt.jobs.state import ACTIVE, JobStatus, sources_of
 from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_callback
 from trt.kie.errors import KieError, kind_of
 from trt.payments.referrals import ReferralBonus, Referrals
-from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta, format_money
+from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta
 from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger, scrub
 
@@ -181,6 +182,28 @@ class JobEngine:
             ),
             what="job_lease_release",
         )
+
+    async def reclaim(self) -> int:
+        """Free the jobs another owner holds leases on; how many (call on becoming the leader).
+
+        Only the leader runs the engine, and a new leader's predecessor is gone or fenced (its
+        writes need the epoch it lost), so its leases protect nothing: waiting them out
+        (`JOB_LEASE_S`) would only keep a dead instance's users waiting. A job it left in
+        SUBMITTING is reconciled, never sent to KIE again."""
+        freed = await self.database.best_effort(
+            update(Job)
+            .where(
+                Job.lease_owner.is_not(None),
+                Job.lease_owner != self.owner,
+                Job.status.in_([s.value for s in ACTIVE]),
+                self.fence(),
+            )
+            .values(lease_owner=None, lease_until=None),
+            what="job_leases_reclaimed",
+        )
+        if freed:
+            log.warning("job_leases_reclaimed", count=freed)
+        return freed or 0
 
     async def sweep(self) -> int:
         """Expire holds past their expiry whose job is no longer active (the backstop).
@@ -436,6 +459,13 @@ class JobEngine:
 
     # -- RECONCILING: a create whose outcome is unknown ------------------------------------
     async def _reconcile_start(self, job: Job, why: str) -> None:
+        if not self.callbacks_enabled:
+            # Without callbacks nothing can ever name the task (KIE cannot be asked for it by
+            # our reference): waiting out a window would only keep the user's money held.
+            await self._fail(
+                job, JobStatus.TIMED_OUT, "unconfirmed", f"{why}; no callback to adopt it from"
+            )
+            return
         until = min(job.deadline_at, utcnow() + timedelta(seconds=self.settings.reconcile_window_s))
         async with self.database.unit_of_work() as session:
             moved = await self._move(
@@ -443,7 +473,9 @@ class JobEngine:
                 job,
                 JobStatus.RECONCILING,
                 sources=(JobStatus.SUBMITTING,),
-                next_run_at=until,
+                # A callback already on the job (it came while the job's worker was away)
+                # resolves it now, not at the end of the window.
+                next_run_at=case((Job.callback_payload.is_(None), until), else_=utcnow()),
                 reconcile_until=until,
                 error_message=scrub(why)[:512],
             )

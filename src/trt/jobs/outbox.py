@@ -26,13 +26,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import REVENUE, Ledger
 from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable, send_kind
+from trt.catalog.pricing import format_money
 from trt.concurrency import finish
 from trt.db.database import Database
 from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.state import JobStatus
-from trt.pipeline import format_money
 from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger
 
@@ -146,6 +146,22 @@ class OutboxRelay:
         except Exception:
             log.exception("outbox_delivery_crashed", outbox_id=row_id)
             await self.release({row_id}, after_s=CRASH_RETRY_S)
+
+    async def reclaim(self) -> int:
+        """Free the unsent rows a previous leader held leases on; how many (call on becoming
+        the leader, before this relay claims anything: every lease then is someone else's).
+
+        A row whose send the dead leader had begun may go out twice — the relay's promise is
+        at least once — but no user waits `lease_s` for a message because its sender died."""
+        freed = await self.database.best_effort(
+            update(Outbox)
+            .where(Outbox.sent_at.is_(None), Outbox.lease_until.is_not(None), self.fence())
+            .values(lease_until=None),
+            what="outbox_leases_reclaimed",
+        )
+        if freed:
+            log.warning("outbox_leases_reclaimed", count=freed)
+        return freed or 0
 
     async def release(self, row_ids: set[int], *, after_s: float = 0.0) -> None:
         """Shorten the leases of unsent `row_ids` so they are tried again in `after_s`.

@@ -119,6 +119,13 @@ ERRORS: dict[str, ErrorKind] = {
         "присланный файл не является изображением",
         "the file you sent is not an image",
     ),
+    "unconfirmed": ErrorKind(
+        "unconfirmed",
+        False,
+        True,
+        "сервис генерации не подтвердил задачу",
+        "the generation service did not confirm the task",
+    ),
     "download": ErrorKind(
         "download",
         False,

@@ -22,10 +22,10 @@ from aiogram.exceptions import (
 from aiogram.types import InlineKeyboardMarkup, LabeledPrice
 
 from trt.bot.sender import RetryLater, Sender, Undeliverable
+from trt.catalog.pricing import format_money
 from trt.config import PaymentsSettings, StarsPackage
 from trt.i18n import t
 from trt.payments.service import Credit, PaymentError, PaymentService, PaymentView, payment_id_of
-from trt.pipeline import format_money
 from trt.telemetry.events import Event, new_cid, telemetry
 from trt.telemetry.logs import get_logger
 

@@ -22,11 +22,11 @@ import aiohttp
 from aiogram import Bot
 
 from trt.bot.sender import Sender
+from trt.catalog.pricing import format_money
 from trt.config import PaymentsSettings
 from trt.i18n import t
 from trt.payments.service import PaymentService, PaymentView
 from trt.payments.stars import notify, tell_credited
-from trt.pipeline import format_money
 from trt.telemetry.events import Event, Reason, new_cid, telemetry
 from trt.telemetry.logs import get_logger
 

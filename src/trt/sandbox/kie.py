@@ -256,8 +256,6 @@ class KieServer:
     ) -> web.StreamResponse:
         prompt = str(values.get("prompt") or values.get("text") or "")
         script = self._script_for(prompt)
-        if script.create_delay_s:
-            await asyncio.sleep(script.create_delay_s)
         if script.create_reset:
             if request.transport is not None:
                 request.transport.close()
@@ -296,6 +294,10 @@ class KieServer:
         self._runs.add(run)
         run.add_done_callback(self._runs.discard)
         await self._notify()
+        if script.create_delay_s:
+            # A slow answer, not a slow create: the task exists and runs (as at KIE, where a
+            # timed-out createTask has usually taken effect); the client may give up waiting.
+            await asyncio.sleep(script.create_delay_s)
         if script.create_lost:
             return _envelope(500, "Server error, please try again later")
         return web.json_response({"code": 200, "msg": "success", "data": {"taskId": task_id}})
@@ -441,7 +443,9 @@ class KieServer:
         return web.json_response({"code": 200, "msg": "success", "data": _suno_record(found)})
 
     async def _credit(self, _request: web.Request) -> web.Response:
-        return web.json_response({"code": 200, "msg": "success", "data": self.credits})
+        answer = web.json_response({"code": 200, "msg": "success", "data": self.credits})
+        await self._notify()  # tests wait for the bot's look at the balance
+        return answer
 
     async def _download_url(self, request: web.Request) -> web.Response:
         body = await self._body(request) or {}

@@ -243,6 +243,7 @@ class TelegramServer:
         self.flood = flood
         self.webhook_retry_s = webhook_retry_s
         self.check_responses = check_responses
+        self.not_modified_is_violation = True
         self.users: dict[int, dict[str, Any]] = {}
         self.blocked_by: set[int] = set()
         self.messages: dict[int, dict[int, dict[str, Any]]] = {}
@@ -646,6 +647,12 @@ class TelegramServer:
     async def _apply_edit(self, message: dict[str, Any], changes: dict[str, Any]) -> Any:
         before = {k: message.get(k) for k in changes}
         if all(before[k] == changes[k] for k in changes):
+            # Real Telegram refuses it, and it costs a request against the bot's limits: a bot
+            # that knows what the message shows never sends it (tests count it as a violation).
+            if self.not_modified_is_violation:
+                problem = Problem("not_modified", "message_id", NOT_MODIFIED)
+                where = {"chat_id": message["chat"]["id"], "message_id": message["message_id"]}
+                self.violations.append(Violation("edit", [problem], where))
             raise ApiError(400, NOT_MODIFIED)
         for key, value in changes.items():
             if value is None:

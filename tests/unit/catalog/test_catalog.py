@@ -60,7 +60,6 @@ def test_every_model_defaults_validate_and_price(pipeline: UnifiedModelPipeline,
     assert result.ok, [e.message for e in result.errors]
     quote = pipeline.quote(slug, result.params)
     assert quote.amount_kopecks > 0
-    assert quote.display_rubles * 100 >= quote.amount_kopecks
 
 
 @pytest.mark.parametrize("slug", ALL_SLUGS)

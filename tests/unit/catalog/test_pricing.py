@@ -7,9 +7,9 @@ from decimal import Decimal
 import pytest
 
 from tests.unit.catalog.conftest import RATES, complete_params
-from trt.catalog.pricing import PricingError, Rates, credits_for, format_rubles, quote
+from trt.catalog.pricing import PricingError, Rates, credits_for, format_money, quote
 from trt.catalog.schema import PriceSpec
-from trt.pipeline import UnifiedModelPipeline, format_money
+from trt.pipeline import UnifiedModelPipeline
 
 
 def price(spec: dict[str, object], params: dict[str, object]) -> Decimal:
@@ -54,7 +54,7 @@ def test_unpriced_combination_is_an_error() -> None:
 
 
 def test_credits_to_kopecks_round_up() -> None:
-    # 0.8 credits = $0.004; × 95 ₽/$ × 1.5 = 0.57 ₽ exactly → 57 kopecks, shown as 1 ₽.
+    # 0.8 credits = $0.004; × 95 ₽/$ × 1.5 = 0.57 ₽ exactly → 57 kopecks, shown as 0,57 ₽.
     rates = Rates(usd_rub_rate=Decimal("95"), price_markup=Decimal("1.5"))
     from trt.catalog.loader import default_catalog
 
@@ -63,7 +63,7 @@ def test_credits_to_kopecks_round_up() -> None:
     result = quote(model, {"aspect_ratio": "1:1"}, rates)
     assert result.usd == Decimal("0.0040")
     assert result.amount_kopecks == 57
-    assert result.display_rubles == 1
+    assert format_money(result.amount_kopecks) == "0,57 ₽"  # shown as charged
     # A fraction of a kopeck is charged as a whole kopeck, never dropped.
     rates = Rates(usd_rub_rate=Decimal("95.01"), price_markup=Decimal("1.5"))
     assert quote(model, {"aspect_ratio": "1:1"}, rates).amount_kopecks == 58
@@ -81,8 +81,8 @@ def test_kling_three_price_end_to_end(pipeline: UnifiedModelPipeline) -> None:
 
 
 def test_money_formatting() -> None:
-    assert format_rubles(2_370) == "24 ₽"
-    assert format_rubles(123_456_00) == "123\u202f456 ₽"
+    assert format_money(2_370) == "23,70 ₽"  # never rounded for show: shown is charged
+    assert format_money(123_456_00) == "123\u202f456 ₽"
     assert format_money(47_635) == "476,35 ₽"
     assert format_money(50_000) == "500 ₽"
     assert format_money(-150) == "−1,50 ₽"

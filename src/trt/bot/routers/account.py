@@ -13,8 +13,8 @@ from trt.billing.wallets import WalletService
 from trt.bot.callbacks import BalancePage, LangSet, Menu
 from trt.bot.keyboards import main_menu
 from trt.bot.screens import show
+from trt.catalog.pricing import format_money
 from trt.i18n import LANGUAGES, Lang, t
-from trt.pipeline import format_money
 from trt.users import UserService
 
 PAGE_SIZE = 8

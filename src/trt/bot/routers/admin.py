@@ -33,11 +33,12 @@ from trt.admin.operations import Operations, chart_png
 from trt.admin.settings import MARKUP, RATE, RuntimeSettings, model_key
 from trt.billing.ledger import InsufficientFundsError
 from trt.bot.routers import payments, support
+from trt.catalog.pricing import format_money
 from trt.config import Config
 from trt.i18n import t
 from trt.kie.client import KieClient
 from trt.kie.errors import KieError
-from trt.pipeline import UnifiedModelPipeline, format_money
+from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Reason, reject
 from trt.telemetry.logs import get_logger
 from trt.users import parse_id

@@ -10,7 +10,7 @@ from aiogram.types import CallbackQuery
 from trt.bot.callbacks import Category, CategoryPage, ModelCard
 from trt.bot.keyboards import model_card, model_list
 from trt.bot.screens import show
-from trt.catalog.pricing import format_rubles
+from trt.catalog.pricing import format_money
 from trt.catalog.schema import Category as ModelCategory
 from trt.catalog.schema import ModelSpec, Role, Ui
 from trt.i18n import t
@@ -33,7 +33,7 @@ def starting_price(pipeline: UnifiedModelPipeline, model: ModelSpec, lang: str) 
     return t(
         lang,
         "catalog.price_from",
-        price=format_rubles(pipeline.cheapest_quote(model).amount_kopecks),
+        price=format_money(pipeline.cheapest_quote(model).amount_kopecks),
     )
 
 

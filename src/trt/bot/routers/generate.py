@@ -38,7 +38,7 @@ from trt.bot.flow import (
 )
 from trt.bot.keyboards import main_menu, model_card
 from trt.bot.screens import show
-from trt.catalog.pricing import format_rubles
+from trt.catalog.pricing import format_money
 from trt.catalog.rules import TELEGRAM_FILE_PREFIX
 from trt.catalog.schema import ParamType, Role
 from trt.faults import failpoint
@@ -322,7 +322,7 @@ async def on_confirm(
         )
     except InsufficientFundsError as short:
         reject(Reason.INSUFFICIENT_FUNDS, f"needs {short.needed_kop}, has {short.available_kop}")
-        missing = format_rubles(short.needed_kop - short.available_kop)
+        missing = format_money(short.needed_kop - short.available_kop)
         text, markup, _q = confirm_screen(
             pipeline, draft, lang, balance_kopecks=short.available_kop, free_left=None
         )

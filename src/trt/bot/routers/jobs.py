@@ -14,7 +14,7 @@ from trt.bot.flow import Draft, Flow, confirm_screen, questions, settings_screen
 from trt.bot.keyboards import main_menu, pager_row
 from trt.bot.screens import show
 from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable
-from trt.catalog.pricing import format_rubles
+from trt.catalog.pricing import format_money
 from trt.i18n import t
 from trt.jobs.service import JobService, JobView
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline
@@ -62,7 +62,7 @@ def result_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
 
 
 def _price(job: JobView, lang: str) -> str:
-    return t(lang, "history.free") if job.is_free else format_rubles(job.price_kop)
+    return t(lang, "history.free") if job.is_free else format_money(job.price_kop)
 
 
 async def history_screen(

@@ -28,13 +28,13 @@ from trt.billing.ledger import InsufficientFundsError
 from trt.bot.callbacks import CardBuy, ManualAmount, ManualVerdict, Menu, StarsBuy, TopUp
 from trt.bot.keyboards import main_menu
 from trt.bot.screens import rendered, show
+from trt.catalog.pricing import format_money
 from trt.config import Config
 from trt.i18n import normalize_lang, t
 from trt.payments.bonuses import BonusService, referral_code
 from trt.payments.service import PaymentError, PaymentService
 from trt.payments.stars import StarsPayments, notify, tell_credited
 from trt.payments.yookassa import CardPayments, YooKassaError
-from trt.pipeline import format_money
 from trt.telemetry.events import Event, Reason, reject, telemetry
 from trt.telemetry.logs import get_logger
 

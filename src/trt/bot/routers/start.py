@@ -11,10 +11,10 @@ from aiogram.types import CallbackQuery, Message
 from trt.bot.callbacks import Menu
 from trt.bot.keyboards import back_to_menu, main_menu
 from trt.bot.screens import show
+from trt.catalog.pricing import format_money
 from trt.config import Config
 from trt.i18n import t
 from trt.payments.bonuses import BonusService
-from trt.pipeline import format_money
 from trt.users import UserInfo
 
 
