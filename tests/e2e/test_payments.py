@@ -494,6 +494,7 @@ async def handled_again(bot: RunningBot, user_id: int, message_id: int) -> None:
     await bot.events.handled(Event.MESSAGE_RECEIVED, user_id=user_id, since=mark)
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_an_adjustment_handled_twice_moves_money_once(bot: RunningBot) -> None:
     user = await bot.client.user(3601, "Клиент")
     await user.send("/start")
@@ -510,6 +511,7 @@ async def test_an_adjustment_handled_twice_moves_money_once(bot: RunningBot) -> 
     assert audited == 1
 
 
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
 async def test_a_receipt_makes_one_payment_however_often_it_arrives(bot: RunningBot) -> None:
     from trt.sandbox.media import render_png
 
