@@ -8,13 +8,14 @@ of `catalog/models.yaml`.
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from trt.catalog import rules
 from trt.catalog.knobs import Knobs
 from trt.catalog.loader import Catalog
 from trt.catalog.pricing import PricingError, Quote, Rates, format_money, quote
+from trt.catalog.rules import media_duration, media_items, telegram_reference
 from trt.catalog.schema import (
     Category,
     Family,
@@ -35,6 +36,7 @@ CATEGORY_ICONS = {
     Category.AUDIO: "🎵",
 }
 PROMPT_PREVIEW_CHARS = 300
+MAX_FILES_PER_PARAM = 10  # where KIE states no maximum for a list of files
 
 
 class UnknownModelError(LookupError):
@@ -66,6 +68,23 @@ class ParamView:
     min_items: int | None
     max_items: int | None
 
+    @property
+    def optional(self) -> bool:
+        """An upload (or text) the user may skip: not required, no minimum count."""
+        return not self.required and not self.min_items
+
+    @property
+    def most(self) -> int:
+        """How many files the parameter takes (one for a single-file parameter)."""
+        if self.type is not ParamType.ARRAY:
+            return 1
+        return self.max_items or MAX_FILES_PER_PARAM
+
+    @property
+    def least(self) -> int:
+        """How many files complete it: its minimum, at least one once the user sends any."""
+        return max(self.min_items or 1, 1)
+
 
 @dataclass(frozen=True, slots=True)
 class ModelSchema:
@@ -79,6 +98,42 @@ class ModelSchema:
     @property
     def asked(self) -> tuple[ParamView, ...]:
         return tuple(p for p in self.params if p.ui is Ui.ASK)
+
+    @property
+    def controllers(self) -> frozenset[str]:
+        """The parameters that choose a mode (named in some parameter's `modes`)."""
+        return frozenset(
+            name for spec in self.model.params.values() for mode in spec.modes for name in mode.when
+        )
+
+    def chosen(self, params: dict[str, Any]) -> dict[str, Any]:
+        """`params` over every parameter's default: what decides the mode right now."""
+        values = {p.name: p.default for p in self.params if p.default is not None}
+        values.update(params)
+        return values
+
+    def in_mode(self, params: dict[str, Any]) -> tuple[ParamView, ...]:
+        """The parameters the mode chosen by `params` uses, with that mode's counts."""
+        chosen = self.chosen(params)
+        views = []
+        for view in self.params:
+            spec = self.model.params[view.name]
+            used = spec.in_mode(chosen)
+            if used is None:
+                continue
+            if used is not spec:
+                view = replace(
+                    view,
+                    label=used.label.get(self.lang) if used.label else view.label,
+                    required=used.must or used.role is Role.PROMPT,
+                    min_items=used.min_items,
+                    max_items=used.max_items,
+                    rule=plural(self.lang, "plural.chars", used.max_length)
+                    if used.max_length is not None and used.max_length != spec.max_length
+                    else view.rule,
+                )
+            views.append(view)
+        return tuple(views)
 
     @property
     def options(self) -> tuple[ParamView, ...]:
@@ -158,8 +213,8 @@ class UnifiedModelPipeline:
         return ModelSchema(model=model, lang=lang, params=views)
 
     def _view(self, model: ModelSpec, name: str, spec: ParamSpec, lang: str) -> ParamView:
-        if spec.enum is not None:
-            values: list[Any] = list(spec.enum)
+        if spec.offered is not None:
+            values: list[Any] = list(spec.offered)
         elif spec.type is ParamType.BOOLEAN:
             values = [True, False]
         else:
@@ -173,7 +228,7 @@ class UnifiedModelPipeline:
             type=spec.type,
             role=spec.role,
             ui=spec.ui,
-            required=spec.required or spec.role is Role.PROMPT,
+            required=spec.must or spec.role is Role.PROMPT,
             default=spec.effective_default,
             options=options,
             rule=self._rule_text(spec, lang),
@@ -207,7 +262,12 @@ class UnifiedModelPipeline:
             elif name not in params and spec.effective_default is not None:
                 default = spec.effective_default
                 params[name] = list(default) if isinstance(default, list) else default
-        return params
+        # What the chosen mode does not use is not sent (frames left from another mode).
+        return {
+            name: value
+            for name, value in params.items()
+            if name not in schema.model.params or schema.model.params[name].in_mode(params)
+        }
 
     def validate(self, model_id: str, params: Any, lang: str = "ru") -> ValidationResult:
         """Contract-driven check: one error per broken rule, in `lang`; never raises."""
@@ -227,10 +287,20 @@ class UnifiedModelPipeline:
                 errors.append(
                     FieldError(str(key)[:64], "unknown", t(lang, "validation.unknown", name=shown))
                 )
-        for name, spec in model.params.items():
+        chosen = {
+            name: spec.effective_default
+            for name, spec in model.params.items()
+            if spec.effective_default is not None
+        }
+        chosen.update(params)
+        for name, declared in model.params.items():
+            used = declared.in_mode(chosen)
+            if used is None:
+                continue  # not used in the chosen mode: never checked, never sent
+            spec = used
             label = self.catalog.label(model, name).get(lang)
             if name not in params or params[name] is None:
-                if spec.required or spec.role is Role.PROMPT:
+                if spec.must or spec.role is Role.PROMPT:
                     message = t(lang, "validation.required", label=label)
                     errors.append(FieldError(name, "required", message))
                 continue
@@ -301,6 +371,14 @@ class UnifiedModelPipeline:
         if code in ("min_items", "max_items"):
             limit = plural(lang, "plural.files", args["limit"])
             return t(lang, f"validation.{code}", label=label, limit=limit)
+        if code == "duration":
+            return t(
+                lang,
+                "validation.duration",
+                label=label,
+                rule=duration_rule(args["minimum"], args["maximum"], lang),
+                seconds=args["seconds"],
+            )
         return t(lang, f"validation.{code}", label=label)
 
     # -- price, payload, confirmation ------------------------------------------------------
@@ -379,7 +457,10 @@ class UnifiedModelPipeline:
                 continue
             label = html.escape(self.catalog.label(model, name).get(lang))
             value = params[name]
-            if spec.role in (Role.PROMPT, Role.TEXT):
+            if spec.media is not None:
+                shown = media_summary(spec.media, value, lang)
+                lines.append(t(lang, "confirm.param", label=label, value=html.escape(shown)))
+            elif spec.role in (Role.PROMPT, Role.TEXT):
                 text = str(value)
                 if len(text) > PROMPT_PREVIEW_CHARS:
                     text = text[: PROMPT_PREVIEW_CHARS - 1] + "…"
@@ -403,9 +484,15 @@ class UnifiedModelPipeline:
 
 
 def _value_domain(spec: ParamSpec) -> list[Any]:
-    """The values a priced parameter can take (its bounds, for a free number)."""
-    if spec.enum is not None:
-        return list(spec.enum)
+    """The values a priced parameter can take (its bounds, for a free number; for an upload:
+    none or one, at its shortest length when priced per second)."""
+    if spec.media is not None:
+        seconds = spec.media.min_duration_s or 1
+        one = telegram_reference("x", seconds)
+        given = [one] if spec.type is not ParamType.ARRAY else [[one]]
+        return given if spec.must else [None, *given]
+    if spec.offered is not None:
+        return list(spec.offered)
     if spec.type is ParamType.BOOLEAN:
         return [False, True]
     values = [
@@ -416,6 +503,25 @@ def _value_domain(spec: ParamSpec) -> list[Any]:
 
 def model_values_labelled(catalog: Catalog, name: str) -> bool:
     return name in catalog.source.value_labels
+
+
+def media_summary(media: MediaSpec, value: Any, lang: str) -> str:
+    """«2 фото», «1 видео, 12 с»: an upload on the confirmation screen."""
+    items = media_items(value)
+    text = plural(lang, f"plural.{media.kind.value}", len(items))
+    seconds = [media_duration(item) for item in items]
+    if items and all(s is not None for s in seconds):
+        text += ", " + t(lang, "duration.seconds", n=sum(s for s in seconds if s is not None))
+    return text
+
+
+def duration_rule(minimum: float | None, maximum: float | None, lang: str) -> str:
+    """«3–30 с», «до 15 с», «от 2 с»: a length limit in words."""
+    if minimum is not None and maximum is not None:
+        return t(lang, "flow.duration_range", minimum=_num(minimum), maximum=_num(maximum))
+    if maximum is not None:
+        return t(lang, "flow.duration_max", maximum=_num(maximum))
+    return t(lang, "flow.duration_min", minimum=_num(minimum))
 
 
 def format_eta(seconds: int, lang: str) -> str:

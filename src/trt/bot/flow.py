@@ -23,11 +23,13 @@ from trt.bot.callbacks import (
 )
 from trt.bot.keyboards import pager_row
 from trt.catalog.pricing import Quote
+from trt.catalog.rules import media_items
 from trt.catalog.schema import ModelSpec, Role, Ui
 from trt.i18n import plural, t
-from trt.pipeline import ModelSchema, ParamView, UnifiedModelPipeline
+from trt.pipeline import ModelSchema, ParamView, UnifiedModelPipeline, duration_rule
 
 OPTIONS_PER_PAGE = 12
+TELEGRAM_DOWNLOAD_LIMIT_MB = 20  # the Bot API's getFile cannot fetch bigger user files
 
 
 class Flow(StatesGroup):
@@ -64,31 +66,34 @@ class Draft:
         )
 
 
-def questions(schema: ModelSchema) -> list[ParamView]:
-    """What the flow asks, in order: uploads first, then the prompt, then choices."""
-    asked = list(schema.asked)
-    media = [p for p in asked if p.media is not None]
-    prompt = [p for p in asked if p.role is Role.PROMPT]
-    rest = [p for p in asked if p.media is None and p.role is not Role.PROMPT]
-    return media + prompt + rest
+def questions(schema: ModelSchema, draft: Draft) -> list[ParamView]:
+    """What the flow asks, in order: the mode first (it decides what else is asked), then
+    the uploads that mode needs, the prompt, the optional uploads (references, an end frame:
+    «⏭ Пропустить»), then choices."""
+    asked = [p for p in schema.in_mode(draft.params) if p.ui is Ui.ASK]
+    controllers = schema.controllers
+    modes = [p for p in asked if p.name in controllers]
+    rest = [p for p in asked if p.name not in controllers]
+    needed = [p for p in rest if p.media is not None and not p.optional]
+    prompt = [p for p in rest if p.role is Role.PROMPT]
+    optional = [p for p in rest if p.media is not None and p.optional]
+    choices = [p for p in rest if p.media is None and p.role is not Role.PROMPT]
+    return modes + needed + prompt + optional + choices
 
 
 def next_question(schema: ModelSchema, draft: Draft) -> ParamView | None:
-    for view in questions(schema):
+    for view in questions(schema, draft):
         if view.name not in draft.answered:
             return view
     return None
 
 
 def media_count(draft: Draft, name: str) -> int:
-    value = draft.params.get(name)
-    if isinstance(value, list):
-        return len(value)
-    return 1 if value else 0
+    return len(media_items(draft.params.get(name)))
 
 
 def media_limit(view: ParamView) -> int:
-    return view.max_items or 1  # a single-file parameter takes one
+    return view.most
 
 
 def nav_row(lang: str) -> list[InlineKeyboardButton]:
@@ -110,23 +115,30 @@ def question_screen(
     label = html.escape(view.label)
     rows: list[list[InlineKeyboardButton]] = []
     if view.media is not None:
-        what = t(lang, f"flow.what_{view.media.kind.value}")
-        rules = t(
-            lang,
-            "flow.media_rules",
-            formats=", ".join(view.media.formats).upper(),
-            mb=_mb(view.media.max_mb),
-        )
         count = media_count(draft, view.name)
         if count:
-            text = t(lang, "flow.ask_media_more", count=count, max=media_limit(view))
+            text = t(lang, "flow.ask_media_more", label=label, count=count, max=view.most)
         else:
-            text = t(lang, "flow.ask_media", what=what, model=title, rules=rules)
-        if count >= max(view.min_items or 1, 1):
+            text = t(
+                lang,
+                "flow.ask_media",
+                label=label,
+                what=media_wanted(view, lang),
+                model=title,
+                rules=media_rules(view, lang),
+            )
+        if count >= view.least:
+            done = (
+                t(lang, "flow.done_count", count=count) if view.most > 1 else t(lang, "flow.done")
+            )
+            rows.append(
+                [InlineKeyboardButton(text=done, callback_data=FlowAction(action="done").pack())]
+            )
+        elif count == 0 and view.optional:
             rows.append(
                 [
                     InlineKeyboardButton(
-                        text=t(lang, "flow.done"), callback_data=FlowAction(action="done").pack()
+                        text=t(lang, "flow.skip"), callback_data=FlowAction(action="skip").pack()
                     )
                 ]
             )
@@ -226,7 +238,10 @@ def settings_screen(
     model = schema.model
     params = pipeline.apply_defaults(schema, draft.params)
     rows = []
+    used = {view.name for view in schema.in_mode(draft.params)}
     for view in schema.options:
+        if view.name not in used:
+            continue  # not used in the chosen mode
         if view.role in (Role.PROMPT, Role.TEXT) or view.ui is Ui.HIDDEN:
             continue
         if not view.options:
@@ -255,6 +270,40 @@ def settings_screen(
     )
     text = t(lang, "flow.settings_title", model=html.escape(model.title.get(lang)))
     return text, InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def media_wanted(view: ParamView, lang: str) -> str:
+    """«фото», «1–3 фото», «до 14 фото», «2 фото»: what an upload step asks for."""
+    assert view.media is not None
+    kind = view.media.kind.value
+    if view.most == 1:
+        return t(lang, f"flow.what_{kind}")
+    what = plural(lang, f"plural.{kind}", view.most).split(" ", 1)[1]
+    if view.least == view.most:
+        return t(lang, "flow.count_exact", count=view.most, what=what)
+    if view.optional:
+        return t(lang, "flow.count_max", maximum=view.most, what=what)
+    return t(lang, "flow.count_range", minimum=view.least, maximum=view.most, what=what)
+
+
+def media_rules(view: ParamView, lang: str) -> str:
+    """Formats, size and length limits of an upload step, and whether it may be skipped."""
+    media = view.media
+    assert media is not None
+    lines = [
+        t(
+            lang,
+            "flow.media_rules",
+            formats=", ".join(media.formats).upper(),
+            mb=_mb(min(media.max_mb, TELEGRAM_DOWNLOAD_LIMIT_MB)),
+        )
+    ]
+    if media.min_duration_s is not None or media.max_duration_s is not None:
+        rule = duration_rule(media.min_duration_s, media.max_duration_s, lang)
+        lines.append(t(lang, "flow.media_length", rule=rule))
+    if view.optional:
+        lines.append(t(lang, "flow.media_optional"))
+    return "\n".join(lines)
 
 
 def _mb(value: float) -> str:

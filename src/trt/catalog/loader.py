@@ -21,7 +21,9 @@ from trt.catalog.schema import (
     CatalogFile,
     Category,
     Family,
+    MediaKind,
     ModelSpec,
+    ModeSpec,
     ParamSpec,
     ParamType,
     Role,
@@ -200,7 +202,7 @@ def _check_param(
         for violation in rules.check(spec, candidate):
             defect(f"{where}.{field}", f"{candidate!r} breaks its own rule ({violation.code})")
     asked = spec.role is Role.PROMPT or spec.ui is Ui.ASK
-    if spec.required and not asked and spec.effective_default is None:
+    if spec.must and not asked and spec.effective_default is None:
         defect(where, "required but neither asked (ui: ask) nor defaulted")
     if spec.is_media:
         if spec.type is ParamType.ARRAY and spec.item_type is not ParamType.STRING:
@@ -215,6 +217,42 @@ def _check_param(
         for choice in spec.choices:
             if rules.check(spec, choice):
                 defect(f"{where}.choices", f"{choice!r} breaks the parameter's rule")
+    for index, mode in enumerate(spec.modes):
+        _check_mode(model, spec, f"{where}.modes[{index}]", mode, defect)
+
+
+def _check_mode(model: ModelSpec, spec: ParamSpec, where: str, mode: ModeSpec, defect: Any) -> None:
+    """A mode names real choices with valid values, and narrows (never widens) the rule."""
+    for name, wanted in mode.when.items():
+        chooser = model.params.get(name)
+        if chooser is None:
+            defect(f"{where}.when", f"{name!r} is not a parameter")
+            continue
+        if chooser.modes:
+            defect(f"{where}.when", f"{name!r} has modes itself (one level only)")
+        if chooser.ui is Ui.HIDDEN:
+            defect(f"{where}.when", f"{name!r} is hidden: the user could never choose the mode")
+        for value in wanted if isinstance(wanted, tuple) else (wanted,):
+            if rules.check(chooser, value):
+                defect(f"{where}.when", f"{name}={value!r} is not a valid value")
+    if (mode.min_items is not None or mode.max_items is not None) and (
+        spec.type is not ParamType.ARRAY
+    ):
+        defect(where, "min_items / max_items apply to arrays only")
+    if (
+        mode.max_items is not None
+        and spec.max_items is not None
+        and (mode.max_items > spec.max_items)
+    ):
+        defect(f"{where}.max_items", f"wider than the parameter's own {spec.max_items}")
+    if (
+        mode.min_items is not None
+        and spec.min_items is not None
+        and (mode.min_items < spec.min_items)
+    ):
+        defect(f"{where}.min_items", f"wider than the parameter's own {spec.min_items}")
+    if mode.max_length is not None and spec.type is not ParamType.STRING:
+        defect(f"{where}.max_length", "max_length applies to strings only")
 
 
 def _check_price(model: ModelSpec, defect: Any) -> None:
@@ -225,11 +263,21 @@ def _check_price(model: ModelSpec, defect: Any) -> None:
             return
     for name in price.by:
         spec = model.params[name]
-        if spec.enum is None and spec.type is not ParamType.BOOLEAN:
-            defect(f"price.by.{name}", "table keys must be enum or boolean parameters")
+        if spec.enum is None and spec.type is not ParamType.BOOLEAN and not spec.is_media:
+            defect(f"price.by.{name}", "table keys must be enum, boolean or upload parameters")
             return
     for name in price.multiply_by:
         spec = model.params[name]
+        if spec.media is not None:
+            # Priced per second of the upload: its length must be known and bounded.
+            if spec.media.kind is MediaKind.IMAGE or spec.media.max_duration_s is None:
+                defect(
+                    f"price.multiply_by.{name}",
+                    "an upload priced per second needs a video or audio kind with max_duration_s",
+                )
+            if not spec.must or spec.ui is not Ui.ASK:
+                defect(f"price.multiply_by.{name}", "an upload priced per second must be asked")
+            continue
         if not rules.is_numeric_param(spec):
             defect(f"price.multiply_by.{name}", "must be a numeric parameter")
         if spec.effective_default is None and spec.ui is not Ui.ASK:
@@ -254,8 +302,10 @@ def _check_price(model: ModelSpec, defect: Any) -> None:
 
 
 def _domain(spec: ParamSpec) -> list[Any]:
-    if spec.enum is not None:
-        return list(spec.enum)
+    if spec.offered is not None:
+        return list(spec.offered)
+    if spec.is_media and spec.must and not spec.modes:
+        return [True]  # an upload priced by being given: always given
     return [False, True]
 
 

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from decimal import ROUND_CEILING, Decimal
 from typing import Any
 
+from trt.catalog.rules import media_duration, media_items
 from trt.catalog.schema import ModelSpec, PriceSpec, table_key
 
 USD_PER_CREDIT = Decimal("0.005")
@@ -65,9 +66,29 @@ def credits_for(price: PriceSpec, params: dict[str, Any]) -> Decimal:
     return credits
 
 
+def priced_values(model: ModelSpec, params: dict[str, Any]) -> dict[str, Any]:
+    """`params` as the price rule reads them: an upload named in `by` counts as given or not
+    (`true` / `false`), one named in `multiply_by` as its length in seconds (all its files)."""
+    price = model.price
+    values = dict(params)
+    for name in (*price.by, *price.multiply_by):
+        spec = model.params.get(name)
+        if spec is None or not spec.is_media:
+            continue
+        items = media_items(params.get(name))
+        if name in price.by:
+            values[name] = bool(items)
+            continue
+        seconds = [media_duration(item) for item in items]
+        if not items or any(s is None for s in seconds):
+            raise PricingError(f"the length of {name} is unknown")
+        values[name] = sum(s for s in seconds if s is not None)
+    return values
+
+
 def quote(model: ModelSpec, params: dict[str, Any], rates: Rates) -> Quote:
     """The price of one run of `model` with `params` (which include the defaults)."""
-    credits = credits_for(model.price, params)
+    credits = credits_for(model.price, priced_values(model, params))
     usd = credits * USD_PER_CREDIT
     rubles = usd * rates.usd_rub_rate * rates.price_markup
     kopecks = int((rubles * 100).to_integral_value(rounding=ROUND_CEILING))

@@ -88,8 +88,9 @@ def check(spec: ParamSpec, value: Any) -> list[Violation]:
     if not matches_type(spec.type, value):
         return [Violation("type", {"expected": spec.type.value})]
     if spec.enum is not None:
-        if value not in spec.enum or type(value) is not type(spec.enum[0]):
-            return [Violation("enum", {"allowed": list(spec.enum)})]
+        offered = spec.offered or spec.enum
+        if value not in offered or type(value) is not type(spec.enum[0]):
+            return [Violation("enum", {"allowed": list(offered)})]
         return []
     violations: list[Violation] = []
     if is_number(value):
@@ -114,14 +115,60 @@ def check(spec: ParamSpec, value: Any) -> list[Violation]:
             violations.append(Violation("item_type", {"expected": str(spec.item_type)}))
         elif spec.role is Role.MEDIA and not all(_is_url(item) for item in value):
             violations.append(Violation("url"))
+    if spec.media is not None and not violations:
+        violations.extend(_duration_violations(spec, value))
     return violations
 
 
+def _duration_violations(spec: ParamSpec, value: Any) -> list[Violation]:
+    assert spec.media is not None
+    low, high = spec.media.min_duration_s, spec.media.max_duration_s
+    for item in media_items(value):
+        seconds = media_duration(item)
+        if seconds is None:
+            continue
+        # Telegram reports whole seconds; a clip of "3 s" may be 2.6 s, so the low bound is
+        # compared with what the user could have meant, the high one with what was reported.
+        if (low is not None and seconds < math.floor(low)) or (high is not None and seconds > high):
+            return [Violation("duration", {"minimum": low, "maximum": high, "seconds": seconds})]
+    return []
+
+
 TELEGRAM_FILE_PREFIX = "tg:"  # a user's upload, by Telegram file id, until the engine uploads it
+_DURATION_MARK = "#"  # never in a file id (base64url); the length Telegram reported follows
 
 
 def is_telegram_file(value: Any) -> bool:
     return isinstance(value, str) and value.startswith(TELEGRAM_FILE_PREFIX) and len(value) > 3
+
+
+def telegram_reference(file_id: str, duration_s: float | None = None) -> str:
+    """A user's upload as a parameter value: `tg:<file id>`, and `#<seconds>` when Telegram
+    told its length (video, audio, voice), so that a per-second price and the model's length
+    limits are known before any money is held."""
+    reference = TELEGRAM_FILE_PREFIX + file_id
+    if duration_s is not None and duration_s > 0:
+        reference += f"{_DURATION_MARK}{math.ceil(duration_s)}"
+    return reference
+
+
+def telegram_file_id(value: str) -> str:
+    return value[len(TELEGRAM_FILE_PREFIX) :].split(_DURATION_MARK, 1)[0]
+
+
+def media_duration(value: Any) -> int | None:
+    """Whole seconds of a media value, when known (a Telegram upload that reported them)."""
+    if not is_telegram_file(value) or _DURATION_MARK not in value:
+        return None
+    text = value.rsplit(_DURATION_MARK, 1)[1]
+    return int(text) if text.isdigit() and len(text) <= 6 else None
+
+
+def media_items(value: Any) -> list[Any]:
+    """The files of a media value: a list as is, a single value as a list of one, none empty."""
+    if isinstance(value, list):
+        return value
+    return [] if value in (None, "") else [value]
 
 
 def _is_url(value: Any) -> bool:

@@ -91,12 +91,54 @@ class MediaKind(StrEnum):
 
 
 class MediaSpec(Strict):
+    """What an upload must be: its kind, size and formats (subtypes of the MIME type, e.g.
+    `mp4`, `mpeg`), and for video and audio the length KIE accepts."""
+
     kind: MediaKind
-    max_mb: Annotated[float, Field(gt=0, le=50)] = 10
+    max_mb: Annotated[float, Field(gt=0, le=100)] = 10
     formats: tuple[str, ...] = ("jpeg", "png", "webp")
+    min_duration_s: Annotated[float, Field(gt=0)] | None = None
+    max_duration_s: Annotated[float, Field(gt=0)] | None = None
+
+    @model_validator(mode="after")
+    def _durations(self) -> MediaSpec:
+        has_duration = self.min_duration_s is not None or self.max_duration_s is not None
+        if has_duration and self.kind is MediaKind.IMAGE:
+            raise ValueError("durations apply to video and audio")
+        if (
+            self.min_duration_s is not None
+            and self.max_duration_s is not None
+            and self.min_duration_s > self.max_duration_s
+        ):
+            raise ValueError("min_duration_s is above max_duration_s")
+        return self
 
 
 Scalar = str | int | float | bool
+
+
+class ModeSpec(Strict):
+    """A mode in which a parameter is used: the values of other parameters that select it
+    (`when`, each a value or a list of values) and what the parameter must be there.
+
+    A parameter with modes is asked and sent only in one of them (Veo's frames only for
+    `generationType: FIRST_AND_LAST_FRAMES_2_VIDEO`); `required`, `min_items`, `max_items`
+    and `max_length` set the parameter's rule for that mode (within KIE's own).
+    """
+
+    when: dict[str, Scalar | tuple[Scalar, ...]]
+    label: Text | None = None  # what the parameter is called in this mode («Кадры»)
+    required: bool | None = None
+    min_items: Annotated[int, Field(ge=0)] | None = None
+    max_items: Annotated[int, Field(ge=1)] | None = None
+    max_length: Annotated[int, Field(ge=1)] | None = None
+
+    def matches(self, params: dict[str, Any]) -> bool:
+        for name, wanted in self.when.items():
+            allowed = wanted if isinstance(wanted, tuple) else (wanted,)
+            if name not in params or params[name] not in allowed:
+                return False
+        return True
 
 
 class ParamSpec(Strict):
@@ -121,6 +163,13 @@ class ParamSpec(Strict):
     unit: Text | None = None  # appended to values in texts, e.g. «с»
     values: dict[str, Text] | None = None  # labels of enum values, by str(value)
     choices: tuple[int | float, ...] | None = None  # buttons offered for a free number
+    modes: tuple[ModeSpec, ...] = ()  # used only in these modes (see ModeSpec)
+    # Enum values KIE's schema lists that TRT does not offer (a mode this model lacks per
+    # KIE's description, an adult mode): never shown, refused if sent.
+    not_offered: tuple[Scalar, ...] = ()
+    # Asked as required though KIE's schema calls it optional (the first frame of a
+    # frames-to-video model): `required` stays KIE's flag, so the drift check stays exact.
+    needed: bool = False
 
     @field_validator("values", mode="before")
     @classmethod
@@ -147,11 +196,39 @@ class ParamSpec(Strict):
             raise ValueError("the prompt is a string with ui: ask")
         if self.choices is not None and self.type not in (ParamType.INTEGER, ParamType.NUMBER):
             raise ValueError("`choices` are button presets for numbers")
+        if self.not_offered and (self.enum is None or not set(self.not_offered) < set(self.enum)):
+            raise ValueError("`not_offered` names some (not all) of the enum's values")
         return self
+
+    @property
+    def offered(self) -> tuple[Scalar, ...] | None:
+        """The enum values TRT offers (all of KIE's but `not_offered`)."""
+        if self.enum is None:
+            return None
+        return tuple(v for v in self.enum if v not in self.not_offered)
+
+    @property
+    def must(self) -> bool:
+        """Whether a value must be given: KIE's flag, or TRT's `needed`."""
+        return self.required or self.needed
 
     @property
     def is_media(self) -> bool:
         return self.role is Role.MEDIA
+
+    def in_mode(self, params: dict[str, Any]) -> ParamSpec | None:
+        """This parameter as the chosen mode uses it, or None when the mode does not use it."""
+        if not self.modes:
+            return self
+        for mode in self.modes:
+            if mode.matches(params):
+                update = {
+                    key: getattr(mode, key)
+                    for key in ("label", "required", "min_items", "max_items", "max_length")
+                    if getattr(mode, key) is not None
+                }
+                return self.model_copy(update=update) if update else self
+        return None
 
     @property
     def effective_default(self) -> Any:

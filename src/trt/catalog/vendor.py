@@ -13,12 +13,14 @@ range (a shorter maximum prompt, say) is TRT's choice and reported as a note, no
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from trt.catalog.loader import Catalog
 from trt.catalog.schema import Family, ModelSpec, ParamSpec
+from trt.media import canonical_format
 
 VENDOR_DIR = Path(__file__).with_name("vendor")
 SHIPPED_DUMPS = (VENDOR_DIR / "market_models.json", VENDOR_DIR / "dedicated_endpoints.json")
@@ -153,11 +155,22 @@ def _diff_param(ours: ParamSpec, theirs: dict[str, Any], required: bool) -> list
         out.append((f"required {ours.required} vs vendor {required}", True))
     vendor_enum = theirs.get("enum")
     if (list(ours.enum) if ours.enum is not None else None) != vendor_enum:
-        out.append((f"enum {_show(ours.enum)} vs vendor {_show(vendor_enum)}", True))
+        # Values TRT lists where the vendor's schema gives none (taken from its description)
+        # are a choice; any other difference, a value added or dropped, is drift. Values
+        # TRT does not offer stay in `enum` and are listed under `not_offered`.
+        chosen = ours.enum is not None and vendor_enum is None
+        out.append((f"enum {_show(ours.enum)} vs vendor {_show(vendor_enum)}", not chosen))
+    if ours.not_offered:
+        out.append((f"not offered: {_show(ours.not_offered)}", False))
     if "default" in theirs and ours.default != theirs["default"]:
         out.append((f"default {ours.default!r} vs vendor {theirs['default']!r}", True))
     if ours.value is not None:
         out.append((f"TRT always sends {ours.value!r}", False))
+    accepted = accepted_media(theirs)
+    if ours.media is not None and accepted:
+        offered = {f"{ours.media.kind.value}/{canonical_format(f)}" for f in ours.media.formats}
+        if offered - accepted:
+            out.append((f"formats {sorted(offered - accepted)} not accepted by the vendor", True))
     for vendor_key, our_key, side in _RANGE_FIELDS:
         mine, vendors = getattr(ours, our_key), theirs.get(vendor_key)
         if mine == vendors:
@@ -235,6 +248,16 @@ def check_vendor_input(model: VendorModel, values: dict[str, Any]) -> list[str]:
             if not all(_type_ok(item_kind, item) for item in value):
                 problems.append(f"{name}: items must be {item_kind}")
     return problems
+
+
+_MIME = re.compile(r"\b(image|video|audio)/([a-z0-9.+-]+)")
+
+
+def accepted_media(spec: dict[str, Any]) -> frozenset[str]:
+    """The MIME types a vendor parameter's description accepts («支持的格式：image/jpeg、…»),
+    canonical (`image/jpeg`, `audio/mpeg`); empty when the description names none."""
+    text = str(spec.get("description_zh") or spec.get("description") or "")
+    return frozenset(f"{major}/{canonical_format(sub)}" for major, sub in _MIME.findall(text))
 
 
 def example_input(model: VendorModel) -> dict[str, Any] | None:

@@ -12,17 +12,17 @@ from typing import Any, Protocol
 from aiogram import Bot
 from aiogram.exceptions import TelegramAPIError
 
-from trt.catalog.rules import TELEGRAM_FILE_PREFIX, is_telegram_file
-from trt.catalog.schema import MediaKind, ModelSpec
+from trt.catalog.rules import is_telegram_file, telegram_file_id
+from trt.catalog.schema import ModelSpec
 from trt.kie.client import KieClient
-from trt.media import image_mime
+from trt.media import EXTENSIONS, mime_kind, sniff_mime
 from trt.telemetry.logs import scrub
 
 
 class MediaFetchError(Exception):
     """A user's file could not be used: not fetched from Telegram (too big, gone; code
     `input`) or not what the model takes (an empty file, a "photo" that is no image; code
-    `input_format`)."""
+    `input_format`, and `input_video` / `input_audio` for the other kinds)."""
 
     def __init__(self, message: str, code: str = "input") -> None:
         super().__init__(message)
@@ -73,20 +73,25 @@ async def upload_media(
             if not is_telegram_file(item):
                 uploaded.append(item)
                 continue
-            data, filename = await files.fetch(str(item)[len(TELEGRAM_FILE_PREFIX) :])
-            wants_image = spec.media is not None and spec.media.kind is MediaKind.IMAGE
-            if wants_image and (not data or image_mime(data) is None):
+            data, filename = await files.fetch(telegram_file_id(str(item)))
+            assert spec.media is not None
+            mime = sniff_mime(data) if data else None
+            kind = spec.media.kind.value
+            if mime_kind(mime) != kind:
                 # The name and the type the client declared can lie; the bytes cannot.
-                raise MediaFetchError(f"{filename}: not an image", code="input_format")
-            extension = _extension(data, filename)
+                code = "input_format" if kind == "image" else f"input_{kind}"
+                raise MediaFetchError(f"{filename}: not {_ARTICLES[kind]}", code=code)
+            extension = _extension(mime, filename)
             counter += 1
             uploaded.append(await kie.upload(data, f"{job_id}-{counter}{extension}"))
         resolved[name] = uploaded if isinstance(value, list) else uploaded[0]
     return resolved
 
 
-def _extension(data: bytes, filename: str) -> str:
-    mime = image_mime(data)
-    if mime:
-        return {"image/png": ".png", "image/jpeg": ".jpg", "image/webp": ".webp"}.get(mime, "")
+_ARTICLES = {"image": "an image", "video": "a video", "audio": "audio"}
+
+
+def _extension(mime: str | None, filename: str) -> str:
+    if mime in EXTENSIONS:
+        return EXTENSIONS[mime]
     return "." + filename.rsplit(".", 1)[-1] if "." in filename else ""

@@ -119,6 +119,20 @@ ERRORS: dict[str, ErrorKind] = {
         "присланный файл не является изображением",
         "the file you sent is not an image",
     ),
+    "input_video": ErrorKind(
+        "input_video",
+        False,
+        True,
+        "присланный файл не является видео",
+        "the file you sent is not a video",
+    ),
+    "input_audio": ErrorKind(
+        "input_audio",
+        False,
+        True,
+        "присланный файл не является аудио",
+        "the file you sent is not audio",
+    ),
     "unconfirmed": ErrorKind(
         "unconfirmed",
         False,

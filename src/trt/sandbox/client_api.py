@@ -106,13 +106,15 @@ class ClientApi:
         data = upload.data
         filename = upload.filename or "file.bin"
         mime = upload.content_type or "application/octet-stream"
+        duration = fields.get("duration")
         try:
             message, seq = await self.server.user_sends_file(
                 user_id,
                 data,
                 filename=filename,
                 mime_type=mime,
-                as_photo=fields.get("as", "photo") == "photo",
+                kind=fields.get("as", "photo"),
+                duration_s=int(duration) if duration and duration.isdigit() else None,
                 caption=fields.get("caption"),
             )
         except ApiError as error:

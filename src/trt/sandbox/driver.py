@@ -122,12 +122,18 @@ class SandboxUser:
         filename: str = "photo.png",
         mime_type: str = "image/png",
         as_photo: bool = True,
+        kind: str | None = None,
+        duration_s: int | None = None,
         caption: str | None = None,
     ) -> Message:
+        """Send a file: a photo (default), a document (`as_photo=False`), or `kind` video,
+        audio, voice or video_note with its length in seconds."""
         form = FormData()
         # A stream, not raw bytes: aiohttp warns that big raw bodies block the event loop.
         form.add_field("file", io.BytesIO(data), filename=filename, content_type=mime_type)
-        form.add_field("as", "photo" if as_photo else "document")
+        form.add_field("as", kind or ("photo" if as_photo else "document"))
+        if duration_s is not None:
+            form.add_field("duration", str(duration_s))
         if caption is not None:
             form.add_field("caption", caption)
         raw = await self.client.post_form(f"/sandbox/api/users/{self.user_id}/upload", form)

@@ -25,14 +25,31 @@ from typing import Any
 from aiohttp import ClientError, ClientSession, ClientTimeout, web
 
 from trt.catalog.schema import Family
-from trt.catalog.vendor import VendorDump, check_vendor_input, load_vendor
+from trt.catalog.vendor import (
+    VendorDump,
+    VendorModel,
+    accepted_media,
+    check_vendor_input,
+    load_vendor,
+)
+from trt.media import sniff_mime
 from trt.sandbox.media import render_png, sample
 from trt.sandbox.multipart import read_multipart
 
 UNAUTHORIZED = {"code": 401, "msg": "You do not have access permissions"}
 CALLBACK_ATTEMPTS = 3
 _KEYWORD = re.compile(r"\[([a-z0-9-]+)(?::([^\]]*))?\]", re.IGNORECASE)
-_VIDEO_HINTS = ("video", "kling", "hailuo", "seedance", "veo", "avatar", "infinitalk", "/v1-")
+_VIDEO_HINTS = (
+    "video",
+    "kling",
+    "hailuo",
+    "seedance",
+    "veo",
+    "avatar",
+    "infinitalk",
+    "omnihuman",
+    "/v1-",
+)
 _AUDIO_HINTS = ("speech", "dialogue", "elevenlabs", "audio-isolation", "suno")
 
 
@@ -271,7 +288,9 @@ class KieServer:
         vendor_model = self.vendor.models.get((family, model))
         if vendor_model is None:
             return _envelope(422, f"The model {model!r} is not supported")
-        problems = check_vendor_input(vendor_model, values)
+        problems = check_vendor_input(vendor_model, values) + self._media_problems(
+            vendor_model, values
+        )
         if problems:
             return _envelope(422, "; ".join(problems))
         if self.credits < self.credits_per_task:
@@ -301,6 +320,28 @@ class KieServer:
         if script.create_lost:
             return _envelope(500, "Server error, please try again later")
         return web.json_response({"code": 200, "msg": "success", "data": {"taskId": task_id}})
+
+    def _media_problems(self, model: VendorModel, values: dict[str, Any]) -> list[str]:
+        """Files given by URL that KIE would refuse: an upload whose bytes are not one of the
+        types the parameter's description accepts (a "video" that is a photo, an MP3 where
+        only images go). URLs of other hosts are not fetched here."""
+        problems = []
+        prefix = f"{self.base_url}/files/uploads/"
+        for name, value in values.items():
+            accepted = accepted_media(model.params.get(name) or {})
+            if not accepted:
+                continue
+            for item in value if isinstance(value, list) else [value]:
+                if not isinstance(item, str) or not item.startswith(prefix):
+                    continue
+                stored = self.uploads.get(item[len(prefix) :])
+                if stored is None:
+                    problems.append(f"{name}: {item} was never uploaded")
+                    continue
+                mime = sniff_mime(stored.data)
+                if mime not in accepted:
+                    problems.append(f"{name}: a {mime or 'unknown'} file, not {sorted(accepted)}")
+        return problems
 
     async def _create_market(self, request: web.Request) -> web.StreamResponse:
         body = await self._body(request)
@@ -663,6 +704,8 @@ def _output_kind(family: Family, model: str) -> str:
     if family is Family.SUNO:
         return "audio"
     lowered = model.lower()
+    if "to-video" in lowered:  # speech-to-video is video, though it names speech
+        return "video"
     if any(hint in lowered for hint in _AUDIO_HINTS):
         return "audio"
     if any(hint in lowered for hint in _VIDEO_HINTS):

@@ -1035,16 +1035,37 @@ class TelegramServer:
         *,
         filename: str,
         mime_type: str,
-        as_photo: bool,
+        as_photo: bool = True,
+        kind: str | None = None,
+        duration_s: int | None = None,
         caption: str | None = None,
     ) -> tuple[dict[str, Any], int]:
+        """A file from the user, as Telegram's apps send it: a photo (recompressed, sizes), a
+        document (as is, with its name), or a video, audio, voice or video note (with the
+        length the app measured; Telegram passes the client's `duration` on)."""
+        kind = kind or ("photo" if as_photo else "document")
         stored = self.store_file(data, mime_type, filename)
-        if as_photo:
+        if kind == "photo":
             if stored.width is None:
                 raise ApiError(400, "Bad Request: IMAGE_PROCESS_FAILED")
             return await self.user_sends(user_id, photo=[_photo_size(stored)], caption=caption)
-        document = {**_file_fields(stored), "file_name": filename}
-        return await self.user_sends(user_id, document=document, caption=caption)
+        if kind == "document":
+            document = {**_file_fields(stored), "file_name": filename}
+            return await self.user_sends(user_id, document=document, caption=caption)
+        duration = max(int(duration_s or 0), 0)
+        fields = {**_file_fields(stored), "duration": duration}
+        if kind == "video":
+            video = {**fields, "width": 640, "height": 360, "file_name": filename}
+            return await self.user_sends(user_id, video=video, caption=caption)
+        if kind == "audio":
+            audio = {**fields, "file_name": filename}
+            return await self.user_sends(user_id, audio=audio, caption=caption)
+        if kind == "voice":
+            return await self.user_sends(user_id, voice=fields)
+        if kind == "video_note":
+            note = {k: v for k, v in fields.items() if k != "mime_type"}
+            return await self.user_sends(user_id, video_note={**note, "length": 240})
+        raise ApiError(400, f"Bad Request: unsupported upload kind {kind}")
 
     async def user_clicks(self, user_id: int, message_id: int, data: str) -> CallbackRecord:
         """A tap on an inline button: a callback_query update for the bot."""

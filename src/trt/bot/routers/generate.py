@@ -8,6 +8,7 @@ Confirm carries the draft key: a double tap or a stale tap creates no second job
 from __future__ import annotations
 
 import html
+from dataclasses import dataclass
 from typing import Any
 
 from aiogram import F, Router
@@ -26,11 +27,11 @@ from trt.bot.callbacks import (
     StartModel,
 )
 from trt.bot.flow import (
+    TELEGRAM_DOWNLOAD_LIMIT_MB,
     Draft,
     Flow,
     confirm_screen,
     media_count,
-    media_limit,
     next_question,
     option_rows,
     question_screen,
@@ -39,17 +40,17 @@ from trt.bot.flow import (
 from trt.bot.keyboards import main_menu, model_card
 from trt.bot.screens import show
 from trt.catalog.pricing import format_money
-from trt.catalog.rules import TELEGRAM_FILE_PREFIX
+from trt.catalog.rules import media_items, telegram_reference
 from trt.catalog.schema import ParamType, Role
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.service import JobLimitError, JobService, JobValidationError
-from trt.pipeline import ParamView, UnifiedModelPipeline
+from trt.media import canonical_format
+from trt.pipeline import ParamView, UnifiedModelPipeline, duration_rule
 from trt.telemetry.events import Reason, reject
 from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
-TELEGRAM_DOWNLOAD_LIMIT_MB = 20  # the Bot API cannot fetch bigger user files
 
 
 def build() -> Router:
@@ -61,7 +62,11 @@ def build() -> Router:
     router.callback_query.register(on_param_open, ParamOpen.filter())
     router.callback_query.register(on_confirm, Confirm.filter(), flags={"manual_answer": True})
     router.callback_query.register(on_refresh, Refresh.filter())
-    router.message.register(on_media, Flow.collecting, F.photo | F.document | F.video | F.audio)
+    router.message.register(
+        on_media,
+        Flow.collecting,
+        F.photo | F.document | F.video | F.audio | F.voice | F.video_note | F.animation,
+    )
     router.message.register(on_text, Flow.collecting, F.text)
     router.message.register(on_other_input, Flow.collecting)
     router.message.register(on_input_while_confirming, Flow.confirming)
@@ -151,10 +156,16 @@ async def on_flow_action(
             return
         last = draft.answered.pop()
         draft.params.pop(last, None)
-    elif callback_data.action == "done":
+    elif callback_data.action in ("done", "skip"):
         view = next_question(schema, draft)
-        if view is not None and view.media is not None and media_count(draft, view.name):
-            draft.answered.append(view.name)
+        if view is not None and view.media is not None:
+            count = media_count(draft, view.name)
+            if count >= view.least or (callback_data.action == "skip" and view.optional):
+                draft.answered.append(view.name)
+                if count == 0:
+                    draft.params.pop(view.name, None)
+            else:
+                reject(Reason.STATE_MISMATCH, f"{view.name} has {count} of {view.least} files")
     elif callback_data.action == "edit" and schema.model.prompt_param is not None:
         prompt = schema.model.prompt_param
         draft.answered = [name for name in draft.answered if name != prompt]
@@ -194,13 +205,15 @@ async def on_param_set(
     await callback.answer()
     draft.params[view.name] = view.options[callback_data.value].value
     confirming = await state.get_state() == Flow.confirming.state
-    if confirming:
+    schema = pipeline.get_schema(model.slug, lang)
+    if view.name not in draft.answered:
+        draft.answered.append(view.name)
+    if confirming and next_question(schema, draft) is None:
         text, markup = settings_screen(pipeline, draft, lang)
         await _save(state, draft, confirming=True)
         await show(callback, text, markup)
         return
-    if view.name not in draft.answered:
-        draft.answered.append(view.name)
+    # A new mode may ask for what the old one did not (frames, references): ask it now.
     text, markup = await _next_screen(
         pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
     )
@@ -380,39 +393,19 @@ async def on_media(
             else t(lang, "flow.need_choice")
         )
         return
-    media = view.media
-    file_id, size, mime = _file_of(message)
-    limit_mb = min(media.max_mb, TELEGRAM_DOWNLOAD_LIMIT_MB)
-    if file_id is None:
-        reject(Reason.VALIDATION_FAILED, "no usable file in the message")
-        await message.answer(t(lang, "flow.not_image"))
+    refusal = _refusal(pipeline, draft, view, message, lang)
+    if refusal is not None:
+        reason, text = refusal
+        reject(Reason.VALIDATION_FAILED, reason)
+        await message.answer(text)
         return
-    if mime is not None and mime.split("/")[-1].replace("jpg", "jpeg") not in {
-        f.replace("jpg", "jpeg") for f in media.formats
-    }:
-        formats = ", ".join(media.formats).upper()
-        reject(Reason.VALIDATION_FAILED, f"{mime} is not one of {formats}")
-        await message.answer(t(lang, "flow.wrong_type", formats=formats))
-        return
-    if size == 0:
-        reject(Reason.VALIDATION_FAILED, "an empty file")
-        await message.answer(t(lang, "flow.empty_file"))
-        return
-    if size is not None and size > limit_mb * 1024 * 1024:
-        reject(Reason.VALIDATION_FAILED, f"{size} bytes over {limit_mb} MB")
-        await message.answer(t(lang, "flow.too_big", mb=int(limit_mb)))
-        return
-    reference = TELEGRAM_FILE_PREFIX + file_id
-    limit = media_limit(view)
+    file = _file_of(message)
+    assert file is not None  # _refusal refused a message without one
+    reference = telegram_reference(file.file_id, file.duration_s)
     if view.type is ParamType.ARRAY:
-        items = list(draft.params.get(view.name) or [])
-        if len(items) >= limit:
-            reject(Reason.VALIDATION_FAILED, f"more than {limit} files")
-            await message.answer(t(lang, "flow.too_many", max=limit))
-            return
-        items.append(reference)
+        items = [*media_items(draft.params.get(view.name)), reference]
         draft.params[view.name] = items
-        if len(items) >= limit:
+        if len(items) >= view.most:
             draft.answered.append(view.name)
     else:
         draft.params[view.name] = reference
@@ -421,15 +414,80 @@ async def on_media(
     await message.answer(text, reply_markup=markup)
 
 
-def _file_of(message: Message) -> tuple[str | None, int | None, str | None]:
-    """(file id, size, mime type) of the largest photo or the document sent."""
+@dataclass(frozen=True, slots=True)
+class UserFile:
+    file_id: str
+    size: int | None
+    mime: str | None  # as the client declared it; the engine checks the bytes
+    duration_s: int | None  # what Telegram reports for video, audio, voice, video notes
+
+
+def _file_of(message: Message) -> UserFile | None:
+    """The largest photo, or the video, audio, voice, video note or document sent."""
     if message.photo:
         largest = message.photo[-1]
-        return largest.file_id, largest.file_size, "image/jpeg"
-    for item in (message.document, message.video, message.audio):
-        if item is not None:
-            return item.file_id, item.file_size, item.mime_type
-    return None, None, None
+        return UserFile(largest.file_id, largest.file_size, "image/jpeg", None)
+    if message.voice is not None:
+        voice = message.voice
+        return UserFile(
+            voice.file_id, voice.file_size, voice.mime_type or "audio/ogg", voice.duration
+        )
+    if message.video_note is not None:
+        note = message.video_note
+        return UserFile(note.file_id, note.file_size, "video/mp4", note.duration)
+    for timed in (message.video, message.audio, message.animation):
+        if timed is not None:
+            return UserFile(timed.file_id, timed.file_size, timed.mime_type, timed.duration)
+    if message.document is not None:
+        document = message.document
+        return UserFile(document.file_id, document.file_size, document.mime_type, None)
+    return None
+
+
+def _refusal(
+    pipeline: UnifiedModelPipeline, draft: Draft, view: ParamView, message: Message, lang: str
+) -> tuple[str, str] | None:
+    """Why this upload cannot be taken for `view` (for the event, for the user), or None.
+
+    Everything Telegram tells before the bytes are fetched is checked here, before any money
+    is held: kind, format, size, count, and for video and audio the length."""
+    media = view.media
+    assert media is not None
+    file = _file_of(message)
+    what = t(lang, f"flow.what_{media.kind.value}")
+    if file is None:
+        return "no usable file in the message", t(
+            lang, "flow.need_media", what=what, how=t(lang, f"flow.send_as_{media.kind.value}")
+        )
+    formats = ", ".join(media.formats).upper()
+    if file.mime is not None:
+        major, _, subtype = file.mime.partition("/")
+        allowed = {canonical_format(f) for f in media.formats}
+        if major != media.kind.value or canonical_format(subtype) not in allowed:
+            return f"{file.mime} is not one of {formats}", t(
+                lang, "flow.wrong_type", formats=formats
+            )
+    if file.size == 0:
+        return "an empty file", t(lang, "flow.empty_file")
+    limit_mb = min(media.max_mb, TELEGRAM_DOWNLOAD_LIMIT_MB)
+    if file.size is not None and file.size > limit_mb * 1024 * 1024:
+        return f"{file.size} bytes over {limit_mb} MB", t(lang, "flow.too_big", mb=int(limit_mb))
+    if view.type is ParamType.ARRAY and media_count(draft, view.name) >= view.most:
+        return f"more than {view.most} files", t(lang, "flow.too_many", max=view.most)
+    model = pipeline.resolve_model(draft.slug)
+    timed = media.min_duration_s is not None or media.max_duration_s is not None
+    if (timed or view.name in model.price.multiply_by) and file.duration_s is None:
+        return "no length known for a timed upload", t(lang, "flow.need_length")
+    if file.duration_s is not None:
+        low, high = media.min_duration_s, media.max_duration_s
+        if (low is not None and file.duration_s < int(low)) or (
+            high is not None and file.duration_s > high
+        ):
+            rule = duration_rule(low, high, lang)
+            return f"{file.duration_s} s outside {rule}", t(
+                lang, "flow.too_long", what=what.capitalize(), rule=rule, seconds=file.duration_s
+            )
+    return None
 
 
 async def on_text(
@@ -448,8 +506,7 @@ async def on_text(
     draft, view = current
     if view.media is not None:
         reject(Reason.VALIDATION_FAILED, f"text where {view.name} asks for a file")
-        what = t(lang, f"flow.what_{view.media.kind.value}")
-        await message.answer(t(lang, "flow.need_media", what=what))
+        await message.answer(_need_media(view, lang))
         return
     if view.options and view.role not in (Role.PROMPT, Role.TEXT):
         reject(Reason.VALIDATION_FAILED, f"text where {view.name} asks for a button")
@@ -483,9 +540,7 @@ async def on_other_input(
     _draft_value, view = current
     reject(Reason.VALIDATION_FAILED, f"unsupported input for {view.name}")
     if view.media is not None:
-        await message.answer(
-            t(lang, "flow.need_media", what=t(lang, f"flow.what_{view.media.kind.value}"))
-        )
+        await message.answer(_need_media(view, lang))
     else:
         await message.answer(t(lang, "flow.need_text", label=html.escape(view.label)))
 
@@ -493,3 +548,14 @@ async def on_other_input(
 async def on_input_while_confirming(message: Message, lang: str) -> None:
     reject(Reason.STATE_MISMATCH, "input while the confirmation is shown")
     await message.answer(t(lang, "flow.need_choice"))
+
+
+def _need_media(view: ParamView, lang: str) -> str:
+    assert view.media is not None
+    kind = view.media.kind.value
+    return t(
+        lang,
+        "flow.need_media",
+        what=t(lang, f"flow.what_{kind}"),
+        how=t(lang, f"flow.send_as_{kind}"),
+    )

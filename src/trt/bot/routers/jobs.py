@@ -151,7 +151,8 @@ async def on_job_action(
         and pipeline.is_enabled(model)
     ):
         schema = pipeline.get_schema(model.slug, lang)
-        draft = Draft(model.slug, dict(job.params), [v.name for v in questions(schema)])
+        draft = Draft(model.slug, dict(job.params))
+        draft.answered = [v.name for v in questions(schema, draft)]
         await state.set_state(Flow.confirming)
         await state.set_data(draft.to_data())
         balance = await wallets.balance(job.user_id)

@@ -259,12 +259,32 @@ document.getElementById("composer").addEventListener("submit", async (event) => 
   await postJSON(`/users/${userId}/send`, {text});
 });
 
+// How Telegram's apps send a picked file: pictures as photos, clips as video or audio with
+// the length the app measured (the bot prices per-second models by it).
+function mediaDuration(file, tag) {
+  return new Promise((resolve) => {
+    const element = document.createElement(tag);
+    const url = URL.createObjectURL(file);
+    const done = (seconds) => { URL.revokeObjectURL(url); resolve(seconds); };
+    element.preload = "metadata";
+    element.onloadedmetadata = () => done(Number.isFinite(element.duration) ? Math.ceil(element.duration) : 0);
+    element.onerror = () => done(0);
+    element.src = url;
+  });
+}
+
 photoInput.addEventListener("change", async () => {
   const file = photoInput.files[0];
   if (!file || userId === null) return;
   const form = new FormData();
   form.append("file", file, file.name);
-  form.append("as", "photo");
+  const major = (file.type || "").split("/")[0];
+  if (major === "video" || major === "audio") {
+    form.append("as", major);
+    form.append("duration", String(await mediaDuration(file, major)));
+  } else {
+    form.append("as", "photo");
+  }
   const response = await fetch(`${api}/users/${userId}/upload`, {method: "POST", body: form});
   const result = await response.json();
   if (result.ok === false) toast(result.description, true);
