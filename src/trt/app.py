@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import os
 import signal
 import socket
@@ -186,8 +187,8 @@ async def build_services(config: Config, database: Database) -> Services:
         database,
         sender,
         owner=owner,
-        result_keyboard=result_keyboard,
-        failure_keyboard=lambda lang, _job_id: back_to_menu(lang),
+        result_keyboard=functools.partial(result_keyboard, pipeline),
+        failure_keyboard=lambda lang, _job_id, _slug: back_to_menu(lang),
         lease_s=config.engine.lease_s,
         idle_poll_s=config.engine.idle_poll_s,
         retry_s=config.engine.outbox_retry_s,

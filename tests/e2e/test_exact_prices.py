@@ -18,18 +18,20 @@ import pytest
 from sqlalchemy import select
 
 from tests.e2e_support import running_bot
-from tests.unit.catalog.conftest import complete_params
+from tests.unit.catalog.conftest import complete_params, sample_media
 from trt.billing.ledger import hold_id_for
 from trt.billing.wallets import WalletService
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import PricingError, Rates, format_money
-from trt.catalog.schema import ModelSpec
+from trt.catalog.rules import media_duration, telegram_reference
+from trt.catalog.schema import MediaKind, ModelSpec
 from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import Hold, HoldResolution
 from trt.jobs.service import JobService
 from trt.kie.client import RateLimiter
-from trt.pipeline import UnifiedModelPipeline, _value_domain
+from trt.pipeline import ParamView, UnifiedModelPipeline, _value_domain
+from trt.sandbox.media import sample
 from trt.telemetry.events import Event
 
 FUNDS_KOP = 10_000_000
@@ -110,11 +112,26 @@ async def test_every_paid_model_captures_what_it_showed(tmp_path: Path) -> None:
         bot.services.kie._creates = RateLimiter(10_000, 10.0)  # the sandbox has no limit
         bot.services.kie._records = RateLimiter(10_000, 1.0)
         pipeline = bot.services.pipeline
+        telegram = bot.sandbox.telegram
+        samples = {
+            MediaKind.VIDEO: telegram.store_file(sample("sample.mp4"), "video/mp4", "in.mp4"),
+            MediaKind.AUDIO: telegram.store_file(sample("sample.mp3"), "audio/mpeg", "in.mp3"),
+        }
+
+        def uploaded(view: ParamView) -> str:
+            """Images by URL; video and audio as the user's files, with their lengths."""
+            assert view.media is not None
+            if view.media.kind is MediaKind.IMAGE:
+                return sample_media(view)
+            seconds = media_duration(sample_media(view))
+            return telegram_reference(samples[view.media.kind].file_id, seconds)
+
         expected: dict[str, tuple[int, str, str, ModelSpec]] = {}
         for number, model in enumerate(paid_models(pipeline)):
             user_id = 700_000 + number  # a chat each: Telegram paces messages per chat
             await bot.give_money(user_id, FUNDS_KOP, key=f"exact:{user_id}")
-            params = pipeline.validate(model.slug, complete_params(pipeline, model.slug)).params
+            collected = complete_params(pipeline, model.slug, media=uploaded)
+            params = pipeline.validate(model.slug, collected).params
             quote = pipeline.quote(model.slug, params)
             text = pipeline.format_confirmation_text(model, params, quote, FUNDS_KOP)
             created = await bot.services.jobs.create(

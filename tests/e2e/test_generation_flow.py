@@ -57,23 +57,35 @@ async def test_one_model_of_each_category_to_a_delivered_result(bot: RunningBot)
     assert "Описание" in screen.text
     await user.send("рыжий кот в космосе, акварель")
     screen = await user.next_message()
+    # Nano Banana 2 takes up to 14 reference photos; they are optional.
+    assert screen.text.startswith("📎 Референсы для «Nano Banana 2»: пришлите до 14 фото")
+    assert "Необязательно" in screen.text
+    screen = await tap(user, "⏭ Пропустить", screen)
     assert screen.text.startswith("Формат кадра")
     screen = await tap(user, "16:9 горизонтально", screen)
     assert screen.text.startswith("Разрешение")
     screen = await tap(user, "2K", screen)
     result = await confirm(user, screen)
     assert result.photo_file_id is not None
-    assert result.button_labels == ["🔁 Ещё раз", "🎛 Изменить", "🏠 Меню"]
+    assert result.button_labels == [
+        "⬆️ Улучшить",
+        "✂️ Убрать фон",
+        "🎬 Оживить",
+        "🎨 Вариации",
+        "🔁 Ещё раз",
+        "🎛 Изменить",
+        "🏠 Меню",
+    ]
 
     # Photo editing: photos first (several allowed, then «Готово»), then the prompt.
     await user.send("/start")
     await user.next_message()
     screen = await open_model(user, "🖌 Редактирование фото", "Nano Banana Edit")
-    assert screen.text.startswith("📎 Пришлите фото")
+    assert screen.text.startswith("📎 Фото для «Nano Banana Edit»: пришлите 1–10 фото")
     await user.send_file(render_png("source photo", 300, 200))
     screen = await user.next_message()
-    assert "Получено 1 из 10" in screen.text
-    screen = await tap(user, "✅ Готово", screen)
+    assert "получено 1 из 10" in screen.text
+    screen = await tap(user, "✅ Готово (1)", screen)
     await user.send("сделай фон синим")
     screen = await user.next_message()
     screen = await tap(user, "1:1 квадрат", screen)
@@ -187,7 +199,7 @@ async def test_a_restart_in_the_middle_keeps_the_users_place(tmp_path: Path) -> 
         user = await new_user(bot, 7004)
         await open_model(user, "🎨 Картинки и дизайн", "Nano Banana 2")
         await user.send("маяк на закате")
-        screen = await user.next_message()
+        screen = await tap(user, "⏭ Пропустить", await user.next_message())
         assert screen.text.startswith("Формат кадра")
     async with running_bot(tmp_path) as bot:  # same database file, a new process state
         user = await bot.client.user(7004, "Алиса")
@@ -245,7 +257,7 @@ async def test_refresh_reopens_the_flow_screen_the_user_was_on(bot: RunningBot) 
     earlier = await open_model(user, "🎨 Картинки и дизайн", "Nano Banana 2")
     await user.send("маяк на закате")
     question = await user.next_message()
-    assert question.text.startswith("Формат кадра")
+    assert question.text.startswith("📎 Референсы")
     # The 🔄 a PASSIVE instance added to an earlier screen, pressed on the ACTIVE one.
     answer = await user.click_data(earlier.message_id, Refresh().pack())
     assert answer.answered

@@ -79,6 +79,13 @@ class JobAction(CallbackData, prefix="jb"):
     job: str
 
 
+class FollowUp(CallbackData, prefix="fu"):
+    """A one-tap next step under a result (`follow_ups` in the catalogue, by index)."""
+
+    job: str
+    index: int
+
+
 class HistoryPage(CallbackData, prefix="hp"):
     page: int
 

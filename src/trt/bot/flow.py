@@ -10,9 +10,11 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any
 
+from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from trt.billing.wallets import WalletService
 from trt.bot.callbacks import (
     Confirm,
     FlowAction,
@@ -26,6 +28,7 @@ from trt.catalog.pricing import Quote
 from trt.catalog.rules import media_items
 from trt.catalog.schema import ModelSpec, Role, Ui
 from trt.i18n import plural, t
+from trt.jobs.service import JobService
 from trt.pipeline import ModelSchema, ParamView, UnifiedModelPipeline, duration_rule
 
 OPTIONS_PER_PAGE = 12
@@ -64,6 +67,38 @@ class Draft:
             list(data.get("answered") or []),
             str(data.get("draft") or uuid.uuid4().hex),
         )
+
+
+async def save_draft(state: FSMContext, draft: Draft, *, confirming: bool = False) -> None:
+    await state.set_state(Flow.confirming if confirming else Flow.collecting)
+    await state.set_data(draft.to_data())
+
+
+async def next_screen(
+    pipeline: UnifiedModelPipeline,
+    jobs: JobService,
+    wallets: WalletService,
+    state: FSMContext,
+    draft: Draft,
+    user_id: int,
+    lang: str,
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The next question, or the confirmation once everything is answered."""
+    schema = pipeline.get_schema(draft.slug, lang)
+    view = next_question(schema, draft)
+    if view is not None:
+        await save_draft(state, draft)
+        return question_screen(schema, draft, view, lang)
+    await save_draft(state, draft, confirming=True)
+    free_left = await jobs.free_left(user_id) if schema.model.free else None
+    text, markup, _quote = confirm_screen(
+        pipeline,
+        draft,
+        lang,
+        balance_kopecks=(await wallets.balance(user_id)).available_kop,
+        free_left=free_left,
+    )
+    return text, markup
 
 
 def questions(schema: ModelSchema, draft: Draft) -> list[ParamView]:

@@ -74,6 +74,7 @@ class Sent:
     message_id: int
     file_ids: tuple[str | None, ...] = ()
     sent_as: tuple[str, ...] = ()
+    durations: tuple[int | None, ...] = ()  # what Telegram measured of each video or audio
 
 
 def photo_fits(data: bytes) -> bool:
@@ -219,7 +220,8 @@ class Sender:
         if markup is not None:
             await self._pace(chat_id)
             last = (await self.bot.send_message(chat_id, caption, reply_markup=markup)).message_id
-        return Sent(last, file_ids, tuple(kinds[: len(messages)]))
+        durations = tuple(_duration(m) for m in messages)
+        return Sent(last, file_ids, tuple(kinds[: len(messages)]), durations)
 
     async def _one_by_one(
         self,
@@ -230,6 +232,7 @@ class Sender:
         markup: InlineKeyboardMarkup | None,
     ) -> Sent:
         file_ids: list[str | None] = []
+        durations: list[int | None] = []
         last_id = 0
         for index, (item, kind) in enumerate(zip(items, kinds, strict=True)):
             last = index == len(items) - 1
@@ -254,8 +257,9 @@ class Sender:
                     chat_id, source, caption=text, reply_markup=keyboard
                 )
             file_ids.append(_file_id(message))
+            durations.append(_duration(message))
             last_id = message.message_id
-        return Sent(last_id, tuple(file_ids), tuple(kinds))
+        return Sent(last_id, tuple(file_ids), tuple(kinds), tuple(durations))
 
 
 def _input(item: OutgoingFile) -> BufferedInputFile | str:
@@ -263,6 +267,13 @@ def _input(item: OutgoingFile) -> BufferedInputFile | str:
         return item.file_id
     assert item.data is not None
     return BufferedInputFile(item.data, filename=item.filename)
+
+
+def _duration(message: Message) -> int | None:
+    for media in (message.video, message.audio, message.voice):
+        if media is not None:
+            return media.duration
+    return None
 
 
 def _file_id(message: Message) -> str | None:

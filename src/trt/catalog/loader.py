@@ -186,6 +186,38 @@ def cross_check(source: CatalogFile) -> list[CatalogDefect]:
                 f"callback data {payload!r} is {size} bytes, over Telegram's "
                 f"{MAX_CALLBACK_BYTES}: shorten the slug",
             )
+    defects.extend(_check_follow_ups(source))
+    return defects
+
+
+MAX_FOLLOW_UP_LABEL = 24  # two buttons share a row under the result
+
+
+def _check_follow_ups(source: CatalogFile) -> list[CatalogDefect]:
+    defects = []
+    models = {m.slug: m for m in source.models}
+    for index, follow in enumerate(source.follow_ups):
+        where = f"follow_ups[{index}]"
+
+        def defect(rule: str, where: str = where, slug: str = follow.model) -> None:
+            defects.append(CatalogDefect(slug, where, rule))
+
+        target = models.get(follow.model)
+        if target is None:
+            defect("no such model")
+            continue
+        spec = target.params.get(follow.param)
+        if spec is None or spec.media is None:
+            defect(f"{follow.param!r} is not an upload parameter of {follow.model}")
+            continue
+        if any(kind.value != spec.media.kind.value for kind in follow.after):
+            defect(f"{follow.param} takes {spec.media.kind.value}, not every kind in `after`")
+        for slug in follow.only:
+            if slug not in models:
+                defect(f"`only` names no model {slug!r}")
+        for lang in ("ru", "en"):
+            if len(follow.label.get(lang)) > MAX_FOLLOW_UP_LABEL:
+                defect(f"label.{lang} is over {MAX_FOLLOW_UP_LABEL} characters")
     return defects
 
 

@@ -45,6 +45,14 @@ class Family(StrEnum):
     MARKET = "market"
     VEO = "veo"
     SUNO = "suno"
+    SUNO_COVER = "suno_cover"  # /api/v1/generate/upload-cover: a user's song re-performed
+    SUNO_EXTEND = "suno_extend"  # /api/v1/generate/upload-extend: a song continued
+
+    @property
+    def protocol(self) -> Family:
+        """The family whose task records and callbacks this one's share (Suno's three
+        create endpoints report through one record-info and one callback shape)."""
+        return Family.SUNO if self in (Family.SUNO_COVER, Family.SUNO_EXTEND) else self
 
 
 class OutputKind(StrEnum):
@@ -307,6 +315,17 @@ class ModelSpec(Strict):
         return next((n for n, p in self.params.items() if p.role is Role.PROMPT), None)
 
 
+class FollowUp(Strict):
+    """A one-tap next step under a result: another model that takes the result as its input
+    (⬆️ Улучшить, ✂️ Убрать фон, 🎬 Оживить, 🎵 Продлить), then a normal priced confirmation."""
+
+    label: Text
+    model: str  # the slug of the model that takes the result
+    param: str  # its upload parameter the result fills
+    after: tuple[OutputKind, ...]  # under results of these kinds
+    only: tuple[str, ...] = ()  # under results of these models only (slugs), if given
+
+
 class SkippedModel(Strict):
     """A vendor model deliberately not offered; the drift check ignores it."""
 
@@ -320,6 +339,7 @@ class CatalogFile(Strict):
     labels: dict[str, Text]
     value_labels: dict[str, dict[str, Text]] = {}
     skipped_vendor_models: tuple[SkippedModel, ...] = ()
+    follow_ups: tuple[FollowUp, ...] = ()
     models: tuple[ModelSpec, ...]
 
     @field_validator("value_labels", mode="before")

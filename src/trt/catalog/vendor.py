@@ -26,7 +26,12 @@ VENDOR_DIR = Path(__file__).with_name("vendor")
 SHIPPED_DUMPS = (VENDOR_DIR / "market_models.json", VENDOR_DIR / "dedicated_endpoints.json")
 
 # Dedicated families: the create endpoint, and the body fields TRT sets itself.
-DEDICATED_CREATE = {Family.VEO: "/api/v1/veo/generate", Family.SUNO: "/api/v1/generate"}
+DEDICATED_CREATE = {
+    Family.VEO: "/api/v1/veo/generate",
+    Family.SUNO: "/api/v1/generate",
+    Family.SUNO_COVER: "/api/v1/generate/upload-cover",
+    Family.SUNO_EXTEND: "/api/v1/generate/upload-extend",
+}
 DEDICATED_OWN_FIELDS = frozenset({"model", "callBackUrl"})
 
 _RANGE_FIELDS = (

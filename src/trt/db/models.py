@@ -217,6 +217,7 @@ class JobResult(Base):
     data: Mapped[bytes | None] = mapped_column(LargeBinary)
     telegram_file_id: Mapped[str | None] = mapped_column(String(256))
     sent_as: Mapped[str | None] = mapped_column(String(16))
+    duration_s: Mapped[int | None] = mapped_column(Integer)  # a sent video's or audio's length
 
 
 class Outbox(Base):

@@ -44,7 +44,8 @@ CRASH_RETRY_S = 1.0  # a send that crashed (say, its database connection was cut
 RUNNING_STATES = frozenset({JobStatus.SUBMITTED.value, JobStatus.RUNNING.value})
 CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "upload_voice"}
 
-Keyboards = Callable[[str, str], InlineKeyboardMarkup | None]  # (lang, job id)
+# (lang, job id, model slug): the buttons under a result or a failure notice
+Keyboards = Callable[[str, str, str], InlineKeyboardMarkup | None]
 
 
 class OutboxRelay:
@@ -196,7 +197,11 @@ class OutboxRelay:
             if row.kind == "result":
                 await self._deliver_result(row, job)
                 return
-            markup = self.failure_keyboard(job.lang, job.id) if row.kind == "failure" else None
+            markup = (
+                self.failure_keyboard(job.lang, job.id, job.model_slug)
+                if row.kind == "failure"
+                else None
+            )
             if row.kind == "running" and job.status not in RUNNING_STATES:
                 # The job finished before its progress note went out: the result says it all.
                 await self._mark(row, "skipped")
@@ -239,7 +244,7 @@ class OutboxRelay:
             for r in results
         ]
         caption = str(row.payload.get("caption", ""))
-        markup = self.result_keyboard(job.lang, job.id)
+        markup = self.result_keyboard(job.lang, job.id, job.model_slug)
         if any(send_kind(item, job.output_kind) == "link" for item in items):
             await self._send_links(row, job, results, markup)
             return
@@ -255,8 +260,9 @@ class OutboxRelay:
 
         async def record() -> None:
             async with self.database.unit_of_work() as session:
-                for result, file_id, kind in zip(
-                    results, sent.file_ids, sent.sent_as, strict=False
+                durations = sent.durations or (None,) * len(sent.file_ids)
+                for result, file_id, kind, seconds in zip(
+                    results, sent.file_ids, sent.sent_as, durations, strict=False
                 ):
                     await session.execute(
                         update(JobResult)
@@ -264,6 +270,7 @@ class OutboxRelay:
                         .values(
                             telegram_file_id=file_id,
                             sent_as=kind,
+                            duration_s=seconds,
                             data=None if file_id else result.data,
                         )
                     )

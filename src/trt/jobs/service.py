@@ -21,6 +21,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger, hold_id_for
+from trt.catalog.rules import telegram_reference
 from trt.catalog.schema import ModelSpec
 from trt.config import EngineSettings
 from trt.db.database import Database
@@ -291,6 +292,21 @@ class JobService:
                     f"trt-{job_id[:8]}-{r.position}",
                 )
                 for r in rows
+            ]
+
+    async def result_inputs(self, job_id: str) -> list[str]:
+        """A job's results as inputs for another model: the Telegram file (with its length,
+        for video and audio) where it was delivered as one, else KIE's result URL."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            rows = await session.scalars(
+                select(JobResult).where(JobResult.job_id == job_id).order_by(JobResult.position)
+            )
+            return [
+                telegram_reference(r.telegram_file_id, r.duration_s)
+                if r.telegram_file_id
+                else r.url
+                for r in rows
+                if r.telegram_file_id or r.url.startswith("https://")
             ]
 
     async def history(self, user_id: int, *, offset: int = 0, limit: int = 10) -> list[JobView]:

@@ -35,11 +35,15 @@ CREATE_PATHS = {
     Family.MARKET: "/api/v1/jobs/createTask",
     Family.VEO: "/api/v1/veo/generate",
     Family.SUNO: "/api/v1/generate",
+    Family.SUNO_COVER: "/api/v1/generate/upload-cover",
+    Family.SUNO_EXTEND: "/api/v1/generate/upload-extend",
 }
 STATUS_PATHS = {
     Family.MARKET: "/api/v1/jobs/recordInfo",
     Family.VEO: "/api/v1/veo/record-info",
     Family.SUNO: "/api/v1/generate/record-info",
+    Family.SUNO_COVER: "/api/v1/generate/record-info",
+    Family.SUNO_EXTEND: "/api/v1/generate/record-info",
 }
 # Where KIE serves results (README §1); the configured KIE hosts are allowed as well.
 KIE_RESULT_HOSTS = frozenset(
@@ -331,7 +335,7 @@ async def _envelope(response: ClientResponse, *, creates: bool) -> Any:
 
 def parse_status(family: Family, data: dict[str, Any]) -> TaskStatus:
     """recordInfo's `data` (per family) → TaskStatus."""
-    if family is Family.VEO:
+    if family.protocol is Family.VEO:
         flag = data.get("successFlag")
         if flag == 1:
             response = data.get("response") or {}
@@ -344,7 +348,7 @@ def parse_status(family: Family, data: dict[str, Any]) -> TaskStatus:
                 raw=data,
             )
         return TaskStatus("running", raw=data)
-    if family is Family.SUNO:
+    if family.protocol is Family.SUNO:
         status = str(data.get("status") or "PENDING")
         if status == "SUCCESS":
             items = ((data.get("response") or {}).get("sunoData")) or []
@@ -382,7 +386,7 @@ def parse_callback(family: Family, body: dict[str, Any]) -> tuple[str | None, Ta
     task_id = data.get("taskId") or data.get("task_id") or body.get("taskId")
     task = str(task_id) if task_id else None
     code = body.get("code")
-    if family is Family.SUNO:
+    if family.protocol is Family.SUNO:
         stage = data.get("callbackType")
         if stage == "complete":
             items = data.get("data") or []
@@ -396,7 +400,7 @@ def parse_callback(family: Family, body: dict[str, Any]) -> tuple[str | None, Ta
                 raw=body,
             )
         return task, None
-    if family is Family.VEO:
+    if family.protocol is Family.VEO:
         info = data.get("info")
         if code == 200 and isinstance(info, dict) and info.get("resultUrls"):
             return task, TaskStatus("succeeded", tuple(info["resultUrls"]), raw=body)

@@ -200,6 +200,8 @@ class KieServer:
         add.add_post("/api/v1/veo/generate", self._create_veo)
         add.add_get("/api/v1/veo/record-info", self._record_veo)
         add.add_post("/api/v1/generate", self._create_suno)
+        add.add_post("/api/v1/generate/upload-cover", self._create_suno_cover)
+        add.add_post("/api/v1/generate/upload-extend", self._create_suno_extend)
         add.add_get("/api/v1/generate/record-info", self._record_suno)
         add.add_get("/api/v1/chat/credit", self._credit)
         add.add_post("/api/v1/common/download-url", self._download_url)
@@ -363,7 +365,15 @@ class KieServer:
         values = {k: v for k, v in body.items() if k not in ("model", "callBackUrl")}
         return await self._create(request, Family.VEO, model, values, body)
 
-    async def _create_suno(self, request: web.Request) -> web.StreamResponse:
+    async def _create_suno_cover(self, request: web.Request) -> web.StreamResponse:
+        return await self._create_suno(request, Family.SUNO_COVER)
+
+    async def _create_suno_extend(self, request: web.Request) -> web.StreamResponse:
+        return await self._create_suno(request, Family.SUNO_EXTEND)
+
+    async def _create_suno(
+        self, request: web.Request, family: Family = Family.SUNO
+    ) -> web.StreamResponse:
         body = await self._body(request)
         if body is None:
             return _envelope(422, "invalid JSON body")
@@ -371,7 +381,7 @@ class KieServer:
             return _envelope(422, "callBackUrl is required")
         model = str(body.get("model", ""))
         values = {k: v for k, v in body.items() if k not in ("model", "callBackUrl")}
-        return await self._create(request, Family.SUNO, model, values, body)
+        return await self._create(request, family, model, values, body)
 
     # ------------------------------------------------------------------ the lifecycle
     async def _run(self, task: KieTask) -> None:
@@ -415,9 +425,9 @@ class KieServer:
                     "data": {"taskId": task.task_id},
                 }
             ]
-        if task.family is Family.VEO:
+        if task.family.protocol is Family.VEO:
             return [_veo_callback(task)]
-        if task.family is Family.SUNO:
+        if task.family.protocol is Family.SUNO:
             return _suno_callbacks(task)
         return [_market_callback(task)]
 
@@ -701,7 +711,7 @@ def _status_message(code: int) -> str:
 def _output_kind(family: Family, model: str) -> str:
     if family is Family.VEO:
         return "video"
-    if family is Family.SUNO:
+    if family.protocol is Family.SUNO:
         return "audio"
     lowered = model.lower()
     if "to-video" in lowered:  # speech-to-video is video, though it names speech

@@ -33,8 +33,9 @@ from trt.bot.flow import (
     confirm_screen,
     media_count,
     next_question,
+    next_screen,
     option_rows,
-    question_screen,
+    save_draft,
     settings_screen,
 )
 from trt.bot.keyboards import main_menu, model_card
@@ -77,38 +78,6 @@ async def _draft(state: FSMContext) -> Draft | None:
     return Draft.from_data(await state.get_data())
 
 
-async def _save(state: FSMContext, draft: Draft, *, confirming: bool = False) -> None:
-    await state.set_state(Flow.confirming if confirming else Flow.collecting)
-    await state.set_data(draft.to_data())
-
-
-async def _next_screen(
-    pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    state: FSMContext,
-    draft: Draft,
-    user_id: int,
-    lang: str,
-) -> tuple[str, InlineKeyboardMarkup]:
-    """The next question, or the confirmation once everything is answered."""
-    schema = pipeline.get_schema(draft.slug, lang)
-    view = next_question(schema, draft)
-    if view is not None:
-        await _save(state, draft)
-        return question_screen(schema, draft, view, lang)
-    await _save(state, draft, confirming=True)
-    free_left = await jobs.free_left(user_id) if schema.model.free else None
-    text, markup, _quote = confirm_screen(
-        pipeline,
-        draft,
-        lang,
-        balance_kopecks=(await wallets.balance(user_id)).available_kop,
-        free_left=free_left,
-    )
-    return text, markup
-
-
 async def on_start_model(
     callback: CallbackQuery,
     callback_data: StartModel,
@@ -124,7 +93,7 @@ async def on_start_model(
         await show(callback, t(lang, "catalog.disabled"), main_menu(lang))
         return
     draft = Draft(model.slug)
-    text, markup = await _next_screen(
+    text, markup = await next_screen(
         pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
     )
     await show(callback, text, markup)
@@ -170,7 +139,7 @@ async def on_flow_action(
         prompt = schema.model.prompt_param
         draft.answered = [name for name in draft.answered if name != prompt]
         draft.params.pop(prompt, None)
-    text, markup = await _next_screen(
+    text, markup = await next_screen(
         pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
     )
     await show(callback, text, markup)
@@ -210,11 +179,11 @@ async def on_param_set(
         draft.answered.append(view.name)
     if confirming and next_question(schema, draft) is None:
         text, markup = settings_screen(pipeline, draft, lang)
-        await _save(state, draft, confirming=True)
+        await save_draft(state, draft, confirming=True)
         await show(callback, text, markup)
         return
     # A new mode may ask for what the old one did not (frames, references): ask it now.
-    text, markup = await _next_screen(
+    text, markup = await next_screen(
         pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
     )
     await show(callback, text, markup)
@@ -281,7 +250,7 @@ async def on_refresh(
     if draft is None or pipeline.catalog.get(draft.slug) is None:
         await show(callback, t(lang, "start.menu"), main_menu(lang))
         return
-    text, markup = await _next_screen(
+    text, markup = await next_screen(
         pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
     )
     await show(callback, text, markup)
@@ -410,7 +379,7 @@ async def on_media(
     else:
         draft.params[view.name] = reference
         draft.answered.append(view.name)
-    text, markup = await _next_screen(pipeline, jobs, wallets, state, draft, message.chat.id, lang)
+    text, markup = await next_screen(pipeline, jobs, wallets, state, draft, message.chat.id, lang)
     await message.answer(text, reply_markup=markup)
 
 
@@ -525,7 +494,7 @@ async def on_text(
     )
     draft.params[view.name] = checked.params.get(view.name, message.text)
     draft.answered.append(view.name)
-    text, markup = await _next_screen(pipeline, jobs, wallets, state, draft, message.chat.id, lang)
+    text, markup = await next_screen(pipeline, jobs, wallets, state, draft, message.chat.id, lang)
     await message.answer(text, reply_markup=markup)
 
 

@@ -3,18 +3,22 @@
 from __future__ import annotations
 
 import html
+from typing import Any
 
 from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
 
 from trt.billing.wallets import WalletService
-from trt.bot.callbacks import HistoryPage, JobAction, Menu
-from trt.bot.flow import Draft, Flow, confirm_screen, questions, settings_screen
+from trt.bot.callbacks import FollowUp, HistoryPage, JobAction, Menu
+from trt.bot.flow import Draft, Flow, confirm_screen, next_screen, questions, settings_screen
 from trt.bot.keyboards import main_menu, pager_row
 from trt.bot.screens import show
 from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_money
+from trt.catalog.rules import media_duration
+from trt.catalog.schema import FollowUp as FollowUpSpec
+from trt.catalog.schema import ParamType
 from trt.i18n import t
 from trt.jobs.service import JobService, JobView
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline
@@ -34,31 +38,101 @@ STATUS_ICONS = {
 def build() -> Router:
     router = Router(name=__name__)
     router.callback_query.register(on_job_action, JobAction.filter(), flags={"manual_answer": True})
+    router.callback_query.register(on_follow_up, FollowUp.filter(), flags={"manual_answer": True})
     router.callback_query.register(on_history, Menu.filter(F.screen == "history"))
     router.callback_query.register(on_history_page, HistoryPage.filter())
     return router
 
 
-def result_keyboard(lang: str, job_id: str) -> InlineKeyboardMarkup:
-    return InlineKeyboardMarkup(
-        inline_keyboard=[
-            [
-                InlineKeyboardButton(
-                    text=t(lang, "result.again"),
-                    callback_data=JobAction(action="again", job=job_id).pack(),
-                ),
-                InlineKeyboardButton(
-                    text=t(lang, "result.edit"),
-                    callback_data=JobAction(action="edit", job=job_id).pack(),
-                ),
-            ],
-            [
-                InlineKeyboardButton(
-                    text=t(lang, "menu.home"), callback_data=Menu(screen="main").pack()
-                )
-            ],
+def result_keyboard(
+    pipeline: UnifiedModelPipeline, lang: str, job_id: str, model_slug: str
+) -> InlineKeyboardMarkup:
+    """Under a result: the catalogue's follow-ups for it (each takes the result as input),
+    then «🔁 Ещё раз» / «🎛 Изменить» and «🏠 Меню»."""
+    follow = [
+        InlineKeyboardButton(
+            text=spec.label.get(lang), callback_data=FollowUp(job=job_id, index=index).pack()
+        )
+        for index, spec in follow_ups_for(pipeline, model_slug)
+    ]
+    rows = [follow[i : i + 2] for i in range(0, len(follow), 2)]
+    rows.append(
+        [
+            InlineKeyboardButton(
+                text=t(lang, "result.again"),
+                callback_data=JobAction(action="again", job=job_id).pack(),
+            ),
+            InlineKeyboardButton(
+                text=t(lang, "result.edit"),
+                callback_data=JobAction(action="edit", job=job_id).pack(),
+            ),
         ]
     )
+    rows.append(
+        [InlineKeyboardButton(text=t(lang, "menu.home"), callback_data=Menu(screen="main").pack())]
+    )
+    return InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def follow_ups_for(
+    pipeline: UnifiedModelPipeline, model_slug: str
+) -> list[tuple[int, FollowUpSpec]]:
+    """The follow-ups offered under a result of `model_slug` (enabled targets only)."""
+    model = pipeline.catalog.get(model_slug)
+    if model is None:
+        return []
+    found = []
+    for index, spec in enumerate(pipeline.catalog.source.follow_ups):
+        target = pipeline.catalog.get(spec.model)
+        if (
+            target is None
+            or target.slug == model.slug
+            or not pipeline.is_enabled(target)
+            or model.output not in spec.after
+            or (spec.only and model.slug not in spec.only)
+        ):
+            continue
+        found.append((index, spec))
+    return found
+
+
+async def on_follow_up(
+    callback: CallbackQuery,
+    callback_data: FollowUp,
+    lang: str,
+    state: FSMContext,
+    jobs: JobService,
+    pipeline: UnifiedModelPipeline,
+    wallets: WalletService,
+    sender: Sender,
+) -> None:
+    """The result becomes the next model's input: no re-upload, a normal confirmation."""
+    job = await jobs.get(callback_data.job)
+    if job is None or job.user_id != callback.from_user.id:
+        reject(Reason.ACCESS_DENIED, "follow-up of another user's job", job_id=callback_data.job)
+        await callback.answer(t(lang, "errors.denied"), show_alert=True)
+        return
+    offered = dict(follow_ups_for(pipeline, job.model_slug))
+    spec = offered.get(callback_data.index)
+    inputs = await jobs.result_inputs(job.id)
+    if spec is None or not inputs:
+        reject(Reason.STATE_MISMATCH, f"follow-up #{callback_data.index} not offered or no result")
+        await callback.answer(t(lang, "result.follow_up_gone"), show_alert=True)
+        return
+    target = pipeline.resolve_model(spec.model)
+    param = target.params[spec.param]
+    value: Any = inputs[0] if param.type is not ParamType.ARRAY else inputs[: param.max_items or 1]
+    if spec.param in target.price.multiply_by and media_duration(inputs[0]) is None:
+        # Priced per second, and the result's length is unknown (sent as a link).
+        reject(Reason.VALIDATION_FAILED, "a per-second follow-up of a result without a length")
+        await callback.answer(t(lang, "result.follow_up_gone"), show_alert=True)
+        return
+    await callback.answer()
+    draft = Draft(target.slug, {spec.param: value}, [spec.param])
+    text, markup = await next_screen(
+        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+    )
+    await _send_new(callback, sender, text, markup)
 
 
 def _price(job: JobView, lang: str) -> str:
