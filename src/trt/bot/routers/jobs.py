@@ -86,7 +86,7 @@ def follow_ups_for(
         target = pipeline.catalog.get(spec.model)
         if (
             target is None
-            or target.slug == model.slug
+            or (target.slug == model.slug and model.slug not in spec.only)
             or not pipeline.is_enabled(target)
             or model.output not in spec.after
             or (spec.only and model.slug not in spec.only)
@@ -126,6 +126,17 @@ async def on_follow_up(
         # Priced per second, and the result's length is unknown (sent as a link).
         reject(Reason.VALIDATION_FAILED, "a per-second follow-up of a result without a length")
         await callback.answer(t(lang, "result.follow_up_gone"), show_alert=True)
+        return
+    refusals = [
+        error.message
+        for error in pipeline.validate(target.slug, {spec.param: value}, lang).errors
+        if error.field == spec.param
+    ]
+    if refusals:
+        # The result does not fit the next model (too long a clip): said now, not after
+        # a confirmation that could only fail.
+        reject(Reason.VALIDATION_FAILED, "; ".join(refusals)[:300])
+        await callback.answer(refusals[0][:200], show_alert=True)
         return
     await callback.answer()
     draft = Draft(target.slug, {spec.param: value}, [spec.param])
