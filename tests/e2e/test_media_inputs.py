@@ -174,7 +174,8 @@ async def test_music_is_extended_and_a_video_result_upscaled_by_its_length(
     assert {"🎵 Продлить", "🎤 Кавер"} <= set(song.button_labels)
     await user.click("🎵 Продлить", song)
     screen = await user.next_message()
-    assert "Suno Продолжение" in screen.text and "💰 Цена:" in screen.text
+    assert "Suno Продолжение" in screen.text
+    assert "💰 Цена:" in screen.text
     extended = await generate(bot, user, screen)
     assert "🎵 Продлить" in extended.button_labels
     task = next(t for t in bot.sandbox.kie.tasks.values() if t.family.value == "suno_extend")
