@@ -38,6 +38,10 @@ FUNDS_KOP = 5_000_000
 PRICE = re.compile(r"💰 Цена: (.+)")
 PARALLEL = 12  # users at once: enough to overlap, not so many that a slow machine times out
 TEXT = "рыжая лиса в снегу, акварель"
+CLIPS = {
+    MediaKind.VIDEO: ("sample.mp4", "video/mp4"),
+    MediaKind.AUDIO: ("sample.mp3", "audio/mpeg"),
+}
 
 
 @dataclass(frozen=True)
@@ -92,19 +96,12 @@ async def send_upload(user: SandboxUser, view: ParamView, index: int) -> Message
     assert view.media is not None
     if view.media.kind is MediaKind.IMAGE:
         return await user.send_file(render_png(f"input {index}", 96, 64))
-    if view.media.kind is MediaKind.VIDEO:
-        return await user.send_file(
-            sample("sample.mp4"),
-            filename="clip.mp4",
-            mime_type="video/mp4",
-            kind="video",
-            duration_s=seconds_for(view),
-        )
+    name, mime = CLIPS[view.media.kind]
     return await user.send_file(
-        sample("sample.mp3"),
-        filename="voice.mp3",
-        mime_type="audio/mpeg",
-        kind="audio",
+        sample(name),
+        filename=name,
+        mime_type=mime,
+        kind=view.media.kind.value,
         duration_s=seconds_for(view),
     )
 

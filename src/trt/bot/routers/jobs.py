@@ -96,21 +96,32 @@ def follow_ups_for(
     return found
 
 
+async def _own_job(
+    callback: CallbackQuery, jobs: JobService, job_id: str, lang: str
+) -> JobView | None:
+    """The tapping user's job, or None after refusing politely (forged or someone else's:
+    nothing moves)."""
+    job = await jobs.get(job_id)
+    if job is None or job.user_id != callback.from_user.id:
+        reject(Reason.ACCESS_DENIED, "job of another user or unknown", job_id=job_id)
+        await callback.answer(t(lang, "errors.denied"), show_alert=True)
+        return None
+    return job
+
+
 async def on_follow_up(
     callback: CallbackQuery,
     callback_data: FollowUp,
-    lang: str,
-    state: FSMContext,
-    jobs: JobService,
     pipeline: UnifiedModelPipeline,
+    jobs: JobService,
     wallets: WalletService,
     sender: Sender,
+    state: FSMContext,
+    lang: str,
 ) -> None:
     """The result becomes the next model's input: no re-upload, a normal confirmation."""
-    job = await jobs.get(callback_data.job)
-    if job is None or job.user_id != callback.from_user.id:
-        reject(Reason.ACCESS_DENIED, "follow-up of another user's job", job_id=callback_data.job)
-        await callback.answer(t(lang, "errors.denied"), show_alert=True)
+    job = await _own_job(callback, jobs, callback_data.job, lang)
+    if job is None:
         return
     offered = dict(follow_ups_for(pipeline, job.model_slug))
     spec = offered.get(callback_data.index)
@@ -222,11 +233,8 @@ async def on_job_action(
     wallets: WalletService,
     sender: Sender,
 ) -> None:
-    job = await jobs.get(callback_data.job)
-    if job is None or job.user_id != callback.from_user.id:
-        # Forged or someone else's: refuse politely, move nothing.
-        reject(Reason.ACCESS_DENIED, "job of another user or unknown", job_id=callback_data.job)
-        await callback.answer(t(lang, "errors.denied"), show_alert=True)
+    job = await _own_job(callback, jobs, callback_data.job, lang)
+    if job is None:
         return
     await callback.answer()
     model = pipeline.catalog.get(job.model_slug)
