@@ -10,6 +10,8 @@ import pytest
 from playwright.async_api import Browser, async_playwright, expect
 
 from tests.e2e_support import RunningBot, running_bot
+from trt.sandbox.driver import SandboxUser
+from trt.sandbox.media import SAMPLES_DIR as SAMPLES
 
 CHROMIUM = os.environ.get("TRT_CHROMIUM", "/usr/bin/chromium")
 ARTIFACTS = Path(__file__).resolve().parents[2] / "artifacts"
@@ -91,4 +93,25 @@ async def test_one_generation_delivers_an_image(browser: Browser, bot: RunningBo
     await expect(page.locator(".row.bot .bubble").last).to_contain_text("Готово: Z-Image")
     ARTIFACTS.mkdir(exist_ok=True)
     await page.screenshot(path=str(ARTIFACTS / "webchat-generation.png"), full_page=True)
+    assert await bot.client.violations() == []
+
+
+async def test_an_audio_file_goes_in_with_the_length_the_browser_measured(
+    browser: Browser, bot: RunningBot
+) -> None:
+    page = await browser.new_page(viewport={"width": 900, "height": 1000})
+    await page.goto(f"{bot.url}/?user=100001")
+    await page.fill("#text-input", "/start")
+    await page.press("#text-input", "Enter")
+    await page.locator(".row.bot .keyboard button", has_text="Музыка и голос").last.click()
+    await page.locator(".row.bot .keyboard button", has_text="Очистить голос").last.click()
+    await page.locator(".row.bot .keyboard button", has_text="Начать").last.click()
+    await expect(page.locator(".row.bot .bubble").last).to_contain_text("пришлите аудио")
+    await page.set_input_files("#photo-input", str(SAMPLES / "sample.ogg"))
+    confirmation = page.locator(".row.bot .bubble").last
+    await expect(confirmation).to_contain_text("💰 Цена:")
+    await expect(confirmation).to_contain_text("1 аудио,")  # and its seconds
+    messages = await SandboxUser(bot.client, 100001, "Алиса").messages()
+    audio = next(m for m in messages if not m.from_bot and m.raw.get("audio"))
+    assert audio.raw["audio"]["duration"] >= 1
     assert await bot.client.violations() == []
