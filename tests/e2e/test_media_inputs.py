@@ -8,12 +8,14 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from sqlalchemy import update as sa_update
 
 from tests.e2e_support import RunningBot, running_bot
 from tests.e2e_support import tap_screen as tap
 from trt.bot.callbacks import StartModel
 from trt.catalog.pricing import format_money
 from trt.catalog.rules import telegram_reference
+from trt.db.models import JobResult
 from trt.sandbox.driver import Message, SandboxUser
 from trt.sandbox.media import render_png, sample
 from trt.telemetry.events import Event
@@ -206,4 +208,32 @@ async def test_music_is_extended_and_a_video_result_upscaled_by_its_length(
         )
     )
     assert await bot.ledger_problems() == []
+    assert await bot.client.violations() == []
+
+
+async def test_a_follow_up_tapped_before_the_delivery_is_recorded_takes_the_tapped_file(
+    bot: RunningBot,
+) -> None:
+    """The result message is out a moment before the relay stores its file ids; a tap in that
+    moment takes the file of the message tapped."""
+    user, screen = await start(bot, 9107, "nb")
+    await user.send("маяк на закате")
+    screen = await user.next_message()
+    screen = await tap(user, "1:1 квадрат", screen)
+    result = await generate(bot, user, screen)
+    # As if the relay had not yet recorded the delivery (sandbox result URLs are not https,
+    # so only a recorded Telegram file could serve).
+    async with bot.services.database.unit_of_work() as session:
+        await session.execute(sa_update(JobResult).values(telegram_file_id=None))
+    await user.click("⬆️ Улучшить", result)
+    screen = await user.next_message()
+    assert screen.text.startswith("Увеличение")
+    screen = await tap(user, "×2", screen)
+    assert "Фото: 1 фото" in screen.text
+    await tap(user, "✅ Сгенерировать", screen)
+    upscaled = await until_result(user)
+    assert upscaled.photo_file_id is not None
+    task = next(t for t in bot.sandbox.kie.tasks.values() if t.model == "topaz/image-upscale")
+    name = task.body["input"]["image_url"].rsplit("/", 1)[-1]
+    assert bot.sandbox.kie.uploads[name].data == await user.download(result.photo_file_id)
     assert await bot.client.violations() == []

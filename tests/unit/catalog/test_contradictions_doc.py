@@ -18,5 +18,5 @@ def test_docs_list_every_contradicting_example() -> None:
         if example_contradictions(model)
     }
     section = DOC.read_text(encoding="utf-8").split("<!-- contradictions -->")[1]
-    listed = set(re.findall(r"^\| `([a-z]+:[^`]+)` \|", section, flags=re.MULTILINE))
+    listed = set(re.findall(r"^\| `([a-z_]+:[^`]+)` \|", section, flags=re.MULTILINE))
     assert listed == expected

@@ -8,7 +8,6 @@ Confirm carries the draft key: a double tap or a stale tap creates no second job
 from __future__ import annotations
 
 import html
-from dataclasses import dataclass
 from typing import Any
 
 from aiogram import F, Router
@@ -26,6 +25,7 @@ from trt.bot.callbacks import (
     Refresh,
     StartModel,
 )
+from trt.bot.files import file_of
 from trt.bot.flow import (
     TELEGRAM_DOWNLOAD_LIMIT_MB,
     Draft,
@@ -368,7 +368,7 @@ async def on_media(
         reject(Reason.VALIDATION_FAILED, reason)
         await message.answer(text)
         return
-    file = _file_of(message)
+    file = file_of(message)
     assert file is not None  # _refusal refused a message without one
     reference = telegram_reference(file.file_id, file.duration_s)
     if view.type is ParamType.ARRAY:
@@ -383,36 +383,6 @@ async def on_media(
     await message.answer(text, reply_markup=markup)
 
 
-@dataclass(frozen=True, slots=True)
-class UserFile:
-    file_id: str
-    size: int | None
-    mime: str | None  # as the client declared it; the engine checks the bytes
-    duration_s: int | None  # what Telegram reports for video, audio, voice, video notes
-
-
-def _file_of(message: Message) -> UserFile | None:
-    """The largest photo, or the video, audio, voice, video note or document sent."""
-    if message.photo:
-        largest = message.photo[-1]
-        return UserFile(largest.file_id, largest.file_size, "image/jpeg", None)
-    if message.voice is not None:
-        voice = message.voice
-        return UserFile(
-            voice.file_id, voice.file_size, voice.mime_type or "audio/ogg", voice.duration
-        )
-    if message.video_note is not None:
-        note = message.video_note
-        return UserFile(note.file_id, note.file_size, "video/mp4", note.duration)
-    for timed in (message.video, message.audio, message.animation):
-        if timed is not None:
-            return UserFile(timed.file_id, timed.file_size, timed.mime_type, timed.duration)
-    if message.document is not None:
-        document = message.document
-        return UserFile(document.file_id, document.file_size, document.mime_type, None)
-    return None
-
-
 def _refusal(
     pipeline: UnifiedModelPipeline, draft: Draft, view: ParamView, message: Message, lang: str
 ) -> tuple[str, str] | None:
@@ -422,7 +392,7 @@ def _refusal(
     is held: kind, format, size, count, and for video and audio the length."""
     media = view.media
     assert media is not None
-    file = _file_of(message)
+    file = file_of(message)
     what = t(lang, f"flow.what_{media.kind.value}")
     if file is None:
         return "no usable file in the message", t(

@@ -7,16 +7,17 @@ from typing import Any
 
 from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
-from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup
+from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
 from trt.billing.wallets import WalletService
 from trt.bot.callbacks import FollowUp, HistoryPage, JobAction, Menu
+from trt.bot.files import file_of
 from trt.bot.flow import Draft, Flow, confirm_screen, next_screen, questions, settings_screen
 from trt.bot.keyboards import main_menu, pager_row
 from trt.bot.screens import show
 from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_money
-from trt.catalog.rules import media_duration
+from trt.catalog.rules import media_duration, telegram_reference
 from trt.catalog.schema import FollowUp as FollowUpSpec
 from trt.catalog.schema import ParamType
 from trt.i18n import t
@@ -125,10 +126,10 @@ async def on_follow_up(
         return
     offered = dict(follow_ups_for(pipeline, job.model_slug))
     spec = offered.get(callback_data.index)
-    inputs = await jobs.result_inputs(job.id)
+    inputs = await jobs.result_inputs(job.id) or _tapped_result(callback)
     if spec is None or not inputs:
         reject(Reason.STATE_MISMATCH, f"follow-up #{callback_data.index} not offered or no result")
-        await callback.answer(t(lang, "result.follow_up_gone"), show_alert=True)
+        await callback.answer(t(lang, "errors.follow_up_gone"), show_alert=True)
         return
     target = pipeline.resolve_model(spec.model)
     param = target.params[spec.param]
@@ -136,7 +137,7 @@ async def on_follow_up(
     if spec.param in target.price.multiply_by and media_duration(inputs[0]) is None:
         # Priced per second, and the result's length is unknown (sent as a link).
         reject(Reason.VALIDATION_FAILED, "a per-second follow-up of a result without a length")
-        await callback.answer(t(lang, "result.follow_up_gone"), show_alert=True)
+        await callback.answer(t(lang, "errors.follow_up_gone"), show_alert=True)
         return
     refusals = [
         error.message
@@ -155,6 +156,14 @@ async def on_follow_up(
         pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
     )
     await _send_new(callback, sender, text, markup)
+
+
+def _tapped_result(callback: CallbackQuery) -> list[str]:
+    """The file of the result message tapped: a tap quicker than the relay's record of the
+    delivery (the message is out, its file ids not yet stored) still finds its input."""
+    message = callback.message
+    file = file_of(message) if isinstance(message, Message) else None
+    return [telegram_reference(file.file_id, file.duration_s)] if file else []
 
 
 def _price(job: JobView, lang: str) -> str:
