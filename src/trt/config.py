@@ -20,8 +20,11 @@ from pydantic import (
     SecretStr,
     ValidationError,
     field_validator,
+    model_validator,
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
+
+from trt.receipts import PAYMENT_MODES, PAYMENT_SUBJECTS, is_email
 
 ENV_FILE = ".env"
 
@@ -221,6 +224,12 @@ class StarsPackage:
     rubles: int
 
 
+def _one_of(value: str, allowed: frozenset[str], name: str) -> str:
+    if value not in allowed:
+        raise ValueError(f"{name} must be one of {', '.join(sorted(allowed))}, got {value!r}")
+    return value
+
+
 def _int_list(value: Any, name: str) -> Any:
     if isinstance(value, str):
         parts = [part.strip() for part in value.split(",") if part.strip()]
@@ -257,6 +266,22 @@ class PaymentsSettings(BaseSettings):
     )
     # Notifications only from YooKassa's published addresses (docs/operations.md#security).
     yookassa_check_ip: bool = Field(default=False, validation_alias="YOOKASSA_CHECK_IP")
+    # 54-ФЗ receipts (docs/payments.md#receipts): on for a shop with fiscalisation enabled.
+    yookassa_receipts: bool = Field(default=False, validation_alias="YOOKASSA_RECEIPTS")
+    # YooKassa's codes: vat_code 1 = «без НДС»; the tax system only when the shop has several.
+    yookassa_vat_code: int = Field(default=1, ge=1, le=12, validation_alias="YOOKASSA_VAT_CODE")
+    yookassa_tax_system_code: int | None = Field(
+        default=None, ge=1, le=6, validation_alias="YOOKASSA_TAX_SYSTEM_CODE"
+    )
+    # A top-up is an advance for services not yet chosen: «аванс», «платёж».
+    yookassa_payment_mode: str = Field(default="advance", validation_alias="YOOKASSA_PAYMENT_MODE")
+    yookassa_payment_subject: str = Field(
+        default="payment", validation_alias="YOOKASSA_PAYMENT_SUBJECT"
+    )
+    # Where receipts go for users who gave no e-mail or phone (else each user is asked once).
+    yookassa_receipt_email: str | None = Field(
+        default=None, validation_alias="YOOKASSA_RECEIPT_EMAIL"
+    )
     manual_transfer_details: str | None = Field(
         default=None, validation_alias="MANUAL_TRANSFER_DETAILS"
     )
@@ -304,10 +329,31 @@ class PaymentsSettings(BaseSettings):
     def _yookassa_url(cls, value: str) -> str:
         return _http_url(value)
 
-    @field_validator("yookassa_shop_id", "manual_transfer_details")
+    @field_validator("yookassa_shop_id", "manual_transfer_details", "yookassa_receipt_email")
     @classmethod
     def _blank_is_none(cls, value: str | None) -> str | None:
         return value.strip() if value and value.strip() else None
+
+    @field_validator("yookassa_tax_system_code", mode="before")
+    @classmethod
+    def _blank_code(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @field_validator("yookassa_payment_mode")
+    @classmethod
+    def _payment_mode(cls, value: str) -> str:
+        return _one_of(value.strip(), PAYMENT_MODES, "YOOKASSA_PAYMENT_MODE")
+
+    @field_validator("yookassa_payment_subject")
+    @classmethod
+    def _payment_subject(cls, value: str) -> str:
+        return _one_of(value.strip(), PAYMENT_SUBJECTS, "YOOKASSA_PAYMENT_SUBJECT")
+
+    @model_validator(mode="after")
+    def _receipt_email(self) -> PaymentsSettings:
+        if self.yookassa_receipt_email is not None and not is_email(self.yookassa_receipt_email):
+            raise ValueError("YOOKASSA_RECEIPT_EMAIL is not an e-mail address")
+        return self
 
     @property
     def yookassa_enabled(self) -> bool:
@@ -354,6 +400,19 @@ class AdminSettings(BaseSettings):
         return value
 
 
+class AssistantSettings(BaseSettings):
+    """The prompt assistant (✨ Улучшить промпт, RU → EN for models that want English)."""
+
+    model_config = _settings_config("PROMPT_ASSISTANT_")
+
+    enabled: bool = True
+    # A KIE chat model, as its path names it: POST {KIE_BASE_URL}/{model}/v1/chat/completions.
+    model: str = Field(default="gemini-3-flash", pattern=r"^[a-z0-9][a-z0-9.-]{0,63}$")
+    daily: int = Field(default=20, ge=0, le=10_000)  # free uses per user per (UTC) day
+    per_minute: int = Field(default=5, ge=1, le=1000)  # attempts per user per minute
+    timeout_s: float = Field(default=20.0, gt=0, le=120)
+
+
 class LoggingSettings(BaseSettings):
     """Log output. Format unset means JSON under `trt run`, console in a terminal."""
 
@@ -393,6 +452,7 @@ SETTINGS_CLASSES: tuple[type[BaseSettings], ...] = (
     PaymentsSettings,
     AdminSettings,
     LoggingSettings,
+    AssistantSettings,
 )
 
 # Variables `trt run` cannot do without; other commands (config, migrate, demo) run without them.
@@ -428,6 +488,7 @@ class Config:
     payments: PaymentsSettings
     admin: AdminSettings
     logging: LoggingSettings
+    assistant: AssistantSettings
 
     def require(self, variables: tuple[str, ...] = RUN_REQUIRED) -> None:
         """Raise `ConfigError` naming every listed variable that is unset."""
@@ -502,11 +563,23 @@ class Config:
             "MANUAL_TRANSFER_DETAILS": "(set)"
             if self.payments.manual_transfer_details
             else "(unset: manual transfers off)",
+            "YOOKASSA_RECEIPTS": str(self.payments.yookassa_receipts).lower(),
+            "YOOKASSA_VAT_CODE": str(self.payments.yookassa_vat_code),
+            "YOOKASSA_TAX_SYSTEM_CODE": str(self.payments.yookassa_tax_system_code or "(unset)"),
+            "YOOKASSA_PAYMENT_MODE": self.payments.yookassa_payment_mode,
+            "YOOKASSA_PAYMENT_SUBJECT": self.payments.yookassa_payment_subject,
+            "YOOKASSA_RECEIPT_EMAIL": "(set)"
+            if self.payments.yookassa_receipt_email
+            else "(unset: each user gives one)",
             "WELCOME_BONUS_RUB": str(self.payments.welcome_bonus_rub),
             "REFERRAL_BONUS_RUB": str(self.payments.referral_bonus_rub),
             "REFERRAL_MIN_SPEND_RUB": str(self.payments.referral_min_spend_rub),
             "REFERRAL_MAX_PER_INVITER": str(self.payments.referral_max_per_inviter),
             "PAYMENTS_RECONCILE_S": str(self.payments.reconcile_interval_s),
+            **{
+                f"PROMPT_ASSISTANT_{name.upper()}": str(getattr(self.assistant, name))
+                for name in AssistantSettings.model_fields
+            },
             "LOG_FORMAT": self.logging.format.value if self.logging.format else "(auto)",
             "LOG_LEVEL": self.logging.level,
             "EVENTS_RETENTION_DAYS": str(self.logging.events_retention_days),

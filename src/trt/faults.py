@@ -13,6 +13,8 @@ The steps, in the order a paid generation and a top-up pass them (docs/operation
     outbox.sent          a message sent to Telegram, the outbox row not yet marked
     payment.credited     a top-up credited and committed, the user not yet told
     payment.uncommitted  a top-up's credit written, not yet committed
+    refund.reversed      a refund's reversal committed, the provider not yet asked
+    refund.answered      the provider answered a refund, the answer not yet recorded
 """
 
 from __future__ import annotations

@@ -10,6 +10,7 @@ every user was told. (The steps between, by state: tests/e2e/test_engine_process
 from __future__ import annotations
 
 import signal
+import uuid
 from collections.abc import Awaitable, Callable
 
 import pytest
@@ -19,8 +20,10 @@ from tests.e2e_support import tap_screen as tap
 from tests.process_world import World, world
 from tests.processes import TrtProcess
 from trt.billing.wallets import WalletService
+from trt.config import PaymentsSettings
 from trt.db.models import Job, LedgerPosting
 from trt.jobs.state import TERMINAL, JobStatus
+from trt.payments.service import PaymentService
 from trt.sandbox.driver import SandboxClient
 
 pytestmark = pytest.mark.slow
@@ -144,3 +147,82 @@ async def test_kill_9_at_each_step_of_a_paid_generation_and_a_top_up(world: Worl
     assert len(notices) == 1  # told once, though the payment was seen three times
     late_messages = list(world.sandbox.telegram.messages[late].values())
     assert any(m.get("photo") or str(m.get("text", "")).startswith("❌") for m in late_messages)
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_kill_9_at_each_step_of_a_card_refund_refunds_once(world: World) -> None:
+    """An admin's YooKassa refund killed after the reversal, then after YooKassa refunded and
+    before the answer was recorded: the next instance asks again under the same idempotence
+    key, so there is one refund, one reversal, and the user is told once."""
+    payer, admin_id = 511, 9000
+    payments = PaymentService(world.database, PaymentsSettings())
+    view = await payments.create(
+        user_id=payer, chat_id=payer, lang="ru", method="yookassa", amount_kop=100_00, cid="setup"
+    )
+    external = str(uuid.uuid4())
+    world.sandbox.yookassa.payments[external] = {
+        "id": external,
+        "status": "succeeded",
+        "paid": True,
+        "amount": {"value": "100.00", "currency": "RUB"},
+        "metadata": {"payment_id": view.id},
+    }
+    await payments.set_external(view.id, external)
+    await payments.credit(view.id, external_id=external, memo="ЮKassa", cid="setup")
+    admins = {"ADMIN_IDS": str(admin_id)}
+    async with SandboxClient(world.sandbox.telegram_app.url) as client:
+        vera = await client.user(payer, "Вера")
+        admin = await client.user(admin_id, "Админ")
+
+        async def ask_for_the_refund() -> None:
+            await vera.send("/start")
+            await vera.next_message()
+            await admin.send(f"/refund {view.id}")
+
+        async def nothing() -> None:
+            return None
+
+        # 1. the credit is reversed and committed; dies before YooKassa is asked.
+        process = await world.start(TRT_FAILPOINTS="refund.reversed", **admins)
+        try:
+            await ask_for_the_refund()
+        except BaseException:
+            await process.kill()
+            raise
+        await died_at(process, "refund.reversed")
+        # 2. the open refund is asked for (the redelivered command or the check on taking the
+        #    lead); YooKassa refunds; dies before the answer is recorded.
+        await crash_at(world, "refund.answered", nothing)
+        assert len(world.sandbox.yookassa.refunds) == 1
+        # 3. unarmed: asked again under the same key, the same refund: finished, Вера told.
+        last = await world.start(**admins)
+        try:
+            told = await vera.next_message(timeout_s=30)
+            await last.signal(signal.SIGTERM)
+            assert await last.finish() == 0
+        finally:
+            await last.kill()
+    assert told.text.startswith("↩️ Возврат платежа: 100 ₽"), told.text
+    assert len(world.sandbox.yookassa.refunds) == 1
+    assert world.sandbox.yookassa.payments[external]["refunded_amount"]["value"] == "100.00"
+    refunded = await payments.get(view.id)
+    assert refunded is not None
+    assert refunded.status == "refunded"
+    async with world.database.unit_of_work(readonly=True) as session:
+        reversals = list(
+            await session.scalars(
+                select(LedgerPosting.idempotency_key).where(
+                    LedgerPosting.idempotency_key.like("refund%")
+                )
+            )
+        )
+    assert reversals == [f"refund:yookassa:{external}"]
+    balance = await WalletService(world.database).balance(payer)
+    assert (balance.available_kop, balance.held_kop) == (0, 0)
+    notices = [
+        m
+        for m in world.sandbox.telegram.messages[payer].values()
+        if str(m.get("text", "")).startswith("↩️ Возврат платежа")
+    ]
+    assert len(notices) == 1
+    await world.assert_settled_once()

@@ -43,7 +43,17 @@ from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.store import EventStore
 from trt.users import UserService
 
-COMMANDS = ("start", "help", "balance", "history", "promo", "debug", "cancel", "language")
+COMMANDS = (
+    "start",
+    "help",
+    "balance",
+    "history",
+    "promo",
+    "terms",
+    "debug",
+    "cancel",
+    "language",
+)
 # aiogram validates every answer as `Response[<the method's result type>]`; pydantic keeps those
 # parametrized classes in a weak cache, so without a reference they are garbage-collected and
 # rebuilt (ms each): the methods this bot calls on every update keep theirs (docs/performance.md).

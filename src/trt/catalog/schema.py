@@ -306,6 +306,9 @@ class ModelSpec(Strict):
     typical_duration_s: Annotated[int, Field(ge=1, le=3600)]
     enabled: bool = True
     free: bool = False
+    # The provider documents prompts in English (or Chinese) only: a prompt with Cyrillic is
+    # offered a translation by the prompt assistant before anything is charged.
+    english_prompt: bool = False
     price: PriceSpec
     params: dict[str, ParamSpec]
     incompatible: tuple[Incompatible, ...] = ()

@@ -17,6 +17,7 @@ from sqlalchemy import (
     LargeBinary,
     MetaData,
     String,
+    Text,
     UniqueConstraint,
     false,
     func,
@@ -78,6 +79,8 @@ class User(Base):
     is_blocked: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
     # The user blocked the bot (Telegram's 403): broadcasts skip them until they write again.
     blocked_bot: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    # Where 54-ФЗ receipts go: `email:…` or `phone:…` (trt.receipts.Contact), asked once.
+    receipt_contact: Mapped[str | None] = mapped_column(String(80))
 
 
 # --------------------------------------------------------------------------- the ledger
@@ -202,6 +205,8 @@ class Job(Base):
         UtcDateTime, default=utcnow, server_default=func.current_timestamp()
     )
     finished_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The prompt as the user typed it, when the assistant's version went to the model instead.
+    prompt_original: Mapped[str | None] = mapped_column(Text)
 
 
 class JobResult(Base):
@@ -380,6 +385,9 @@ class Payment(Base):
     )
     # When the user was told of the credit: a crash between the two is mended on the next sight.
     notified_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+    # The receipt's customer (a YooKassa payment with 54-ФЗ receipts): its refund's receipt
+    # goes to the same contact.
+    receipt_contact: Mapped[str | None] = mapped_column(String(80))
 
 
 class PromoCode(Base):
@@ -479,3 +487,20 @@ class BroadcastRecipient(Base):
     user_id: Mapped[int] = mapped_column(BigInteger, primary_key=True, autoincrement=False)
     status: Mapped[str] = mapped_column(String(16), index=True)
     sent_at: Mapped[datetime | None] = mapped_column(UtcDateTime)
+
+
+class PromptAssist(Base):
+    """One use of the prompt assistant: what the user wrote and what came back (or that it
+    failed). The daily allowance counts these rows, so it holds across instances."""
+
+    __tablename__ = "prompt_assists"
+
+    id: Mapped[int] = mapped_column(BigInteger().with_variant(Integer, "sqlite"), primary_key=True)
+    user_id: Mapped[int] = mapped_column(BigInteger, index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # improve | translate
+    model_slug: Mapped[str] = mapped_column(String(64))
+    original: Mapped[str] = mapped_column(Text)
+    result: Mapped[str | None] = mapped_column(Text)
+    ok: Mapped[bool] = mapped_column(Boolean)
+    cid: Mapped[str | None] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UtcDateTime, default=utcnow, index=True)

@@ -244,6 +244,29 @@ class KieClient:
             raise KieError("malformed", "credit is not a number")
         return data
 
+    async def chat(self, model: str, messages: list[dict[str, str]], *, timeout_s: float) -> str:
+        """One answer of a KIE chat model (`/{model}/v1/chat/completions`, OpenAI-shaped).
+
+        Not a task: nothing is created, nothing to reconcile, so a failure is simply a
+        `KieError` (the caller keeps what it had). The answer's text, stripped; an empty or
+        missing one is `malformed`."""
+        url = f"{self.base_url}/{model}/v1/chat/completions"
+        path = urlsplit(url).path
+        self.calls[path] = self.calls.get(path, 0) + 1
+        body = {"messages": messages, "stream": False}
+        try:
+            async with asyncio.timeout(timeout_s):
+                async with self.session.post(
+                    url, json=body, headers=self._headers(), allow_redirects=False
+                ) as response:
+                    text = await response.text()
+                    status = response.status
+        except TimeoutError:
+            raise KieError("timeout", "no answer in time") from None
+        except (ClientError, OSError) as exc:
+            raise KieError("network", exc.__class__.__name__) from None
+        return _chat_answer(status, text)
+
     # -- files -----------------------------------------------------------------------------
     async def upload(self, data: bytes, filename: str, upload_path: str = "trt") -> str:
         """Upload user media (bytes from Telegram); the URL to pass into model inputs."""
@@ -331,6 +354,32 @@ async def _envelope(response: ClientResponse, *, creates: bool) -> Any:
         retry_after_s=float(retry_after) if retry_after and retry_after.isdigit() else None,
         outcome_unknown=creates and str(code).startswith("5") and str(code) != "505",
     )
+
+
+def _chat_answer(status: int, text: str) -> str:
+    """`choices[0].message.content` of a chat answer; a `KieError` for KIE's envelope with
+    an error code, an OpenAI-style `error`, or anything else."""
+    try:
+        body = json.loads(text)
+    except ValueError:
+        raise KieError(status if status >= 400 else "malformed", "not JSON") from None
+    if not isinstance(body, dict):
+        raise KieError("malformed", "not an object")
+    choices = body.get("choices")
+    if status < 400 and isinstance(choices, list) and choices:
+        message = choices[0].get("message") if isinstance(choices[0], dict) else None
+        content = message.get("content") if isinstance(message, dict) else None
+        if isinstance(content, str) and content.strip():
+            return content.strip()
+        raise KieError("malformed", "an empty answer")
+    error = body.get("error")
+    if isinstance(error, dict):
+        raise KieError(status, str(error.get("message") or "error")[:200])
+    code = body.get("code", status)
+    message = str(body.get("msg") or body.get("message") or "no answer")[:200]
+    if not isinstance(code, (int, str)) or str(code) == "200":
+        code = status if status >= 400 else "malformed"
+    raise KieError(code, message)
 
 
 def parse_status(family: Family, data: dict[str, Any]) -> TaskStatus:

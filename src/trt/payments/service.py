@@ -29,6 +29,7 @@ from trt.telemetry.events import Event, telemetry
 SOURCES = {"stars": "topup:stars", "yookassa": "topup:yookassa", "manual": "topup:manual"}
 PENDING, SUCCEEDED, CANCELED, REJECTED = "pending", "succeeded", "canceled", "rejected"
 REFUNDING, REFUNDED = "refunding", "refunded"
+REFUNDABLE = frozenset({"stars", "yookassa"})  # methods whose payments an admin can refund
 INVOICE_PREFIX = "tp:"  # a Stars invoice's payload: "tp:<payment id>"
 MANUAL_NAMESPACE = uuid.UUID("0b7f3c58-4f1e-4a8e-9a55-6d2e1c7b9f31")  # receipts' payment ids
 
@@ -55,6 +56,7 @@ class PaymentView:
     confirmation_url: str | None
     receipt_file_id: str | None
     created_at: datetime
+    receipt_contact: str | None = None  # the 54-ФЗ receipt's customer (YooKassa)
 
     @property
     def invoice_payload(self) -> str:
@@ -83,6 +85,7 @@ def _view(row: Payment) -> PaymentView:
         row.confirmation_url,
         row.receipt_file_id,
         row.created_at,
+        row.receipt_contact,
     )
 
 
@@ -113,6 +116,10 @@ def _attempt_key(base: str, attempt: int) -> str:
     return base if attempt == 1 else f"{base}:{attempt}"
 
 
+def _refund_memo(row: Payment) -> str:
+    return f"Stars ⭐ {row.stars}" if row.method == "stars" else "ЮKassa"
+
+
 def payment_id_of(payload: str) -> str | None:
     """The payment id of a Stars invoice payload, None when the payload is not ours."""
     if not payload.startswith(INVOICE_PREFIX):
@@ -139,6 +146,7 @@ class PaymentService:
         amount_kop: int,
         stars: int | None = None,
         receipt_file_id: str | None = None,
+        receipt_contact: str | None = None,
         cid: str | None = None,
     ) -> PaymentView:
         assert method in SOURCES, method
@@ -152,6 +160,7 @@ class PaymentService:
             amount_kop=amount_kop,
             stars=stars,
             receipt_file_id=receipt_file_id,
+            receipt_contact=receipt_contact,
             cid=cid,
         )
         async with self.database.unit_of_work() as session:
@@ -288,6 +297,19 @@ class PaymentService:
                 .values(notified_at=utcnow())
             )
 
+    # -- the receipt contact ---------------------------------------------------------------------
+    async def receipt_contact(self, user_id: int) -> str | None:
+        """Where the user's 54-ФЗ receipts go (`email:…` / `phone:…`), None if never given."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            return await session.scalar(select(User.receipt_contact).where(User.id == user_id))
+
+    async def set_receipt_contact(self, user_id: int, contact: str) -> None:
+        async with self.database.unit_of_work() as session:
+            await self.ledger.ensure_user(session, user_id)
+            await session.execute(
+                update(User).where(User.id == user_id).values(receipt_contact=contact)
+            )
+
     # -- checks --------------------------------------------------------------------------------
     async def check_stars_checkout(
         self, payload: str, *, user_id: int, currency: str, total_amount: int
@@ -379,34 +401,35 @@ class PaymentService:
             )
 
     async def start_refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:
-        """Take the credit back from the wallet before asking Telegram to refund the Stars.
+        """Take the credit back from the wallet before asking the provider to refund.
 
-        Refused (`PaymentError`) unless the payment succeeded by Stars and the user still has
-        the money available (`InsufficientFundsError` from the ledger: it was spent). A payment
-        already REFUNDING (an earlier attempt whose outcome is not known yet) is returned as it
-        is: its reversal stands, Telegram is only asked again.
+        Refused (`PaymentError`) unless the payment succeeded by a refundable method (Stars,
+        YooKassa) and the user still has the money available (`InsufficientFundsError` from
+        the ledger: it was spent). A payment already REFUNDING (an earlier attempt whose outcome
+        is not known yet) is returned as it is: its reversal stands, the provider is only asked
+        again.
         """
         async with self.database.unit_of_work() as session:
             row = await session.get(Payment, payment_id, with_for_update=True)
-            if row is None or row.method != "stars" or row.external_id is None:
+            if row is None or row.method not in REFUNDABLE or row.external_id is None:
                 raise PaymentError("unknown_payment")
             if row.status == REFUNDING:
                 return _view(row)
             if row.status != SUCCEEDED:
                 raise PaymentError("not_refundable")
-            attempt = await self._refund_attempt(session, row.external_id)
+            attempt = await self._refund_attempt(session, row.method, row.external_id)
             wallet = await self.ledger.wallet(session, row.user_id)
-            source = await self.ledger.account(session, SOURCES["stars"])
+            source = await self.ledger.account(session, SOURCES[row.method])
             await self.ledger.transfer(
                 session,
                 kind="refund_topup",
                 # Each attempt its own key: after a refused attempt gave the credit back, the
                 # next one must take it again (a replayed key would debit nothing).
-                idempotency_key=_attempt_key(f"refund:stars:{row.external_id}", attempt),
+                idempotency_key=_attempt_key(f"refund:{row.method}:{row.external_id}", attempt),
                 debit=wallet,
                 credit=source,
                 amount_kop=row.amount_kop,
-                memo=f"Stars ⭐ {row.stars}",
+                memo=_refund_memo(row),
                 cid=cid,
             )
             row.status = REFUNDING
@@ -422,15 +445,17 @@ class PaymentService:
             if row is None or row.status != REFUNDING or row.external_id is None:
                 return False
             if not ok:
-                attempt = await self._refund_attempt(session, row.external_id)
+                attempt = await self._refund_attempt(session, row.method, row.external_id)
                 await self.ledger.credit_wallet(
                     session,
                     user_id=row.user_id,
-                    source=SOURCES["stars"],
+                    source=SOURCES[row.method],
                     amount_kop=row.amount_kop,
                     kind="topup",
-                    idempotency_key=_attempt_key(f"refund-undone:stars:{row.external_id}", attempt),
-                    memo=f"Stars ⭐ {row.stars}",
+                    idempotency_key=_attempt_key(
+                        f"refund-undone:{row.method}:{row.external_id}", attempt
+                    ),
+                    memo=_refund_memo(row),
                     cid=cid,
                 )
             else:
@@ -439,8 +464,18 @@ class PaymentService:
             row.updated_at = utcnow()
             return True
 
+    async def refund_attempt(self, payment_id: str) -> int:
+        """The number of the payment's refund attempt in progress (1 for the first): a
+        provider's idempotence key built from it asks about the same refund after a crash,
+        and a new attempt after a refused one makes a new refund."""
+        async with self.database.unit_of_work(readonly=True) as session:
+            row = await session.get(Payment, payment_id)
+            if row is None or row.external_id is None:
+                raise PaymentError("unknown_payment")
+            return await self._refund_attempt(session, row.method, row.external_id)
+
     async def refunding(self, method: str = "stars") -> list[PaymentView]:
-        """Refunds whose outcome is not known yet (Telegram did not answer clearly)."""
+        """Refunds whose outcome is not known yet (the provider did not answer clearly)."""
         async with self.database.unit_of_work(readonly=True) as session:
             rows = await session.scalars(
                 select(Payment)
@@ -450,7 +485,7 @@ class PaymentService:
             )
             return [_view(row) for row in rows]
 
-    async def _refund_attempt(self, session: AsyncSession, charge_id: str) -> int:
+    async def _refund_attempt(self, session: AsyncSession, method: str, charge_id: str) -> int:
         """The number of the refund attempt in progress: one more than the refused ones (each
         refused attempt left its `refund-undone` posting in the ledger)."""
         undone = await session.scalar(
@@ -458,7 +493,7 @@ class PaymentService:
             .select_from(LedgerPosting)
             .where(
                 LedgerPosting.idempotency_key.like(
-                    _like_prefix(f"refund-undone:stars:{charge_id}"), escape="\\"
+                    _like_prefix(f"refund-undone:{method}:{charge_id}"), escape="\\"
                 )
             )
         )

@@ -24,6 +24,7 @@ from aiogram.types import InlineKeyboardMarkup, LabeledPrice
 from trt.bot.sender import RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_money
 from trt.config import PaymentsSettings, StarsPackage
+from trt.faults import failpoint
 from trt.i18n import t
 from trt.payments.service import Credit, PaymentError, PaymentService, PaymentView, payment_id_of
 from trt.telemetry.events import Event, new_cid, telemetry
@@ -54,6 +55,34 @@ async def notify(
     except Undeliverable as error:
         log.warning("payment_notice_not_sent", chat_id=chat_id, reason=str(error)[:200])
     return True
+
+
+async def settle_refund(
+    payments: PaymentService, sender: Sender, payment: PaymentView, outcome: str, cid: str | None
+) -> str:
+    """Act on a provider's answer to a refund (Stars or YooKassa): a definite one decides the
+    REFUNDING payment (refunded and the user told, or the credit restored); an unclear one
+    leaves it REFUNDING for the next check. Returns the outcome."""
+    failpoint("refund.answered")
+    if outcome == UNCLEAR:
+        return UNCLEAR
+    if not await payments.finish_refund(payment.id, ok=outcome != REFUSED, cid=cid):
+        return outcome  # decided by another attempt a moment ago
+    if outcome == REFUSED:
+        return REFUSED
+    telemetry.emit(
+        Event.PAYMENT_REFUNDED,
+        cid=cid,
+        user_id=payment.user_id,
+        payment_id=payment.id,
+        method=payment.method,
+        amount_kop=payment.amount_kop,
+    )
+    key = "pay.refunded" if payment.method == "stars" else "pay.card_refunded"
+    await notify(
+        sender, payment.chat_id, t(payment.lang, key, amount=format_money(payment.amount_kop))
+    )
+    return outcome
 
 
 async def credited_text(payments: PaymentService, credit: Credit, lang: str) -> str:
@@ -211,6 +240,7 @@ class StarsPayments:
         again) or `InsufficientFundsError` (the user has spent it, nothing changed).
         """
         payment = await self.payments.start_refund(payment_id, cid=cid)
+        failpoint("refund.reversed")
         outcome = await self._settle_refund(payment, cid)
         if outcome == REFUSED:
             raise PaymentError("refund_failed")
@@ -244,25 +274,7 @@ class StarsPayments:
             if "CHARGE_ALREADY_REFUNDED" not in str(error):
                 log.warning("stars_refund_failed", payment_id=payment.id, error=str(error)[:200])
                 outcome = REFUSED
-        if outcome == UNCLEAR:
-            return UNCLEAR
-        if not await self.payments.finish_refund(payment.id, ok=outcome != REFUSED, cid=cid):
-            return outcome  # decided by another attempt a moment ago
-        if outcome == REFUSED:
-            return REFUSED
-        telemetry.emit(
-            Event.PAYMENT_REFUNDED,
-            cid=cid,
-            user_id=payment.user_id,
-            payment_id=payment.id,
-            amount_kop=payment.amount_kop,
-        )
-        await notify(
-            self.sender,
-            payment.chat_id,
-            t(payment.lang, "pay.refunded", amount=format_money(payment.amount_kop)),
-        )
-        return outcome
+        return await settle_refund(self.payments, self.sender, payment, outcome, cid)
 
     async def _refund_listed(self, charge_id: str) -> bool:
         """Whether Telegram lists a refund of `charge_id` (its id, with a receiver: outgoing).

@@ -24,9 +24,18 @@ from aiogram import Bot
 from trt.bot.sender import Sender
 from trt.catalog.pricing import format_money
 from trt.config import PaymentsSettings
+from trt.faults import failpoint
 from trt.i18n import t
-from trt.payments.service import PaymentService, PaymentView
-from trt.payments.stars import notify, tell_credited
+from trt.payments.service import PaymentError, PaymentService, PaymentView
+from trt.payments.stars import (
+    REFUNDED_NOW,
+    REFUSED,
+    UNCLEAR,
+    notify,
+    settle_refund,
+    tell_credited,
+)
+from trt.receipts import Contact, ReceiptRules, receipt, rubles
 from trt.telemetry.events import Event, Reason, new_cid, telemetry
 from trt.telemetry.logs import get_logger
 
@@ -60,7 +69,18 @@ MEMO = "ЮKassa"
 
 
 class YooKassaError(Exception):
-    """YooKassa refused or could not be reached."""
+    """YooKassa refused or could not be reached; `status` is the HTTP status of a refusal
+    (a 4xx is YooKassa's definite "no"), None when no answer came."""
+
+    def __init__(self, message: str, status: int | None = None) -> None:
+        super().__init__(message)
+        self.status = status
+
+    @property
+    def definite(self) -> bool:
+        """A refusal that did not take effect (4xx); a 5xx or no answer may have come after
+        YooKassa acted."""
+        return self.status is not None and 400 <= self.status < 500
 
 
 def kopecks_of(amount: dict[str, Any]) -> int | None:
@@ -95,15 +115,37 @@ class YooKassaClient:
         description: str,
         return_url: str,
         metadata: dict[str, str],
+        receipt: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
-        body = {
-            "amount": {"value": f"{Decimal(amount_kop) / 100:.2f}", "currency": "RUB"},
+        body: dict[str, Any] = {
+            "amount": {"value": rubles(amount_kop), "currency": "RUB"},
             "capture": True,
             "confirmation": {"type": "redirect", "return_url": return_url},
             "description": description[:128],
             "metadata": metadata,
         }
+        if receipt is not None:
+            body["receipt"] = receipt
         return await self._call("POST", "/payments", body, {"Idempotence-Key": idempotence_key})
+
+    async def refund(
+        self,
+        *,
+        idempotence_key: str,
+        payment_id: str,
+        amount_kop: int,
+        description: str,
+        receipt: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """Create (or, with the same key, look up) a refund of a succeeded payment."""
+        body: dict[str, Any] = {
+            "payment_id": payment_id,
+            "amount": {"value": rubles(amount_kop), "currency": "RUB"},
+            "description": description[:250],
+        }
+        if receipt is not None:
+            body["receipt"] = receipt
+        return await self._call("POST", "/refunds", body, {"Idempotence-Key": idempotence_key})
 
     async def get(self, payment_id: str) -> dict[str, Any] | None:
         """The payment as YooKassa holds it; None when YooKassa does not know the id.
@@ -137,10 +179,25 @@ class YooKassaClient:
                     raise YooKassaError(f"{response.status}: not JSON") from error
                 if response.status >= 400 or not isinstance(answer, dict):
                     code = answer.get("code") if isinstance(answer, dict) else None
-                    raise YooKassaError(f"{response.status} {code or ''}".strip())
+                    refused = response.status if response.status >= 400 else None
+                    raise YooKassaError(f"{response.status} {code or ''}".strip(), refused)
                 return answer
         except (aiohttp.ClientError, TimeoutError) as error:
             raise YooKassaError(f"unreachable: {error.__class__.__name__}") from error
+
+
+class ReceiptContactMissing(Exception):
+    """Receipts are on and nobody said where this user's receipt goes."""
+
+
+def _receipt(
+    rules: ReceiptRules | None, contact: Contact | None, item: str, amount_kop: int
+) -> dict[str, Any] | None:
+    """The 54-ФЗ receipt of a payment or a refund, None when receipts are off. The item is
+    always in Russian: a fiscal document, whatever the user's language."""
+    if rules is None or contact is None:
+        return None
+    return receipt(rules, contact, t("ru", item, amount=format_money(amount_kop)), amount_kop)
 
 
 class CardPayments:
@@ -160,15 +217,41 @@ class CardPayments:
         self.sender = sender
         self.settings = settings
 
+    @property
+    def rules(self) -> ReceiptRules | None:
+        """The shop's receipt codes, None when receipts are off (YOOKASSA_RECEIPTS)."""
+        settings = self.settings
+        if not settings.yookassa_receipts:
+            return None
+        return ReceiptRules(
+            vat_code=settings.yookassa_vat_code,
+            payment_mode=settings.yookassa_payment_mode,
+            payment_subject=settings.yookassa_payment_subject,
+            tax_system_code=settings.yookassa_tax_system_code,
+        )
+
+    async def receipt_contact(self, user_id: int) -> Contact | None:
+        """Where this user's receipt goes: their own contact, else the operator's default."""
+        own = Contact.load(await self.payments.receipt_contact(user_id))
+        default = self.settings.yookassa_receipt_email
+        return own or (Contact("email", default) if default else None)
+
     async def start(
         self, *, user_id: int, chat_id: int, lang: str, amount_kop: int, cid: str | None
     ) -> PaymentView:
+        """A payment and its YooKassa link. With receipts on, `ReceiptContactMissing` when
+        the user has given no contact and the operator no default (ask, then call again)."""
+        rules = self.rules
+        contact = await self.receipt_contact(user_id) if rules is not None else None
+        if rules is not None and contact is None:
+            raise ReceiptContactMissing
         payment = await self.payments.create(
             user_id=user_id,
             chat_id=chat_id,
             lang=lang,
             method="yookassa",
             amount_kop=amount_kop,
+            receipt_contact=contact.dump() if contact is not None else None,
             cid=cid,
         )
         me = await self.bot.me()
@@ -178,6 +261,7 @@ class CardPayments:
             description=t(lang, "pay.stars_title", amount=format_money(amount_kop)),
             return_url=f"https://t.me/{me.username}",
             metadata={"payment_id": payment.id, "user_id": str(user_id)},
+            receipt=_receipt(rules, contact, "pay.receipt_item", amount_kop),
         )
         url = (created.get("confirmation") or {}).get("confirmation_url")
         if not isinstance(created.get("id"), str) or not isinstance(url, str):
@@ -228,6 +312,81 @@ class CardPayments:
             return "canceled"
         return "pending"
 
+    async def refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:
+        """Refund a YooKassa payment: the credit reversed first, then the refund asked for
+        (with its receipt when receipts are on).
+
+        `PaymentError` (not refundable; YooKassa refused, the credit restored;
+        `refund_pending`: no definite answer, the refund stays open and is asked about again
+        under the same idempotence key) or `InsufficientFundsError` (spent, nothing changed).
+        """
+        payment = await self.payments.start_refund(payment_id, cid=cid)
+        failpoint("refund.reversed")
+        outcome = await self._settle_refund(payment, cid)
+        if outcome == REFUSED:
+            raise PaymentError("refund_failed")
+        if outcome == UNCLEAR:
+            raise PaymentError("refund_pending")
+        return payment
+
+    async def resume_refunds(self) -> int:
+        """Ask again about every refund without a definite answer; how many were settled."""
+        settled = 0
+        for payment in await self.payments.refunding("yookassa"):
+            if await self._settle_refund(payment, new_cid()) != UNCLEAR:
+                settled += 1
+        return settled
+
+    async def _settle_refund(self, payment: PaymentView, cid: str | None) -> str:
+        """Ask YooKassa for the refund of a REFUNDING payment; decide on a definite answer.
+
+        The idempotence key names the attempt, so a request repeated after a timeout, a 5xx or
+        a crash finds the refund the first one made instead of making a second. A 4xx is
+        checked against the payment itself (`refunded_amount`): the key's 24 hours may have
+        passed after a refund that did go through."""
+        assert payment.external_id is not None
+        attempt = await self.payments.refund_attempt(payment.id)
+        # The payment's receipt went there; a payment from before receipts were on gets the
+        # user's present contact.
+        contact = Contact.load(payment.receipt_contact) or await self.receipt_contact(
+            payment.user_id
+        )
+        try:
+            refund = await self.client.refund(
+                idempotence_key=f"{payment.id}:refund:{attempt}",
+                payment_id=payment.external_id,
+                amount_kop=payment.amount_kop,
+                description=t(payment.lang, "pay.refund_reason"),
+                receipt=_receipt(
+                    self.rules, contact, "pay.receipt_refund_item", payment.amount_kop
+                ),
+            )
+        except YooKassaError as error:
+            log.warning("yookassa_refund_failed", payment_id=payment.id, error=str(error)[:200])
+            outcome = await self._refunded_already(payment) if error.definite else UNCLEAR
+        else:
+            status = refund.get("status")
+            outcome = (
+                REFUNDED_NOW
+                if status == "succeeded"
+                else REFUSED
+                if status == "canceled"
+                else UNCLEAR
+            )
+        return await settle_refund(self.payments, self.sender, payment, outcome, cid)
+
+    async def _refunded_already(self, payment: PaymentView) -> str:
+        """After a refusal: refunded if YooKassa shows the amount refunded, else refused."""
+        assert payment.external_id is not None
+        try:
+            fetched = await self.client.get(payment.external_id)
+        except YooKassaError:
+            return UNCLEAR
+        if fetched is None:
+            return REFUSED
+        refunded = kopecks_of(fetched.get("refunded_amount") or {}) or 0
+        return REFUNDED_NOW if refunded >= payment.amount_kop else REFUSED
+
     async def check_pending(self) -> int:
         """Settle every pending payment old enough to have been paid; how many changed."""
         changed = 0
@@ -243,18 +402,21 @@ class CardPayments:
         """Check pending payments every minute or so until `stop` (ACTIVE only)."""
         interval = min(60.0, self.settings.reconcile_interval_s)
         while not stop.is_set():
-            with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(stop.wait(), interval)
-            if stop.is_set():
-                break
+            # At once on taking the lead (a refund left open by a crash is finished promptly),
+            # then every interval.
             try:
                 changed = await self.check_pending()
                 if changed:
                     log.warning("yookassa_pending_settled", count=changed)
+                settled = await self.resume_refunds()
+                if settled:
+                    log.warning("yookassa_refunds_settled", count=settled)
             except YooKassaError as error:
                 log.warning("yookassa_check_failed", error=str(error)[:200])
             except Exception:  # a bug here must not stop the ACTIVE work
                 log.exception("yookassa_check_crashed")
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(stop.wait(), interval)
 
     def _refused(self, detail: str) -> None:
         log.warning("yookassa_notification_refused", reason_detail=detail)

@@ -54,6 +54,7 @@ class Event(StrEnum):
     PAYMENT_REJECTED = "PAYMENT_REJECTED"
     PAYMENT_REFUNDED = "PAYMENT_REFUNDED"
     BONUS_CREDITED = "BONUS_CREDITED"
+    PROMPT_ASSISTED = "PROMPT_ASSISTED"
 
 
 class Reason(StrEnum):
@@ -115,6 +116,7 @@ REQUIRED: dict[Event, tuple[str, ...]] = {
     Event.PAYMENT_REJECTED: (*_BASE, "method", "reason_code", "reason_detail"),
     Event.PAYMENT_REFUNDED: (*_BASE, "user_id", "payment_id", "amount_kop"),
     Event.BONUS_CREDITED: (*_BASE, "user_id", "kind", "amount_kop"),
+    Event.PROMPT_ASSISTED: (*_BASE, "kind", "model", "status"),
 }
 
 

@@ -29,15 +29,19 @@ from aiogram.types import (
 )
 
 from trt.admin.broadcast import BroadcastService, Progress
-from trt.admin.operations import Operations, chart_png
+from trt.admin.operations import Operations, UserCard, chart_png
 from trt.admin.settings import MARKUP, RATE, RuntimeSettings, model_key
 from trt.billing.ledger import InsufficientFundsError
-from trt.bot.routers import payments, support
+from trt.bot.routers import support
+from trt.bot.routers.payments import on_refund_command, refund_payment
 from trt.catalog.pricing import format_money
 from trt.config import Config
 from trt.i18n import t
 from trt.kie.client import KieClient
 from trt.kie.errors import KieError
+from trt.payments.service import REFUNDABLE, REFUNDING, SUCCEEDED, PaymentService
+from trt.payments.stars import StarsPayments
+from trt.payments.yookassa import CardPayments
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Reason, reject
 from trt.telemetry.logs import get_logger
@@ -128,7 +132,7 @@ def build(config: Config) -> Router:
         "refund_job": on_refund_job,
         "broadcast": on_broadcast_command,
         "trace": support.on_trace,
-        "refund": payments.on_refund_command,
+        "refund": on_refund_command,
     }
     assert set(commands) == set(ADMIN_COMMANDS)
     for name, handler in commands.items():
@@ -260,6 +264,9 @@ async def on_panel(
     cid: str | None = None,
     kie: KieClient | None = None,
     broadcasts: BroadcastService | None = None,
+    payments: PaymentService | None = None,
+    stars: StarsPayments | None = None,
+    cards: CardPayments | None = None,
 ) -> None:
     await callback.answer()
     message = callback.message
@@ -290,6 +297,30 @@ async def on_panel(
         await on_broadcast_button(
             message, lang, broadcasts, section, arg, callback.from_user.id, cid
         )
+    elif section == "refund" and payments is not None:
+        # One tap asks, the second refunds: money moves only on «✅ Да, вернуть».
+        found = await payments.get(arg) if len(arg) == 32 else None
+        if found is None:
+            reject(Reason.VALIDATION_FAILED, "refund of an unknown payment")
+            return
+        confirm = InlineKeyboardMarkup(
+            inline_keyboard=[
+                [_button(t(lang, "admin.refund_confirm"), "refund_ok", found.id)],
+                [_button(t(lang, "menu.back"), "panel")],
+            ]
+        )
+        ask = t(
+            lang,
+            "admin.refund_ask",
+            amount=format_money(found.amount_kop),
+            method=found.method,
+            payment=found.id,
+            user_id=found.user_id,
+        )
+        await message.edit_text(ask, reply_markup=confirm)
+    elif section == "refund_ok" and payments is not None and stars is not None:
+        said = await refund_payment(arg[:64], lang, stars, payments, cards, cid)
+        await message.edit_text(said, reply_markup=_back(lang))
     elif section in ("block", "unblock") and (target := parse_id(arg)) is not None:
         await _set_blocked(
             message, lang, operations, target, section == "block", callback.from_user.id, cid
@@ -303,24 +334,33 @@ def _back(lang: str) -> InlineKeyboardMarkup:
 
 
 # -- users ----------------------------------------------------------------------------------
-def user_markup(lang: str, user_id: int, blocked: bool) -> InlineKeyboardMarkup:
-    if blocked:
-        button = _button(t(lang, "admin.unblock"), "unblock", str(user_id))
+def user_markup(card: UserCard, lang: str) -> InlineKeyboardMarkup:
+    """Block / unblock, and «↩️ Вернуть» under each payment that can be refunded."""
+    if card.is_blocked:
+        button = _button(t(lang, "admin.unblock"), "unblock", str(card.user_id))
     else:
-        button = _button(t(lang, "admin.block"), "block", str(user_id))
-    return InlineKeyboardMarkup(
-        inline_keyboard=[[button], [_button(t(lang, "menu.back"), "panel")]]
-    )
+        button = _button(t(lang, "admin.block"), "block", str(card.user_id))
+    rows = [[button]]
+    for payment_id, method, status, amount in card.payments:
+        if status in (SUCCEEDED, REFUNDING) and method in REFUNDABLE:
+            label = t(lang, "admin.refund_button", amount=format_money(amount), method=method)
+            rows.append([_button(label, "refund", payment_id)])
+    rows.append([_button(t(lang, "menu.back"), "panel")])
+    return InlineKeyboardMarkup(inline_keyboard=rows)
 
 
-async def user_text(operations: Operations, user_id: int, lang: str) -> tuple[str, bool] | None:
+async def user_screen(
+    operations: Operations, user_id: int, lang: str
+) -> tuple[str, InlineKeyboardMarkup] | None:
     card = await operations.user_card(user_id)
     if card is None:
         return None
     jobs = "\n".join(
         f"  {j[1]} · {j[2]} · {format_money(j[3])} · <code>{j[4] or '-'}</code>" for j in card.jobs
     )
-    payments = "\n".join(f"  {p[1]} · {p[2]} · {format_money(p[3])}" for p in card.payments)
+    payments = "\n".join(
+        f"  {p[1]} · {p[2]} · {format_money(p[3])} · <code>{p[0]}</code>" for p in card.payments
+    )
     text = t(
         lang,
         "admin.user_card",
@@ -334,7 +374,7 @@ async def user_text(operations: Operations, user_id: int, lang: str) -> tuple[st
         jobs=jobs or "  —",
         payments=payments or "  —",
     )
-    return text, card.is_blocked
+    return text, user_markup(card, lang)
 
 
 async def on_user_command(
@@ -342,12 +382,11 @@ async def on_user_command(
 ) -> None:
     query = (command.args or "").strip()
     user_id = await operations.find_user(query) if query else None
-    shown = await user_text(operations, user_id, lang) if user_id is not None else None
+    shown = await user_screen(operations, user_id, lang) if user_id is not None else None
     if user_id is None or shown is None:
         await message.answer(t(lang, "admin.user_unknown", query=html.escape(query or "—")))
         return
-    text, blocked = shown
-    await message.answer(text, reply_markup=user_markup(lang, user_id, blocked))
+    await message.answer(shown[0], reply_markup=shown[1])
 
 
 async def on_adjust(
@@ -413,13 +452,13 @@ async def _set_blocked(
     if before is None:
         await message.answer(t(lang, "admin.user_unknown", query=user_id))
         return
-    shown = await user_text(operations, user_id, lang)
+    shown = await user_screen(operations, user_id, lang)
     assert shown is not None
     await message.answer(
         t(lang, "admin.blocked" if blocked else "admin.unblocked", user_id=user_id)
         + "\n\n"
         + shown[0],
-        reply_markup=user_markup(lang, user_id, blocked),
+        reply_markup=shown[1],
     )
 
 

@@ -34,7 +34,8 @@ from trt.i18n import normalize_lang, t
 from trt.payments.bonuses import BonusService, referral_code
 from trt.payments.service import PaymentError, PaymentService
 from trt.payments.stars import StarsPayments, notify, tell_credited
-from trt.payments.yookassa import CardPayments, YooKassaError
+from trt.payments.yookassa import CardPayments, ReceiptContactMissing, YooKassaError
+from trt.receipts import Contact
 from trt.telemetry.events import Event, Reason, reject, telemetry
 from trt.telemetry.logs import get_logger
 
@@ -44,11 +45,14 @@ log = get_logger(__name__)
 class TopUpFlow(StatesGroup):
     receipt = State()  # a manual transfer: waiting for the receipt photo
     promo = State()  # waiting for a promo code
+    contact = State()  # waiting for the e-mail or phone of 54-ФЗ receipts
 
 
 def build() -> Router:
     router = Router(name=__name__)
     router.callback_query.register(on_topup, Menu.filter(F.screen == "topup"))
+    router.callback_query.register(on_terms, Menu.filter(F.screen == "terms"))
+    router.message.register(on_terms_command, Command("terms"))
     router.callback_query.register(on_method, TopUp.filter())
     router.callback_query.register(on_stars_buy, StarsBuy.filter())
     router.callback_query.register(on_card_buy, CardBuy.filter())
@@ -62,6 +66,8 @@ def build() -> Router:
     router.message.register(on_receipt, TopUpFlow.receipt, F.photo | F.document)
     router.message.register(on_receipt_other, TopUpFlow.receipt)
     router.message.register(on_promo_text, TopUpFlow.promo, F.text)
+    router.message.register(on_contact_text, TopUpFlow.contact, F.text)
+    router.message.register(on_contact_other, TopUpFlow.contact)
     return router
 
 
@@ -86,6 +92,7 @@ async def topup_screen(
     rows.append(_button(t(lang, "pay.method_promo"), TopUp(method="promo").pack()))
     if settings.referral_bonus_rub > 0:
         rows.append(_button(t(lang, "pay.method_invite"), TopUp(method="invite").pack()))
+    rows.append(_button(t(lang, "pay.terms_button"), Menu(screen="terms").pack()))
     rows.append(_back(lang, "balance"))
     text = t(lang, "pay.choose", balance=format_money(balance))
     return text, InlineKeyboardMarkup(inline_keyboard=rows)
@@ -94,7 +101,11 @@ async def topup_screen(
 async def on_topup(
     callback: CallbackQuery, lang: str, state: FSMContext, payments: PaymentService, config: Config
 ) -> None:
-    if await state.get_state() in (TopUpFlow.receipt.state, TopUpFlow.promo.state):
+    if await state.get_state() in (
+        TopUpFlow.receipt.state,
+        TopUpFlow.promo.state,
+        TopUpFlow.contact.state,
+    ):
         await state.clear()
     text, markup = await topup_screen(payments, config, callback.from_user.id, lang)
     await show(callback, text, markup)
@@ -108,6 +119,7 @@ async def on_method(
     config: Config,
     bonuses: BonusService,
     bot: Bot,
+    cards: CardPayments | None = None,
 ) -> None:
     settings = config.payments
     method = callback_data.method
@@ -122,10 +134,13 @@ async def on_method(
             )
             rows.append(_button(label, StarsBuy(index=index).pack()))
         text = t(lang, "pay.stars_choose")
-    elif method == "card" and settings.yookassa_enabled:
-        for rub in settings.topup_amounts_rub:
-            rows.append(_button(format_money(rub * 100), CardBuy(rub=rub).pack()))
-        text = t(lang, "pay.card_choose")
+    elif method == "card" and cards is not None:
+        text, rows = await _card_choose(cards, callback.from_user.id, lang)
+    elif method == "contact" and cards is not None and cards.rules is not None:
+        await state.set_state(TopUpFlow.contact)
+        await state.set_data({})
+        text = t(lang, "pay.receipt_ask")
+        rows.append(_back(lang, "topup"))
     elif method == "manual" and settings.manual_transfer_details:
         for rub in settings.topup_amounts_rub:
             rows.append(_button(format_money(rub * 100), ManualAmount(rub=rub).pack()))
@@ -228,32 +243,34 @@ async def on_successful_payment(
 
 
 # -- card (YooKassa) ------------------------------------------------------------------------
-async def on_card_buy(
-    callback: CallbackQuery,
-    callback_data: CardBuy,
-    lang: str,
-    config: Config,
-    cards: CardPayments | None = None,
-    cid: str | None = None,
-) -> None:
-    if cards is None or callback_data.rub not in config.payments.topup_amounts_rub:
-        reject(Reason.VALIDATION_FAILED, f"card top-up of {callback_data.rub} is not offered")
-        await show(callback, t(lang, "pay.card_unavailable"), main_menu(lang))
-        return
-    message = callback.message
-    chat_id = message.chat.id if message is not None else callback.from_user.id
+async def _card_choose(
+    cards: CardPayments, user_id: int, lang: str
+) -> tuple[str, list[list[InlineKeyboardButton]]]:
+    """The amounts; with receipts on, where the receipt goes and a button to change it."""
+    rows = [
+        _button(format_money(rub * 100), CardBuy(rub=rub).pack())
+        for rub in cards.settings.topup_amounts_rub
+    ]
+    text = t(lang, "pay.card_choose")
+    if cards.rules is not None:
+        contact = await cards.receipt_contact(user_id)
+        if contact is not None:
+            text += "\n" + t(lang, "pay.receipt_now", contact=html.escape(contact.masked()))
+        rows.append(_button(t(lang, "pay.receipt_change"), TopUp(method="contact").pack()))
+    return text, rows
+
+
+async def _card_link(
+    cards: CardPayments, user_id: int, chat_id: int, lang: str, rub: int, cid: str | None
+) -> tuple[str, InlineKeyboardMarkup] | None:
+    """The YooKassa link for `rub` roubles; None when the receipt's contact must be asked.
+    `YooKassaError` when YooKassa cannot be reached or refuses."""
     try:
         payment = await cards.start(
-            user_id=callback.from_user.id,
-            chat_id=chat_id,
-            lang=lang,
-            amount_kop=callback_data.rub * 100,
-            cid=cid,
+            user_id=user_id, chat_id=chat_id, lang=lang, amount_kop=rub * 100, cid=cid
         )
-    except YooKassaError as error:
-        reject(Reason.DOWNSTREAM_ERROR, f"YooKassa: {error}"[:300])
-        await show(callback, t(lang, "pay.card_unavailable"), main_menu(lang))
-        return
+    except ReceiptContactMissing:
+        return None
     amount = format_money(payment.amount_kop)
     assert payment.confirmation_url is not None
     markup = InlineKeyboardMarkup(
@@ -266,7 +283,99 @@ async def on_card_buy(
             _back(lang),
         ]
     )
-    await show(callback, t(lang, "pay.card_link", amount=amount), markup)
+    return t(lang, "pay.card_link", amount=amount), markup
+
+
+def _unavailable(error: YooKassaError, lang: str) -> tuple[str, InlineKeyboardMarkup]:
+    reject(Reason.DOWNSTREAM_ERROR, f"YooKassa: {error}"[:300])
+    return t(lang, "pay.card_unavailable"), main_menu(lang)
+
+
+async def on_card_buy(
+    callback: CallbackQuery,
+    callback_data: CardBuy,
+    lang: str,
+    config: Config,
+    state: FSMContext,
+    cards: CardPayments | None = None,
+    cid: str | None = None,
+) -> None:
+    if cards is None or callback_data.rub not in config.payments.topup_amounts_rub:
+        reject(Reason.VALIDATION_FAILED, f"card top-up of {callback_data.rub} is not offered")
+        await show(callback, t(lang, "pay.card_unavailable"), main_menu(lang))
+        return
+    message = callback.message
+    chat_id = message.chat.id if message is not None else callback.from_user.id
+    try:
+        screen = await _card_link(
+            cards, callback.from_user.id, chat_id, lang, callback_data.rub, cid
+        )
+    except YooKassaError as error:
+        await show(callback, *_unavailable(error, lang))
+        return
+    if screen is None:
+        # Receipts are on and nobody said where this user's receipt goes: ask, then go on.
+        await state.set_state(TopUpFlow.contact)
+        await state.set_data({"rub": callback_data.rub})
+        markup = InlineKeyboardMarkup(inline_keyboard=[_back(lang)])
+        await show(callback, t(lang, "pay.receipt_ask"), markup)
+        return
+    await show(callback, *screen)
+
+
+async def on_contact_text(
+    message: Message,
+    lang: str,
+    state: FSMContext,
+    payments: PaymentService,
+    cards: CardPayments | None = None,
+    cid: str | None = None,
+) -> None:
+    """The e-mail or phone for receipts: stored on the user, then the top-up goes on."""
+    assert message.from_user is not None
+    contact = Contact.parse(message.text or "")
+    if contact is None:
+        reject(Reason.VALIDATION_FAILED, "not an e-mail or a phone number")
+        await message.answer(t(lang, "pay.receipt_invalid"))
+        return
+    rub = (await state.get_data()).get("rub")
+    await state.clear()
+    await payments.set_receipt_contact(message.from_user.id, contact.dump())
+    saved = t(lang, "pay.receipt_saved", contact=html.escape(contact.masked()))
+    if cards is None:
+        await message.answer(saved, reply_markup=main_menu(lang))
+        return
+    if not isinstance(rub, int):
+        text, rows = await _card_choose(cards, message.from_user.id, lang)
+        rows.append(_back(lang))
+        await message.answer(
+            saved + "\n\n" + text, reply_markup=InlineKeyboardMarkup(inline_keyboard=rows)
+        )
+        return
+    try:
+        screen = await _card_link(cards, message.from_user.id, message.chat.id, lang, rub, cid)
+    except YooKassaError as error:
+        screen = _unavailable(error, lang)
+    assert screen is not None, "the contact was stored a moment ago"
+    await message.answer(saved + "\n\n" + screen[0], reply_markup=screen[1])
+
+
+async def on_contact_other(message: Message, lang: str) -> None:
+    await message.answer(t(lang, "pay.receipt_invalid"))
+
+
+# -- terms ----------------------------------------------------------------------------------
+def _terms(config: Config, lang: str) -> str:
+    return t(lang, "terms.text", support=html.escape(config.telegram.support_contact))
+
+
+async def on_terms(callback: CallbackQuery, lang: str, config: Config) -> None:
+    markup = InlineKeyboardMarkup(inline_keyboard=[_back(lang)])
+    await show(callback, _terms(config, lang), markup)
+
+
+async def on_terms_command(message: Message, lang: str, config: Config) -> None:
+    await message.answer(_terms(config, lang), reply_markup=main_menu(lang))
 
 
 # -- manual transfers -----------------------------------------------------------------------
@@ -494,37 +603,50 @@ async def on_promo_text(
     await _redeem(message, lang, message.text or "", bonuses, payments, cid)
 
 
-# -- admin: refund a Stars payment ----------------------------------------------------------
+# -- admin: refund a Stars or YooKassa payment ----------------------------------------------
 async def on_refund_command(
     message: Message,
     command: CommandObject,
     lang: str,
     stars: StarsPayments,
+    payments: PaymentService,
+    cards: CardPayments | None = None,
     cid: str | None = None,
 ) -> None:
     """`/refund <payment id>` (admins: registered on the admin router, behind its guard): the
-    credit reversed, the Stars sent back."""
+    credit reversed, then the Stars or the card payment sent back."""
     payment_id = (command.args or "").strip()
     if not payment_id:
         await message.answer(t(lang, "pay.refund_usage"))
         return
+    await message.answer(await refund_payment(payment_id, lang, stars, payments, cards, cid))
+
+
+async def refund_payment(
+    payment_id: str,
+    lang: str,
+    stars: StarsPayments,
+    payments: PaymentService,
+    cards: CardPayments | None,
+    cid: str | None,
+) -> str:
+    """Refund by the payment's provider; what to tell the admin."""
+    found = await payments.get(payment_id) if len(payment_id) <= 64 else None
+    method = found.method if found is not None else "stars"
     try:
-        payment = await stars.refund(payment_id, cid=cid)
+        if method == "yookassa" and cards is not None:
+            payment = await cards.refund(payment_id, cid=cid)
+        else:
+            payment = await stars.refund(payment_id, cid=cid)
     except PaymentError as refused:
         reject(Reason.VALIDATION_FAILED, f"refund refused: {refused.reason}")
-        await message.answer(t(lang, f"pay.refund_{refused.reason}"))
-        return
+        return t(lang, f"pay.refund_{refused.reason}")
     except InsufficientFundsError as short:
         reject(Reason.INSUFFICIENT_FUNDS, "the user has spent the payment")
-        await message.answer(
-            t(
-                lang,
-                "pay.refund_spent",
-                available=format_money(short.available_kop),
-                amount=format_money(short.needed_kop),
-            )
+        return t(
+            lang,
+            "pay.refund_spent",
+            available=format_money(short.available_kop),
+            amount=format_money(short.needed_kop),
         )
-        return
-    await message.answer(
-        t(lang, "pay.refund_done", amount=format_money(payment.amount_kop), payment=payment.id)
-    )
+    return t(lang, "pay.refund_done", amount=format_money(payment.amount_kop), payment=payment.id)
