@@ -104,6 +104,7 @@ async def running_bot(
     payments: dict[str, Any] | None = None,
     admin_ids: tuple[int, ...] = (),
     http: dict[str, Any] | None = None,
+    assistant: dict[str, Any] | None = None,
 ) -> AsyncIterator[RunningBot]:
     """Sandbox servers plus `trt run`'s runtime, polling, with a fast engine."""
     sandbox = await start_sandbox(kie_step_s=kie_step_s, kie_generate_s=kie_generate_s)
@@ -131,6 +132,7 @@ async def running_bot(
             payments=payments,
             admin_ids=admin_ids,
             http=http,
+            assistant=assistant,
         )
         task = asyncio.create_task(
             runtime.run(config, stop, install_signal_handlers=False, on_ready=on_ready)
@@ -153,6 +155,22 @@ async def tap_screen(user: SandboxUser, label: str, message: Message | None = No
     answer = await user.click(label, message)
     assert answer.answered
     return (await user.next_event(("edit", "message"))).message
+
+
+async def prompt_sent(
+    user: SandboxUser, text: str, *, offer: str | None = "↩️ Оставить мой"
+) -> Message:
+    """Send a prompt; the screen after it. For a model that wants English a Cyrillic prompt is
+    offered a translation first («🌐 Перевожу…», then the offer in its place): `offer` is the
+    button tapped there (None: the offer itself is returned)."""
+    await user.send(text)
+    screen = await user.next_message(timeout_s=30)
+    if not screen.text.startswith("🌐 Перевожу"):
+        return screen
+    screen = (await user.next_event(("edit",), timeout_s=30)).message
+    if offer is None or offer not in screen.button_labels:
+        return screen
+    return await tap_screen(user, offer, screen)
 
 
 async def open_model(user: SandboxUser, category: str, model: str) -> Message:

@@ -26,7 +26,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from sqlalchemy import func, select
 
-from tests.e2e_support import RunningBot, open_model, running_bot, tap_screen
+from tests.e2e_support import RunningBot, open_model, prompt_sent, running_bot, tap_screen
 from trt.bot import callbacks
 from trt.bot.routers.admin import Admin
 from trt.db.models import Job, LedgerPosting, Payment
@@ -249,7 +249,8 @@ def test_hostile_prompts_are_shown_as_typed_and_too_long_is_refused(tmp_path: Pa
         user = s.run(s.bot.client.user(INTRUDER, "Чужой"))
         for prompt in PROMPTS:
             s.run(open_model(user, "🎨 Картинки и дизайн", "Z-Image"))
-            question = s.run(_send_and_read(user, prompt))
+            # Z-Image asks for English: its translation is offered; the user keeps their text.
+            question = s.run(prompt_sent(user, prompt))
             screen = s.run(tap_screen(user, "1:1 квадрат", question))
             assert "💰 Цена:" in screen.text, (prompt, screen.text)
             shown = prompt.replace("\x00", "").replace("\x1b", "")

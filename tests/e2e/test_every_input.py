@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from sqlalchemy import select
 
-from tests.e2e_support import RunningBot, running_bot
+from tests.e2e_support import RunningBot, prompt_sent, running_bot
 from trt.bot.callbacks import ParamSet, StartModel
 from trt.bot.flow import Draft, next_question
 from trt.catalog.pricing import format_money
@@ -133,8 +133,8 @@ async def answer(
             screen = await next_screen(user)
         return screen, given if view.type is ParamType.ARRAY else given[0]
     if view.role in (Role.PROMPT, Role.TEXT):
-        await user.send(TEXT)
-        return await user.next_message(timeout_s=30), TEXT
+        # A model that wants English is offered a translation first; the user keeps TEXT.
+        return await prompt_sent(user, TEXT), TEXT
     if view.options:
         wanted = case.modes.get(view.name, view.default)
         values = [o.value for o in view.options]

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from tests.e2e_support import RunningBot, open_model, running_bot
+from tests.e2e_support import RunningBot, open_model, prompt_sent, running_bot
 from tests.e2e_support import tap_screen as tap
 from trt.bot.callbacks import Refresh
 from trt.db.models import Job
@@ -107,8 +107,8 @@ async def test_one_model_of_each_category_to_a_delivered_result(bot: RunningBot)
     await user.send("/start")
     await user.next_message()
     screen = await open_model(user, "🎬 Видео", "Kling 2.6")
-    await user.send("собака бежит по пляжу")
-    screen = await user.next_message()
+    # Kling asks for English: the translation is offered first, the user keeps their text.
+    screen = await prompt_sent(user, "собака бежит по пляжу")
     assert screen.text.startswith("Звук")
     screen = await tap(user, "нет", screen)
     screen = await tap(user, "1:1 квадрат", screen)
@@ -150,8 +150,7 @@ async def wait_delivered(bot: RunningBot, job_id: str) -> None:
 async def test_double_tap_and_stale_confirm_make_one_job(bot: RunningBot) -> None:
     user = await new_user(bot, 7002)
     await open_model(user, "🎨 Картинки и дизайн", "Z-Image")
-    await user.send("кот")
-    screen = await user.next_message()
+    screen = await prompt_sent(user, "кот")
     screen = await tap(user, "1:1 квадрат", screen)
     data = screen.button("✅ Сгенерировать")["callback_data"]
     first = await user.click_data(screen.message_id, data, wait_answer=False)

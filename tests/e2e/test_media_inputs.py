@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import update as sa_update
 
-from tests.e2e_support import RunningBot, running_bot
+from tests.e2e_support import RunningBot, prompt_sent, running_bot
 from tests.e2e_support import tap_screen as tap
 from trt.bot.callbacks import StartModel
 from trt.catalog.pricing import format_money
@@ -86,8 +86,7 @@ async def test_a_talking_avatar_takes_a_photo_and_a_voice_priced_by_its_length(
     )
     screen = await user.next_message()
     assert screen.text.startswith("✍️ Описание")
-    await user.send("говорит спокойно")
-    screen = await user.next_message()
+    screen = await prompt_sent(user, "говорит спокойно")  # the translation offer: kept mine
     assert "Голос: 1 аудио, 7 с" in screen.text
     pipeline = bot.services.pipeline
     price = pipeline.quote(

@@ -354,3 +354,66 @@ async def test_several_results(kie: Kie) -> None:
     _status, created = await kie.create("[results:3]")
     await kie.finished(created["data"]["taskId"])
     assert len(kie.server.tasks[created["data"]["taskId"]].result_urls) == 3
+
+
+# -- chat models (the prompt assistant's) -------------------------------------------------
+CHAT = "/gemini-3-flash/v1/chat/completions"
+
+
+def chat_body(system: str, user: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "messages": [{"role": "system", "content": system}, {"role": "user", "content": user}],
+        "stream": False,
+        **extra,
+    }
+
+
+async def test_chat_answers_openai_shaped_translations_and_improvements(kie: Kie) -> None:
+    status, body = await kie.post(
+        CHAT, chat_body("Translate the user's prompt …", "Кот «Мурзик» [slow:1]")
+    )
+    assert status == 200
+    assert body["object"] == "chat.completion"
+    assert body["choices"][0]["message"] == {
+        "role": "assistant",
+        "content": "Kot «Мурзик» [slow:1]",  # quoted text and keywords survive
+    }
+    assert body["usage"]["total_tokens"] > 0
+    _s, improved = await kie.post(CHAT, chat_body("Improve … Answer in English.", "кот"))
+    assert improved["choices"][0]["message"]["content"].startswith("kot, highly detailed")
+    _s, russian = await kie.post(CHAT, chat_body("Improve … Answer in the language", "кот"))
+    assert russian["choices"][0]["message"]["content"].startswith("кот, высокая детализация")
+    assert [c["model"] for c in kie.server.chats] == ["gemini-3-flash"] * 3
+
+
+@pytest.mark.parametrize(
+    ("path", "body", "status", "message"),
+    [
+        ("/no-such-model/v1/chat/completions", chat_body("s", "u"), 404, "Not found"),
+        (CHAT, {"messages": []}, 422, "messages is required"),
+        (CHAT, {"messages": [{"role": "bot", "content": "x"}]}, 422, "each message needs a role"),
+        (CHAT, {"messages": [{"role": "system", "content": "x"}]}, 422, "no user message"),
+        (CHAT, chat_body("s", "u", stream=True), 422, "stream"),
+    ],
+)
+async def test_chat_refuses_what_kie_refuses(
+    kie: Kie, path: str, body: dict[str, Any], status: int, message: str
+) -> None:
+    got, answer = await kie.post(path, body)
+    assert got == status
+    assert answer["msg"].startswith(message)
+    assert kie.server.chats == []
+
+
+async def test_chat_scripts_by_keyword_and_by_queue(kie: Kie) -> None:
+    got, answer = await kie.post(CHAT, chat_body("Translate", "кот [assist-fail:429]"))
+    assert (got, answer["code"]) == (429, 429)
+    status, _ = await kie.post("/sandbox/kie/chat", {"status": 500, "times": 2})
+    assert status == 200
+    for _ in range(2):
+        got, _answer = await kie.post(CHAT, chat_body("Translate", "кот"))
+        assert got == 500
+    got, answer = await kie.post(CHAT, chat_body("Translate", "кот"))
+    assert (got, answer["choices"][0]["message"]["content"]) == (200, "kot")
+    got, _answer = await kie.post(CHAT, chat_body("s", "u"), headers={})
+    assert got == 401

@@ -15,6 +15,7 @@ from aiogram.types import BotCommand, BotCommandScopeDefault
 from trt.admin.broadcast import BroadcastService
 from trt.admin.operations import Operations
 from trt.admin.settings import RuntimeSettings
+from trt.assistant import PromptAssistant
 from trt.billing.wallets import WalletService
 from trt.bot.middlewares import (
     AnswerFirstMiddleware,
@@ -25,7 +26,7 @@ from trt.bot.middlewares import (
     RateLimitMiddleware,
     UserMiddleware,
 )
-from trt.bot.routers import account, admin, catalog, fallback, generate, start, support
+from trt.bot.routers import account, admin, assist, catalog, fallback, generate, start, support
 from trt.bot.routers import jobs as jobs_router
 from trt.bot.routers import payments as payments_router
 from trt.bot.sender import Sender
@@ -128,6 +129,7 @@ def create_dispatcher(
         operations=Operations(database),
         kie=kie,
         broadcasts=broadcasts,
+        assistant=PromptAssistant(database, kie, config.assistant),
     )
     # Order matters: the cid first (every later line carries it), then the PASSIVE check (a
     # deploy overlap: answered at once, nothing written), errors next (they answer with the
@@ -147,6 +149,7 @@ def create_dispatcher(
         account.build(),  # commands (/cancel, /balance, …) win over the flow's text input
         payments_router.build(),  # a payment or a receipt wins over the flow's input too
         catalog.build(),
+        assist.build(),  # its flow buttons and the text that edits its offer
         generate.build(),
         jobs_router.build(),
         fallback.build(),

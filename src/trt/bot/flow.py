@@ -33,11 +33,14 @@ from trt.pipeline import ModelSchema, ParamView, UnifiedModelPipeline, duration_
 
 OPTIONS_PER_PAGE = 12
 TELEGRAM_DOWNLOAD_LIMIT_MB = 20  # the Bot API's getFile cannot fetch bigger user files
+# The assistant's offer shows its text and the user's (a message holds 4,096 characters).
+ASSIST_MAX_CHARS = 1500
 
 
 class Flow(StatesGroup):
     collecting = State()
     confirming = State()
+    suggesting = State()  # the prompt assistant's text is shown: use it, edit it, or keep mine
 
 
 @dataclass
@@ -48,29 +51,56 @@ class Draft:
     params: dict[str, Any] = field(default_factory=dict)
     answered: list[str] = field(default_factory=list)
     draft: str = field(default_factory=lambda: uuid.uuid4().hex)
+    # What the user typed, once the prompt assistant's text replaced it (kept on the job).
+    original: str | None = None
+    # The assistant's offer on screen: {"kind", "text", "previous"} (previous: the prompt
+    # «↩️ Оставить мой» restores).
+    suggestion: dict[str, str] | None = None
 
     def to_data(self) -> dict[str, Any]:
-        return {
+        data: dict[str, Any] = {
             "slug": self.slug,
             "params": self.params,
             "answered": self.answered,
             "draft": self.draft,
         }
+        if self.original is not None:
+            data["original"] = self.original
+        if self.suggestion is not None:
+            data["suggestion"] = self.suggestion
+        return data
 
     @classmethod
     def from_data(cls, data: dict[str, Any]) -> Draft | None:
         if not isinstance(data.get("slug"), str):
             return None
+        original = data.get("original")
+        suggestion = data.get("suggestion")
+        valid = isinstance(suggestion, dict) and all(
+            isinstance(suggestion.get(key), str) for key in ("kind", "text", "previous")
+        )
         return cls(
             data["slug"],
             dict(data.get("params") or {}),
             list(data.get("answered") or []),
             str(data.get("draft") or uuid.uuid4().hex),
+            original if isinstance(original, str) else None,
+            dict(suggestion) if valid and isinstance(suggestion, dict) else None,
         )
 
+    def prompt_original(self, prompt_param: str | None) -> str | None:
+        """What the user typed, if a different text goes to the model as `prompt_param`."""
+        if self.original is None or prompt_param is None:
+            return None
+        return self.original if self.params.get(prompt_param) != self.original else None
 
-async def save_draft(state: FSMContext, draft: Draft, *, confirming: bool = False) -> None:
-    await state.set_state(Flow.confirming if confirming else Flow.collecting)
+
+async def save_draft(
+    state: FSMContext, draft: Draft, *, confirming: bool = False, suggesting: bool = False
+) -> None:
+    await state.set_state(
+        Flow.suggesting if suggesting else Flow.confirming if confirming else Flow.collecting
+    )
     await state.set_data(draft.to_data())
 
 
@@ -82,9 +112,15 @@ async def next_screen(
     draft: Draft,
     user_id: int,
     lang: str,
+    *,
+    assist: bool = False,
 ) -> tuple[str, InlineKeyboardMarkup]:
-    """The next question, or the confirmation once everything is answered."""
+    """The assistant's offer while one is open, else the next question, or the confirmation
+    once everything is answered (`assist`: it offers «✨ Улучшить промпт»)."""
     schema = pipeline.get_schema(draft.slug, lang)
+    if draft.suggestion is not None:
+        await save_draft(state, draft, suggesting=True)
+        return suggestion_screen(schema.model, draft.suggestion, lang)
     view = next_question(schema, draft)
     if view is not None:
         await save_draft(state, draft)
@@ -97,6 +133,7 @@ async def next_screen(
         lang,
         balance_kopecks=(await wallets.balance(user_id)).available_kop,
         free_left=free_left,
+        assist=assist,
     )
     return text, markup
 
@@ -222,6 +259,7 @@ def confirm_screen(
     *,
     balance_kopecks: int,
     free_left: int | None,
+    assist: bool = False,
 ) -> tuple[str, InlineKeyboardMarkup, Quote]:
     model = pipeline.resolve_model(draft.slug)
     params = pipeline.apply_defaults(pipeline.get_schema(model.slug, lang), draft.params)
@@ -241,6 +279,16 @@ def confirm_screen(
         )
     )
     rows = [[first]]
+    prompt = draft.params.get(model.prompt_param) if model.prompt_param else None
+    if assist and isinstance(prompt, str) and assistable(prompt):
+        rows.append(
+            [
+                InlineKeyboardButton(
+                    text=t(lang, "assist.improve"),
+                    callback_data=FlowAction(action="improve").pack(),
+                )
+            ]
+        )
     second = []
     if pipeline.get_schema(model.slug, lang).options:
         second.append(
@@ -264,6 +312,42 @@ def confirm_screen(
         ]
     )
     return text, InlineKeyboardMarkup(inline_keyboard=rows), quote
+
+
+def assistable(prompt: str) -> bool:
+    """Whether the assistant is offered for this prompt (a longer one would not fit its
+    screen, a Telegram message, beside the user's own text)."""
+    return 0 < len(prompt.strip()) <= ASSIST_MAX_CHARS
+
+
+def suggestion_screen(
+    model: ModelSpec, suggestion: dict[str, str], lang: str, *, retype: bool = False
+) -> tuple[str, InlineKeyboardMarkup]:
+    """The assistant's text, to use, edit (send your own) or leave for the user's own."""
+    text = html.escape(suggestion["text"])
+    previous = html.escape(_clip(suggestion["previous"], 400))
+    title = html.escape(model.title.get(lang))
+    if retype:
+        body = t(lang, "assist.retype", text=text)
+    elif suggestion["kind"] == "translate":
+        body = t(lang, "assist.translated", model=title, text=text, previous=previous)
+    else:
+        body = t(lang, "assist.improved", model=title, text=text, previous=previous)
+    use = InlineKeyboardButton(
+        text=t(lang, "assist.use"), callback_data=FlowAction(action="use").pack()
+    )
+    mine = InlineKeyboardButton(
+        text=t(lang, "assist.mine"), callback_data=FlowAction(action="mine").pack()
+    )
+    edit = InlineKeyboardButton(
+        text=t(lang, "assist.edit"), callback_data=FlowAction(action="retype").pack()
+    )
+    rows = [[use, mine]] if retype else [[use, edit], [mine]]
+    return body, InlineKeyboardMarkup(inline_keyboard=rows)
+
+
+def _clip(text: str, limit: int) -> str:
+    return text if len(text) <= limit else text[: limit - 1].rstrip() + "…"
 
 
 def settings_screen(

@@ -33,6 +33,7 @@ DEDICATED_CREATE = {
     Family.SUNO_EXTEND: "/api/v1/generate/upload-extend",
 }
 DEDICATED_OWN_FIELDS = frozenset({"model", "callBackUrl"})
+CHAT_PATH = re.compile(r"/([a-z0-9][a-z0-9.-]*)/v1/chat/completions")
 
 _RANGE_FIELDS = (
     ("minimum", "minimum", "low"),
@@ -57,6 +58,8 @@ class VendorModel:
 class VendorDump:
     families: set[Family] = field(default_factory=set)
     models: dict[tuple[Family, str], VendorModel] = field(default_factory=dict)
+    # KIE's OpenAI-shaped chat models, by the name in their path (/{name}/v1/chat/completions).
+    chat_models: set[str] = field(default_factory=set)
 
     def add(self, model: VendorModel) -> None:
         self.families.add(model.family)
@@ -91,6 +94,10 @@ def load_vendor(paths: tuple[Path, ...] = SHIPPED_DUMPS) -> VendorDump:
                 example = endpoint.get("example_request")
                 for kie_id in (body.get("model") or {}).get("enum", ()):
                     dump.add(VendorModel(family, kie_id, params, required, example))
+            for chat in data.get("chat_endpoints") or ():
+                match = CHAT_PATH.fullmatch(str(chat.get("path", "")))
+                if match:
+                    dump.chat_models.add(match[1])
         else:
             raise ValueError(f"{path}: neither a market ({{models}}) nor a dedicated dump")
     return dump

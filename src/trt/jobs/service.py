@@ -63,6 +63,7 @@ class JobView:
     error_code: str | None
     kie_task_id: str | None
     cid: str | None
+    prompt_original: str | None = None  # what the user typed, when the assistant's text went
 
     @classmethod
     def of(cls, job: Job) -> JobView:
@@ -79,6 +80,7 @@ class JobView:
             job.error_code,
             job.kie_task_id,
             job.cid,
+            job.prompt_original,
         )
 
 
@@ -127,6 +129,7 @@ class JobService:
         draft_key: str,
         status_message_id: int | None = None,
         cid: str | None = None,
+        prompt_original: str | None = None,
     ) -> Created:
         """The job for this draft: created now (hold placed) or found (nothing charged again).
 
@@ -187,6 +190,7 @@ class JobService:
                         deadline_at=now + deadline,
                         status_message_id=status_message_id,
                         cid=cid,
+                        prompt_original=prompt_original,
                         created_at=now,
                         updated_at=now,
                     )

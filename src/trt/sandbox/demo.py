@@ -114,6 +114,7 @@ def demo_config(
     payments: dict[str, Any] | None = None,
     admin_ids: tuple[int, ...] = (),
     http: dict[str, Any] | None = None,
+    assistant: dict[str, Any] | None = None,
 ) -> Config:
     """The configuration of the bot against a sandbox (the demo, end-to-end tests)."""
     kie: dict[str, Any] = {
@@ -147,6 +148,7 @@ def demo_config(
             **(payments or {}),
         },
         admin={"ADMIN_IDS": ",".join(str(a) for a in admin_ids)},
+        assistant=assistant or {},
     )
 
 
@@ -194,8 +196,14 @@ async def run_demo(port: int, database_path: Path) -> None:
         await credit_demo_users(services)
 
     try:
+        # The demo's shop is a fiscal one, as a Russian shop is: receipts on both sides.
+        sandbox.yookassa.receipts_required = True
         config = demo_config(
-            sandbox, database_path, http_port=port + 2, admin_ids=(DEMO_USERS[0][0],)
+            sandbox,
+            database_path,
+            http_port=port + 2,
+            admin_ids=(DEMO_USERS[0][0],),
+            payments={"YOOKASSA_RECEIPTS": "true"},
         )
         bot_task = asyncio.create_task(runtime.run(config, stop, on_ready=on_ready), name="trt-bot")
         print(  # noqa: T201 - the demo's one line for the person who started it

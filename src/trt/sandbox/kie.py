@@ -111,6 +111,131 @@ class Script:
 
 
 @dataclass
+class ChatScript:
+    """How one chat answer behaves. Defaults: a normal answer (see `chat_answer`)."""
+
+    status: int | None = None  # answer with this error code
+    delay_s: float = 0.0  # answer this late
+    garbage: bool = False  # answer with a body that is not JSON
+    answer: str | None = None  # answer exactly this
+
+    @classmethod
+    def from_text(cls, text: str) -> ChatScript:
+        """`[assist-fail:CODE]`, `[assist-slow:S]`, `[assist-empty]`, `[assist-garbage]` in
+        the user's prompt (documented in docs/sandbox.md)."""
+        script = cls()
+        for match in _KEYWORD.finditer(text):
+            name, arg = match[1].lower(), (match[2] or "").strip()
+            if name == "assist-fail":
+                script.status = int(arg or 500)
+            elif name == "assist-slow":
+                script.delay_s = float(arg or 30)
+            elif name == "assist-empty":
+                script.answer = ""
+            elif name == "assist-garbage":
+                script.garbage = True
+        return script
+
+
+_LATIN = dict(
+    zip(
+        "абвгдеёжзийклмнопрстуфхцчшщъыьэюя",
+        [
+            "a",
+            "b",
+            "v",
+            "g",
+            "d",
+            "e",
+            "yo",
+            "zh",
+            "z",
+            "i",
+            "y",
+            "k",
+            "l",
+            "m",
+            "n",
+            "o",
+            "p",
+            "r",
+            "s",
+            "t",
+            "u",
+            "f",
+            "kh",
+            "ts",
+            "ch",
+            "sh",
+            "shch",
+            "",
+            "y",
+            "",
+            "e",
+            "yu",
+            "ya",
+        ],
+        strict=True,
+    )
+)
+_MORE = {
+    "ru": ", высокая детализация, выразительная композиция, мягкий естественный свет",
+    "en": ", highly detailed, expressive composition, soft natural light",
+}
+
+
+def transliterate(text: str) -> str:
+    """Cyrillic letters as Latin ones, quoted parts left alone: the sandbox's stand-in for a
+    translation (no model runs here), so that a test can tell a translated prompt."""
+    out = []
+    quoted = False
+    for char in text:
+        if char in '«»"':
+            quoted = char == "«" or (char == '"' and not quoted)
+        latin = _LATIN.get(char.lower())
+        if latin is None or quoted:
+            out.append(char)
+        else:
+            out.append(latin.capitalize() if char.isupper() else latin)
+    return "".join(out)
+
+
+def chat_answer(system: str, user: str) -> str:
+    """What the sandbox's chat model says to the prompt assistant: a «translation» when asked
+    to translate or to answer in English, an «improvement» (the prompt plus detail) otherwise.
+    Bracketed keywords survive, so a scripted generation still behaves as scripted."""
+    english = system.startswith("Translate") or "Answer in English" in system
+    text = transliterate(user) if english else user
+    if system.startswith("Translate"):
+        return text
+    cyrillic = re.search("[А-Яа-яЁё]", text) is not None
+    return text.rstrip(" .") + _MORE["ru" if cyrillic else "en"]
+
+
+def _chat_problem(body: dict[str, Any] | None) -> str | None:
+    """Why KIE would refuse this chat body, or None."""
+    if body is None:
+        return "the body is not a JSON object"
+    messages = body.get("messages")
+    if not isinstance(messages, list) or not messages:
+        return "messages is required"
+    for message in messages:
+        if not isinstance(message, dict) or message.get("role") not in (
+            "system",
+            "user",
+            "assistant",
+        ):
+            return "each message needs a role: system, user or assistant"
+        if not isinstance(message.get("content"), (str, list)):
+            return "each message needs a content"
+    if not any(m["role"] == "user" for m in messages):
+        return "no user message"
+    if body.get("stream"):
+        return "stream: the sandbox answers whole messages only"
+    return None
+
+
+@dataclass
 class KieTask:
     task_id: str
     family: Family
@@ -182,6 +307,8 @@ class KieServer:
         self.uploads: dict[str, StoredUpload] = {}
         self.scripts: list[tuple[str, Script, int]] = []  # (prompt substring, script, times)
         self.callbacks: list[dict[str, Any]] = []  # what was posted, for tests
+        self.chats: list[dict[str, Any]] = []  # chat completion bodies, for tests
+        self.chat_scripts: list[ChatScript] = []  # how the next chat answers behave
         self._rendered: dict[str, bytes] = {}  # task id → its picture, drawn once
         self.requests: list[tuple[str, str, float]] = []  # (method, path, monotonic time)
         self.base_url = ""  # set by the runner once the port is known
@@ -214,6 +341,8 @@ class KieServer:
         add.add_get("/sandbox/kie/tasks", self._list_tasks)
         add.add_post("/sandbox/kie/credits", self._set_credits)
         add.add_post("/sandbox/kie/tasks/{task_id}/finish", self._finish_task)
+        add.add_post("/sandbox/kie/chat", self._script_chat)
+        add.add_post("/{model}/v1/chat/completions", self._chat)
         app.on_startup.append(self._on_startup)
         app.on_cleanup.append(self._on_cleanup)
         return app
@@ -645,6 +774,60 @@ class KieServer:
                 {"success": False, "code": 400, "msg": "invalid base64"}, status=400
             )
         return self._store_upload(data, body.get("fileName"), mime, str(body.get("uploadPath", "")))
+
+    # ------------------------------------------------------------------ chat models
+    async def _chat(self, request: web.Request) -> web.StreamResponse:
+        """KIE's OpenAI-shaped chat models (the prompt assistant uses one)."""
+        model = request.match_info["model"]
+        if model not in self.vendor.chat_models:
+            return _envelope(404, _status_message(404))
+        body = await self._body(request)
+        problem = _chat_problem(body)
+        if problem is not None:
+            return _envelope(422, problem)
+        assert body is not None
+        self.chats.append({"model": model, **body})
+        messages = body["messages"]
+        system = " ".join(str(m["content"]) for m in messages if m["role"] == "system")
+        user = str(next(m["content"] for m in reversed(messages) if m["role"] == "user"))
+        script = self.chat_scripts.pop(0) if self.chat_scripts else ChatScript.from_text(user)
+        if script.delay_s:
+            await asyncio.sleep(script.delay_s)
+        if script.status is not None:
+            return _envelope(script.status, _status_message(script.status))
+        if script.garbage:
+            return web.Response(text="<html>upstream error</html>", content_type="text/html")
+        answer = script.answer if script.answer is not None else chat_answer(system, user)
+        return web.json_response(
+            {
+                "id": f"chatcmpl-sandbox-{next(self._ids)}",
+                "object": "chat.completion",
+                "created": int(time.time()),
+                "model": model,
+                "choices": [
+                    {
+                        "index": 0,
+                        "message": {"role": "assistant", "content": answer},
+                        "finish_reason": "stop",
+                    }
+                ],
+                "usage": {
+                    "prompt_tokens": len(system + user) // 4 + 1,
+                    "completion_tokens": len(answer) // 4 + 1,
+                    "total_tokens": len(system + user + answer) // 4 + 2,
+                },
+            }
+        )
+
+    async def _script_chat(self, request: web.Request) -> web.Response:
+        body = await self._body(request) or {}
+        times = int(body.pop("times", 1))
+        try:
+            script = ChatScript(**body)
+        except TypeError as exc:
+            raise web.HTTPBadRequest(text=str(exc)) from None
+        self.chat_scripts.extend([script] * times)
+        return web.json_response({"ok": True, "queued": len(self.chat_scripts)})
 
     # ------------------------------------------------------------------ scripting API
     async def _add_script(self, request: web.Request) -> web.Response:

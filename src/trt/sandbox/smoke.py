@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Any
 
 from trt import app as runtime
+from trt.bot.callbacks import FlowAction
 from trt.config import LogFormat
 from trt.sandbox.demo import demo_config, start_sandbox
 from trt.sandbox.driver import Message, SandboxClient, SandboxUser
@@ -34,6 +35,7 @@ MAX_TAPS = 1500
 # After the update is handled its screen is already out; this only covers reading it back (a
 # tap that only answers with a toast shows none).
 SCREEN_WAIT_S = 0.1
+DRAIN_WAIT_S = 0.02  # further screens of an update already handled are out by then
 
 
 @dataclass
@@ -65,12 +67,20 @@ class Summary:
         return "\n".join(lines)
 
 
-async def _screen_after(user: SandboxUser) -> Message | None:
-    """The screen the handled update showed, if any (its edit or message is already out)."""
-    try:
-        return (await user.next_event(("edit", "message"), timeout_s=SCREEN_WAIT_S)).message
-    except AssertionError:
-        return None
+async def _screens_after(user: SandboxUser) -> list[Message]:
+    """The screens the handled update showed (its edits and messages are already out): the
+    first within `SCREEN_WAIT_S`, then every one already there (the prompt assistant's
+    «🌐 Перевожу…» is edited into its offer by the same update). A message is read as it is
+    now, so the last one is the screen the user sees."""
+    screens: list[Message] = []
+    wait = SCREEN_WAIT_S
+    while True:
+        try:
+            event = await user.next_event(("edit", "message"), timeout_s=wait)
+        except AssertionError:
+            return screens
+        screens.append(event.message)
+        wait = DRAIN_WAIT_S
 
 
 async def crawl(user: SandboxUser, summary: Summary, recorder: EventRecorder) -> None:
@@ -92,9 +102,25 @@ async def crawl(user: SandboxUser, summary: Summary, recorder: EventRecorder) ->
         mark = len(recorder.records)
         await send
         await recorder.handled(Event.MESSAGE_RECEIVED, user_id=user.user_id, since=mark)
-        followed = await _screen_after(user)
-        if followed is not None:
-            enqueue(followed)
+        screens = await _screens_after(user)
+        for screen in screens:
+            enqueue(screen)
+        use = FlowAction(action="use").pack()
+        offer = next(
+            (m for m in screens if any(b.get("callback_data") == use for b in m.buttons)), None
+        )
+        if offer is not None:
+            # The assistant's translation offer: taken at once, so that the model's own
+            # questions behind it are reached too (its buttons are queued like any others).
+            mark = len(recorder.records)
+            answer = await user.click_data(offer.message_id, use)
+            summary.taps += 1
+            if not answer.answered:
+                summary.problems.append(f"tap {use!r} was not answered")
+                return
+            await recorder.handled(Event.CALLBACK_RECEIVED, callback_id=answer.query_id, since=mark)
+            for screen in await _screens_after(user):
+                enqueue(screen)
 
     enqueue(start)
     while queue and summary.taps < MAX_TAPS:
@@ -107,10 +133,11 @@ async def crawl(user: SandboxUser, summary: Summary, recorder: EventRecorder) ->
             continue
         summary.slowest_answer_s = max(summary.slowest_answer_s, answer.wait_s or 0.0)
         await recorder.handled(Event.CALLBACK_RECEIVED, callback_id=answer.query_id, since=mark)
-        screen = await _screen_after(user)
-        if screen is None:
+        screens = await _screens_after(user)
+        if not screens:
             continue
-        enqueue(screen)
+        for screen in screens:
+            enqueue(screen)
         # Answer the flow's questions so its parameter screens are reached too.
         if screen.text.startswith("✍️"):
             await reply(user.send("тест"))
@@ -134,7 +161,14 @@ async def run_smoke(workdir: Path) -> Summary:
     async def on_ready(services: runtime.Services) -> None:
         ready.set_result(services)
 
-    config = demo_config(sandbox, workdir / "smoke.db", http_port=0, rate_limit_per_10s=100_000)
+    config = demo_config(
+        sandbox,
+        workdir / "smoke.db",
+        http_port=0,
+        rate_limit_per_10s=100_000,
+        # One user taps through every model in a minute: no allowance may end the walk early.
+        assistant={"per_minute": 1000, "daily": 10_000},
+    )
     bot_task = asyncio.create_task(
         runtime.run(config, stop, install_signal_handlers=False, on_ready=on_ready)
     )

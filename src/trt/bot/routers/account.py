@@ -12,9 +12,12 @@ from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMar
 from trt.billing.wallets import WalletService
 from trt.bot.callbacks import BalancePage, LangSet, Menu
 from trt.bot.keyboards import main_menu
+from trt.bot.routers.jobs import history_screen
 from trt.bot.screens import show
 from trt.catalog.pricing import format_money
 from trt.i18n import LANGUAGES, Lang, t
+from trt.jobs.service import JobService
+from trt.pipeline import UnifiedModelPipeline
 from trt.users import UserService
 
 PAGE_SIZE = 8
@@ -35,6 +38,7 @@ def build() -> Router:
     router.callback_query.register(on_balance, Menu.filter(F.screen == "balance"))
     router.callback_query.register(on_balance_page, BalancePage.filter())
     router.message.register(on_balance_command, Command("balance"))
+    router.message.register(on_history_command, Command("history"))
     router.message.register(on_cancel, Command("cancel"))
     router.message.register(on_language, Command("language"))
     router.callback_query.register(on_language_set, LangSet.filter())
@@ -112,6 +116,15 @@ async def on_balance(callback: CallbackQuery, lang: str, wallets: WalletService)
 async def on_balance_command(message: Message, lang: str, wallets: WalletService) -> None:
     assert message.from_user is not None
     text, markup = await balance_screen(wallets, message.from_user.id, lang)
+    await message.answer(text, reply_markup=markup)
+
+
+async def on_history_command(
+    message: Message, lang: str, jobs: JobService, pipeline: UnifiedModelPipeline
+) -> None:
+    """/history (in the command menu): the same screen as «🕘 История»."""
+    assert message.from_user is not None
+    text, markup = await history_screen(jobs, pipeline, message.from_user.id, lang, 0)
     await message.answer(text, reply_markup=markup)
 
 

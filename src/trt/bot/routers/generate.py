@@ -14,6 +14,7 @@ from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
+from trt.assistant import PromptAssistant
 from trt.billing.ledger import InsufficientFundsError
 from trt.billing.wallets import WalletService
 from trt.bot.callbacks import (
@@ -39,6 +40,7 @@ from trt.bot.flow import (
     settings_screen,
 )
 from trt.bot.keyboards import main_menu, model_card
+from trt.bot.routers.assist import assist_offered, offer_translation
 from trt.bot.screens import show
 from trt.catalog.pricing import format_money
 from trt.catalog.rules import media_items, telegram_reference
@@ -86,6 +88,7 @@ async def on_start_model(
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
     wallets: WalletService,
+    assistant: PromptAssistant | None = None,
 ) -> None:
     model = pipeline.catalog.get(callback_data.slug)
     if model is None or not pipeline.is_enabled(model):
@@ -94,7 +97,14 @@ async def on_start_model(
         return
     draft = Draft(model.slug)
     text, markup = await next_screen(
-        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+        pipeline,
+        jobs,
+        wallets,
+        state,
+        draft,
+        callback.from_user.id,
+        lang,
+        assist=assist_offered(assistant),
     )
     await show(callback, text, markup)
 
@@ -107,6 +117,7 @@ async def on_flow_action(
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
     wallets: WalletService,
+    assistant: PromptAssistant | None = None,
 ) -> None:
     draft = await _draft(state)
     if callback_data.action == "cancel" or draft is None:
@@ -140,7 +151,14 @@ async def on_flow_action(
         draft.answered = [name for name in draft.answered if name != prompt]
         draft.params.pop(prompt, None)
     text, markup = await next_screen(
-        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+        pipeline,
+        jobs,
+        wallets,
+        state,
+        draft,
+        callback.from_user.id,
+        lang,
+        assist=assist_offered(assistant),
     )
     await show(callback, text, markup)
 
@@ -153,6 +171,7 @@ async def on_param_set(
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
     wallets: WalletService,
+    assistant: PromptAssistant | None = None,
 ) -> None:
     draft = await _draft(state)
     model = pipeline.catalog.get(callback_data.slug)
@@ -184,7 +203,14 @@ async def on_param_set(
         return
     # A new mode may ask for what the old one did not (frames, references): ask it now.
     text, markup = await next_screen(
-        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+        pipeline,
+        jobs,
+        wallets,
+        state,
+        draft,
+        callback.from_user.id,
+        lang,
+        assist=assist_offered(assistant),
     )
     await show(callback, text, markup)
 
@@ -244,6 +270,7 @@ async def on_refresh(
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
     wallets: WalletService,
+    assistant: PromptAssistant | None = None,
 ) -> None:
     """🔄 after a deploy: the flow's current screen (question or confirmation), or the menu."""
     draft = await _draft(state)
@@ -251,7 +278,14 @@ async def on_refresh(
         await show(callback, t(lang, "start.menu"), main_menu(lang))
         return
     text, markup = await next_screen(
-        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+        pipeline,
+        jobs,
+        wallets,
+        state,
+        draft,
+        callback.from_user.id,
+        lang,
+        assist=assist_offered(assistant),
     )
     await show(callback, text, markup)
 
@@ -264,6 +298,7 @@ async def on_confirm(
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
     wallets: WalletService,
+    assistant: PromptAssistant | None = None,
     cid: str | None = None,
 ) -> None:
     draft = await _draft(state)
@@ -301,12 +336,18 @@ async def on_confirm(
             draft_key=draft.draft,
             status_message_id=message.message_id if isinstance(message, Message) else None,
             cid=cid,
+            prompt_original=draft.prompt_original(model.prompt_param),
         )
     except InsufficientFundsError as short:
         reject(Reason.INSUFFICIENT_FUNDS, f"needs {short.needed_kop}, has {short.available_kop}")
         missing = format_money(short.needed_kop - short.available_kop)
         text, markup, _q = confirm_screen(
-            pipeline, draft, lang, balance_kopecks=short.available_kop, free_left=None
+            pipeline,
+            draft,
+            lang,
+            balance_kopecks=short.available_kop,
+            free_left=None,
+            assist=assist_offered(assistant),
         )
         await show(callback, text + "\n\n" + t(lang, "jobs.insufficient", missing=missing), markup)
         return
@@ -347,6 +388,7 @@ async def on_media(
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
     wallets: WalletService,
+    assistant: PromptAssistant | None = None,
 ) -> None:
     current = await _current_question(state, pipeline, lang)
     if current is None:
@@ -379,7 +421,16 @@ async def on_media(
     else:
         draft.params[view.name] = reference
         draft.answered.append(view.name)
-    text, markup = await next_screen(pipeline, jobs, wallets, state, draft, message.chat.id, lang)
+    text, markup = await next_screen(
+        pipeline,
+        jobs,
+        wallets,
+        state,
+        draft,
+        message.chat.id,
+        lang,
+        assist=assist_offered(assistant),
+    )
     await message.answer(text, reply_markup=markup)
 
 
@@ -436,6 +487,8 @@ async def on_text(
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
     wallets: WalletService,
+    assistant: PromptAssistant | None = None,
+    cid: str | None = None,
 ) -> None:
     current = await _current_question(state, pipeline, lang)
     if current is None:
@@ -462,9 +515,37 @@ async def on_text(
     checked = pipeline.validate(
         draft.slug, pipeline.apply_defaults(pipeline.get_schema(draft.slug, lang), candidate), lang
     )
-    draft.params[view.name] = checked.params.get(view.name, message.text)
+    value = checked.params.get(view.name, message.text)
+    if (
+        view.role is Role.PROMPT
+        and isinstance(value, str)
+        and await offer_translation(
+            message,
+            draft,
+            view.name,
+            value,
+            lang=lang,
+            state=state,
+            pipeline=pipeline,
+            jobs=jobs,
+            wallets=wallets,
+            assistant=assistant,
+            cid=cid,
+        )
+    ):
+        return
+    draft.params[view.name] = value
     draft.answered.append(view.name)
-    text, markup = await next_screen(pipeline, jobs, wallets, state, draft, message.chat.id, lang)
+    text, markup = await next_screen(
+        pipeline,
+        jobs,
+        wallets,
+        state,
+        draft,
+        message.chat.id,
+        lang,
+        assist=assist_offered(assistant),
+    )
     await message.answer(text, reply_markup=markup)
 
 

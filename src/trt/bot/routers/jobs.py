@@ -9,11 +9,13 @@ from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
+from trt.assistant import PromptAssistant
 from trt.billing.wallets import WalletService
 from trt.bot.callbacks import FollowUp, HistoryPage, JobAction, Menu
 from trt.bot.files import file_of
 from trt.bot.flow import Draft, Flow, confirm_screen, next_screen, questions, settings_screen
 from trt.bot.keyboards import main_menu, pager_row
+from trt.bot.routers.assist import assist_offered
 from trt.bot.screens import show
 from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_money
@@ -119,6 +121,7 @@ async def on_follow_up(
     sender: Sender,
     state: FSMContext,
     lang: str,
+    assistant: PromptAssistant | None = None,
 ) -> None:
     """The result becomes the next model's input: no re-upload, a normal confirmation."""
     job = await _own_job(callback, jobs, callback_data.job, lang)
@@ -153,7 +156,14 @@ async def on_follow_up(
     await callback.answer()
     draft = Draft(target.slug, {spec.param: value}, [spec.param])
     text, markup = await next_screen(
-        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
+        pipeline,
+        jobs,
+        wallets,
+        state,
+        draft,
+        callback.from_user.id,
+        lang,
+        assist=assist_offered(assistant),
     )
     await _send_new(callback, sender, text, markup)
 
@@ -241,6 +251,7 @@ async def on_job_action(
     pipeline: UnifiedModelPipeline,
     wallets: WalletService,
     sender: Sender,
+    assistant: PromptAssistant | None = None,
 ) -> None:
     job = await _own_job(callback, jobs, callback_data.job, lang)
     if job is None:
@@ -253,7 +264,7 @@ async def on_job_action(
         and pipeline.is_enabled(model)
     ):
         schema = pipeline.get_schema(model.slug, lang)
-        draft = Draft(model.slug, dict(job.params))
+        draft = Draft(model.slug, dict(job.params), original=job.prompt_original)
         draft.answered = [v.name for v in questions(schema, draft)]
         await state.set_state(Flow.confirming)
         await state.set_data(draft.to_data())
@@ -264,6 +275,7 @@ async def on_job_action(
             lang,
             balance_kopecks=balance.available_kop,
             free_left=await jobs.free_left(job.user_id) if model.free else None,
+            assist=assist_offered(assistant),
         )
         if callback_data.action == "edit":
             text, markup = settings_screen(pipeline, draft, lang)
@@ -282,6 +294,8 @@ def _card(job: JobView, pipeline: UnifiedModelPipeline, lang: str) -> str:
     prompt = model.prompt_param if model else None
     text = str(job.params.get(prompt, "")) if prompt else ""
     params = f"«{html.escape(text[:300])}»" if text else ""
+    if job.prompt_original:
+        params += "\n" + t(lang, "history.original", text=html.escape(job.prompt_original[:300]))
     return t(
         lang,
         "history.card",
