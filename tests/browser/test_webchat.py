@@ -81,6 +81,10 @@ async def test_one_generation_delivers_an_image(browser: Browser, bot: RunningBo
     await expect(page.locator(".row.bot .bubble").last).to_contain_text("Описание")
     await page.fill("#text-input", "маяк на закате, акварель")
     await page.press("#text-input", "Enter")
+    # Z-Image asks for English: the assistant's translation is offered in place, then taken.
+    offer = page.locator(".row.bot .bubble", has_text="лучше понимает английский").last
+    await expect(offer).to_contain_text("mayak na zakate, akvarel")
+    await page.locator(".row.bot .keyboard button", has_text="Использовать").last.click()
     await page.locator(".row.bot .keyboard button", has_text="1:1 квадрат").last.click()
     generate = page.locator(".row.bot .keyboard button", has_text="Сгенерировать").last
     await expect(generate).to_be_visible()

@@ -17,6 +17,7 @@ from trt.admin.operations import Operations
 from trt.admin.settings import RuntimeSettings
 from trt.assistant import PromptAssistant
 from trt.billing.wallets import WalletService
+from trt.bot.flow import FlowServices
 from trt.bot.middlewares import (
     AnswerFirstMiddleware,
     AnswerTimingMiddleware,
@@ -111,6 +112,7 @@ def create_dispatcher(
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
     users = UserService(database)
+    wallets = WalletService(database)
     dispatcher = Dispatcher(
         storage=SqlStorage(database),
         config=config,
@@ -119,7 +121,7 @@ def create_dispatcher(
         jobs=jobs,
         sender=sender,
         users=users,
-        wallets=WalletService(database),
+        wallets=wallets,
         events=events,
         payments=payments,
         stars=stars,
@@ -129,7 +131,9 @@ def create_dispatcher(
         operations=Operations(database),
         kie=kie,
         broadcasts=broadcasts,
-        assistant=PromptAssistant(database, kie, config.assistant),
+        flow=FlowServices(
+            pipeline, jobs, wallets, PromptAssistant(database, kie, config.assistant)
+        ),
     )
     # Order matters: the cid first (every later line carries it), then the PASSIVE check (a
     # deploy overlap: answered at once, nothing written), errors next (they answer with the

@@ -14,6 +14,7 @@ from aiogram.fsm.context import FSMContext
 from aiogram.fsm.state import State, StatesGroup
 from aiogram.types import InlineKeyboardButton, InlineKeyboardMarkup
 
+from trt.assistant import PromptAssistant
 from trt.billing.wallets import WalletService
 from trt.bot.callbacks import (
     Confirm,
@@ -136,6 +137,52 @@ async def next_screen(
         assist=assist,
     )
     return text, markup
+
+
+@dataclass(frozen=True, slots=True)
+class FlowServices:
+    """What the flow's screens read, injected into handlers as `flow` (built once)."""
+
+    pipeline: UnifiedModelPipeline
+    jobs: JobService
+    wallets: WalletService
+    assistant: PromptAssistant | None = None
+
+    @property
+    def assist(self) -> bool:
+        """Whether «✨ Улучшить промпт» and the translation are offered."""
+        return self.assistant is not None and self.assistant.enabled
+
+    async def next_screen(
+        self, state: FSMContext, draft: Draft, user_id: int, lang: str
+    ) -> tuple[str, InlineKeyboardMarkup]:
+        return await next_screen(
+            self.pipeline,
+            self.jobs,
+            self.wallets,
+            state,
+            draft,
+            user_id,
+            lang,
+            assist=self.assist,
+        )
+
+    async def confirm_screen(
+        self, draft: Draft, user_id: int, lang: str, *, balance_kopecks: int | None = None
+    ) -> tuple[str, InlineKeyboardMarkup]:
+        """The confirmation of `draft` (at `balance_kopecks`, else the user's balance now)."""
+        model = self.pipeline.resolve_model(draft.slug)
+        if balance_kopecks is None:
+            balance_kopecks = (await self.wallets.balance(user_id)).available_kop
+        text, markup, _quote = confirm_screen(
+            self.pipeline,
+            draft,
+            lang,
+            balance_kopecks=balance_kopecks,
+            free_left=await self.jobs.free_left(user_id) if model.free else None,
+            assist=self.assist,
+        )
+        return text, markup
 
 
 def questions(schema: ModelSchema, draft: Draft) -> list[ParamView]:

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any
+from typing import Any, ClassVar
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -118,7 +118,46 @@ async def tell_credited(
         await payments.mark_told(view.id)
 
 
-class StarsPayments:
+class RefundSteps:
+    """The refund of a payment, the same for every provider: the credit reversed first
+    (`start_refund`), then the provider asked (`_settle_refund`, the provider's own), and a
+    refund without a definite answer asked about again by `resume_refunds` until decided."""
+
+    method: ClassVar[str]
+    payments: PaymentService
+
+    async def _settle_refund(self, payment: PaymentView, cid: str | None) -> str:
+        raise NotImplementedError
+
+    async def refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:
+        """Refund a payment: the credit reversed, then the money sent back.
+
+        `PaymentError` (not a refundable payment; the provider refused, the credit restored;
+        `refund_pending`: no definite answer, the refund stays open and is asked about again)
+        or `InsufficientFundsError` (the user has spent it, nothing changed).
+        """
+        payment = await self.payments.start_refund(payment_id, cid=cid)
+        failpoint("refund.reversed")
+        outcome = await self._settle_refund(payment, cid)
+        if outcome == REFUSED:
+            raise PaymentError("refund_failed")
+        if outcome == UNCLEAR:
+            raise PaymentError("refund_pending")
+        return payment
+
+    async def resume_refunds(self) -> int:
+        """Ask again about every refund whose outcome was unclear; how many were settled."""
+        settled = 0
+        for payment in await self.payments.refunding(self.method):
+            # A check of its own, traceable under its own cid (the admin's action is long over).
+            if await self._settle_refund(payment, new_cid()) != UNCLEAR:
+                settled += 1
+        return settled
+
+
+class StarsPayments(RefundSteps):
+    method = "stars"
+
     def __init__(
         self, payments: PaymentService, bot: Bot, sender: Sender, settings: PaymentsSettings
     ) -> None:
@@ -231,31 +270,6 @@ class StarsPayments:
             amount_kop=credit.payment.amount_kop,
         )
         return 1
-
-    async def refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:
-        """Refund a Stars payment: the credit reversed, then the Stars sent back.
-
-        `PaymentError` (not a refundable payment; Telegram refused, the credit restored;
-        `refund_pending`: Telegram's answer was unclear, the refund stays open and is asked
-        again) or `InsufficientFundsError` (the user has spent it, nothing changed).
-        """
-        payment = await self.payments.start_refund(payment_id, cid=cid)
-        failpoint("refund.reversed")
-        outcome = await self._settle_refund(payment, cid)
-        if outcome == REFUSED:
-            raise PaymentError("refund_failed")
-        if outcome == UNCLEAR:
-            raise PaymentError("refund_pending")
-        return payment
-
-    async def resume_refunds(self) -> int:
-        """Ask again about every refund whose outcome was unclear; how many were settled."""
-        settled = 0
-        for payment in await self.payments.refunding("stars"):
-            # A check of its own, traceable under its own cid (the admin's action is long over).
-            if await self._settle_refund(payment, new_cid()) != UNCLEAR:
-                settled += 1
-        return settled
 
     async def _settle_refund(self, payment: PaymentView, cid: str | None) -> str:
         """Ask Telegram to refund a REFUNDING payment and act on a definite answer only.

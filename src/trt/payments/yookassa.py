@@ -24,13 +24,13 @@ from aiogram import Bot
 from trt.bot.sender import Sender
 from trt.catalog.pricing import format_money
 from trt.config import PaymentsSettings
-from trt.faults import failpoint
 from trt.i18n import t
-from trt.payments.service import PaymentError, PaymentService, PaymentView
+from trt.payments.service import PaymentService, PaymentView
 from trt.payments.stars import (
     REFUNDED_NOW,
     REFUSED,
     UNCLEAR,
+    RefundSteps,
     notify,
     settle_refund,
     tell_credited,
@@ -200,8 +200,10 @@ def _receipt(
     return receipt(rules, contact, t("ru", item, amount=format_money(amount_kop)), amount_kop)
 
 
-class CardPayments:
+class CardPayments(RefundSteps):
     """Card / SBP top-ups: create, settle from a fetched payment, check what is pending."""
+
+    method = "yookassa"
 
     def __init__(
         self,
@@ -311,31 +313,6 @@ class CardPayments:
                 )
             return "canceled"
         return "pending"
-
-    async def refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:
-        """Refund a YooKassa payment: the credit reversed first, then the refund asked for
-        (with its receipt when receipts are on).
-
-        `PaymentError` (not refundable; YooKassa refused, the credit restored;
-        `refund_pending`: no definite answer, the refund stays open and is asked about again
-        under the same idempotence key) or `InsufficientFundsError` (spent, nothing changed).
-        """
-        payment = await self.payments.start_refund(payment_id, cid=cid)
-        failpoint("refund.reversed")
-        outcome = await self._settle_refund(payment, cid)
-        if outcome == REFUSED:
-            raise PaymentError("refund_failed")
-        if outcome == UNCLEAR:
-            raise PaymentError("refund_pending")
-        return payment
-
-    async def resume_refunds(self) -> int:
-        """Ask again about every refund without a definite answer; how many were settled."""
-        settled = 0
-        for payment in await self.payments.refunding("yookassa"):
-            if await self._settle_refund(payment, new_cid()) != UNCLEAR:
-                settled += 1
-        return settled
 
     async def _settle_refund(self, payment: PaymentView, cid: str | None) -> str:
         """Ask YooKassa for the refund of a REFUNDING payment; decide on a definite answer.

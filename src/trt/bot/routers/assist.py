@@ -16,20 +16,18 @@ from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
 from trt.assistant import Assisted, AssistKind, AssistStatus, PromptAssistant, wants_translation
-from trt.billing.wallets import WalletService
 from trt.bot.callbacks import FlowAction
 from trt.bot.flow import (
     Draft,
     Flow,
+    FlowServices,
     assistable,
-    next_screen,
     suggestion_screen,
 )
 from trt.bot.keyboards import main_menu
 from trt.bot.screens import show
 from trt.catalog.schema import ModelSpec
 from trt.i18n import t
-from trt.jobs.service import JobService
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Reason, reject
 
@@ -47,10 +45,6 @@ def build() -> Router:
     router.message.register(on_own_text, Flow.suggesting, F.text)
     router.message.register(on_other_input, Flow.suggesting)
     return router
-
-
-def assist_offered(assistant: PromptAssistant | None) -> bool:
-    return assistant is not None and assistant.enabled
 
 
 def answer_limit(model: ModelSpec) -> int:
@@ -82,20 +76,14 @@ async def offer_translation(
     *,
     lang: str,
     state: FSMContext,
-    pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None,
+    flow: FlowServices,
     cid: str | None,
 ) -> bool:
     """For a model that wants English: translate `prompt` and offer it. False (nothing done)
     when there is nothing to offer; True when the next screen has been sent."""
-    model = pipeline.resolve_model(draft.slug)
-    if (
-        not assist_offered(assistant)
-        or not wants_translation(model, prompt)
-        or not assistable(prompt)
-    ):
+    model = flow.pipeline.resolve_model(draft.slug)
+    assistant = flow.assistant
+    if not flow.assist or not wants_translation(model, prompt) or not assistable(prompt):
         return False
     assert assistant is not None
     progress = await message.answer(t(lang, "assist.translating"))
@@ -113,9 +101,7 @@ async def offer_translation(
     else:
         draft.params[name] = prompt
         draft.answered.append(name)
-    text, markup = await next_screen(
-        pipeline, jobs, wallets, state, draft, user_id, lang, assist=True
-    )
+    text, markup = await flow.next_screen(state, draft, user_id, lang)
     await _replace(
         progress, _with_note(text, note(outcome, AssistKind.TRANSLATE, assistant, lang)), markup
     )
@@ -135,9 +121,7 @@ async def on_improve(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
     cid: str | None = None,
 ) -> None:
     draft = Draft.from_data(await state.get_data())
@@ -153,11 +137,10 @@ async def on_improve(
         reject(Reason.STATE_MISMATCH, "no confirmation with a prompt to improve")
         await show(callback, t(lang, "flow.stale"), main_menu(lang))
         return
-    if not assist_offered(assistant) or not assistable(prompt):
+    assistant = flow.assistant
+    if not flow.assist or not assistable(prompt):
         reject(Reason.STATE_MISMATCH, "the assistant is not offered for this prompt")
-        text, markup = await next_screen(
-            pipeline, jobs, wallets, state, draft, callback.from_user.id, lang
-        )
+        text, markup = await flow.next_screen(state, draft, callback.from_user.id, lang)
         await show(callback, text, markup)
         return
     assert assistant is not None
@@ -172,9 +155,7 @@ async def on_improve(
     )
     if outcome.ok and outcome.text is not None:
         draft.suggestion = {"kind": "improve", "text": outcome.text, "previous": prompt}
-    text, markup = await next_screen(
-        pipeline, jobs, wallets, state, draft, callback.from_user.id, lang, assist=True
-    )
+    text, markup = await flow.next_screen(state, draft, callback.from_user.id, lang)
     await show(
         callback, _with_note(text, note(outcome, AssistKind.IMPROVE, assistant, lang)), markup
     )
@@ -186,36 +167,34 @@ async def on_suggestion(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
-    draft = Draft.from_data(await state.get_data())
-    model = pipeline.catalog.get(draft.slug) if draft else None
-    if draft is None or model is None or draft.suggestion is None or model.prompt_param is None:
+    offer = await _open_offer(state, pipeline)
+    if offer is None:
         reject(Reason.STATE_MISMATCH, "no assistant's offer open")
         await show(callback, t(lang, "flow.stale"), main_menu(lang))
         return
-    suggestion = draft.suggestion
+    draft, model, suggestion = offer
+    name = model.prompt_param
+    assert name is not None  # _open_offer checked it
     if callback_data.action == "retype":
         text, markup = suggestion_screen(model, suggestion, lang, retype=True)
         await show(callback, text, markup)
         return
-    if callback_data.action == "use":
-        _settle(draft, model.prompt_param, suggestion["text"])
-    else:
-        _settle(draft, model.prompt_param, suggestion["previous"])
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        callback.from_user.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    _settle(draft, name, suggestion["text" if callback_data.action == "use" else "previous"])
+    text, markup = await flow.next_screen(state, draft, callback.from_user.id, lang)
     await show(callback, text, markup)
+
+
+async def _open_offer(
+    state: FSMContext, pipeline: UnifiedModelPipeline
+) -> tuple[Draft, ModelSpec, dict[str, str]] | None:
+    """The draft with the assistant's offer open, its model (one with a prompt), the offer."""
+    draft = Draft.from_data(await state.get_data())
+    model = pipeline.catalog.get(draft.slug) if draft else None
+    if draft is None or model is None or draft.suggestion is None or model.prompt_param is None:
+        return None
+    return draft, model, draft.suggestion
 
 
 def _settle(draft: Draft, name: str, prompt: str) -> None:
@@ -233,19 +212,18 @@ async def on_own_text(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
     """Text sent while the offer is shown: the user's own edit, taken as the prompt as typed."""
-    draft = Draft.from_data(await state.get_data())
-    model = pipeline.catalog.get(draft.slug) if draft else None
-    if draft is None or model is None or draft.suggestion is None or model.prompt_param is None:
+    offer = await _open_offer(state, pipeline)
+    if offer is None:
         reject(Reason.STATE_MISMATCH, "text for an offer no longer open")
         await state.clear()
         await message.answer(t(lang, "flow.stale"), reply_markup=main_menu(lang))
         return
+    draft, model, _suggestion = offer
     name = model.prompt_param
+    assert name is not None  # _open_offer checked it
     typed = message.text or ""
     errors = [
         e
@@ -257,16 +235,7 @@ async def on_own_text(
         await message.answer("\n".join(html.escape(e.message) for e in errors))
         return
     _settle(draft, name, typed)
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        message.chat.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    text, markup = await flow.next_screen(state, draft, message.chat.id, lang)
     await message.answer(text, reply_markup=markup)
 
 

@@ -14,9 +14,7 @@ from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from trt.assistant import PromptAssistant
 from trt.billing.ledger import InsufficientFundsError
-from trt.billing.wallets import WalletService
 from trt.bot.callbacks import (
     Confirm,
     FlowAction,
@@ -31,16 +29,16 @@ from trt.bot.flow import (
     TELEGRAM_DOWNLOAD_LIMIT_MB,
     Draft,
     Flow,
+    FlowServices,
     confirm_screen,
     media_count,
     next_question,
-    next_screen,
     option_rows,
     save_draft,
     settings_screen,
 )
 from trt.bot.keyboards import main_menu, model_card
-from trt.bot.routers.assist import assist_offered, offer_translation
+from trt.bot.routers.assist import offer_translation
 from trt.bot.screens import show
 from trt.catalog.pricing import format_money
 from trt.catalog.rules import media_items, telegram_reference
@@ -86,9 +84,7 @@ async def on_start_model(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
     model = pipeline.catalog.get(callback_data.slug)
     if model is None or not pipeline.is_enabled(model):
@@ -96,16 +92,7 @@ async def on_start_model(
         await show(callback, t(lang, "catalog.disabled"), main_menu(lang))
         return
     draft = Draft(model.slug)
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        callback.from_user.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    text, markup = await flow.next_screen(state, draft, callback.from_user.id, lang)
     await show(callback, text, markup)
 
 
@@ -115,9 +102,7 @@ async def on_flow_action(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
     draft = await _draft(state)
     if callback_data.action == "cancel" or draft is None:
@@ -150,16 +135,7 @@ async def on_flow_action(
         prompt = schema.model.prompt_param
         draft.answered = [name for name in draft.answered if name != prompt]
         draft.params.pop(prompt, None)
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        callback.from_user.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    text, markup = await flow.next_screen(state, draft, callback.from_user.id, lang)
     await show(callback, text, markup)
 
 
@@ -169,9 +145,7 @@ async def on_param_set(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
     draft = await _draft(state)
     model = pipeline.catalog.get(callback_data.slug)
@@ -202,16 +176,7 @@ async def on_param_set(
         await show(callback, text, markup)
         return
     # A new mode may ask for what the old one did not (frames, references): ask it now.
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        callback.from_user.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    text, markup = await flow.next_screen(state, draft, callback.from_user.id, lang)
     await show(callback, text, markup)
 
 
@@ -268,25 +233,14 @@ async def on_refresh(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
     """🔄 after a deploy: the flow's current screen (question or confirmation), or the menu."""
     draft = await _draft(state)
     if draft is None or pipeline.catalog.get(draft.slug) is None:
         await show(callback, t(lang, "start.menu"), main_menu(lang))
         return
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        callback.from_user.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    text, markup = await flow.next_screen(state, draft, callback.from_user.id, lang)
     await show(callback, text, markup)
 
 
@@ -297,8 +251,7 @@ async def on_confirm(
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
     cid: str | None = None,
 ) -> None:
     draft = await _draft(state)
@@ -347,7 +300,7 @@ async def on_confirm(
             lang,
             balance_kopecks=short.available_kop,
             free_left=None,
-            assist=assist_offered(assistant),
+            assist=flow.assist,
         )
         await show(callback, text + "\n\n" + t(lang, "jobs.insufficient", missing=missing), markup)
         return
@@ -386,9 +339,7 @@ async def on_media(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
     current = await _current_question(state, pipeline, lang)
     if current is None:
@@ -421,16 +372,7 @@ async def on_media(
     else:
         draft.params[view.name] = reference
         draft.answered.append(view.name)
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        message.chat.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    text, markup = await flow.next_screen(state, draft, message.chat.id, lang)
     await message.answer(text, reply_markup=markup)
 
 
@@ -485,9 +427,7 @@ async def on_text(
     lang: str,
     state: FSMContext,
     pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
     cid: str | None = None,
 ) -> None:
     current = await _current_question(state, pipeline, lang)
@@ -526,26 +466,14 @@ async def on_text(
             value,
             lang=lang,
             state=state,
-            pipeline=pipeline,
-            jobs=jobs,
-            wallets=wallets,
-            assistant=assistant,
+            flow=flow,
             cid=cid,
         )
     ):
         return
     draft.params[view.name] = value
     draft.answered.append(view.name)
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        message.chat.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    text, markup = await flow.next_screen(state, draft, message.chat.id, lang)
     await message.answer(text, reply_markup=markup)
 
 

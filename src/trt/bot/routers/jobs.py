@@ -9,13 +9,10 @@ from aiogram import F, Router
 from aiogram.fsm.context import FSMContext
 from aiogram.types import CallbackQuery, InlineKeyboardButton, InlineKeyboardMarkup, Message
 
-from trt.assistant import PromptAssistant
-from trt.billing.wallets import WalletService
 from trt.bot.callbacks import FollowUp, HistoryPage, JobAction, Menu
 from trt.bot.files import file_of
-from trt.bot.flow import Draft, Flow, confirm_screen, next_screen, questions, settings_screen
+from trt.bot.flow import Draft, Flow, FlowServices, questions, settings_screen
 from trt.bot.keyboards import main_menu, pager_row
-from trt.bot.routers.assist import assist_offered
 from trt.bot.screens import show
 from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_money
@@ -117,11 +114,10 @@ async def on_follow_up(
     callback_data: FollowUp,
     pipeline: UnifiedModelPipeline,
     jobs: JobService,
-    wallets: WalletService,
     sender: Sender,
     state: FSMContext,
     lang: str,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
     """The result becomes the next model's input: no re-upload, a normal confirmation."""
     job = await _own_job(callback, jobs, callback_data.job, lang)
@@ -155,16 +151,7 @@ async def on_follow_up(
         return
     await callback.answer()
     draft = Draft(target.slug, {spec.param: value}, [spec.param])
-    text, markup = await next_screen(
-        pipeline,
-        jobs,
-        wallets,
-        state,
-        draft,
-        callback.from_user.id,
-        lang,
-        assist=assist_offered(assistant),
-    )
+    text, markup = await flow.next_screen(state, draft, callback.from_user.id, lang)
     await _send_new(callback, sender, text, markup)
 
 
@@ -249,9 +236,8 @@ async def on_job_action(
     state: FSMContext,
     jobs: JobService,
     pipeline: UnifiedModelPipeline,
-    wallets: WalletService,
     sender: Sender,
-    assistant: PromptAssistant | None = None,
+    flow: FlowServices,
 ) -> None:
     job = await _own_job(callback, jobs, callback_data.job, lang)
     if job is None:
@@ -268,15 +254,7 @@ async def on_job_action(
         draft.answered = [v.name for v in questions(schema, draft)]
         await state.set_state(Flow.confirming)
         await state.set_data(draft.to_data())
-        balance = await wallets.balance(job.user_id)
-        text, markup, _quote = confirm_screen(
-            pipeline,
-            draft,
-            lang,
-            balance_kopecks=balance.available_kop,
-            free_left=await jobs.free_left(job.user_id) if model.free else None,
-            assist=assist_offered(assistant),
-        )
+        text, markup = await flow.confirm_screen(draft, job.user_id, lang)
         if callback_data.action == "edit":
             text, markup = settings_screen(pipeline, draft, lang)
         await _send_new(callback, sender, text, markup)
