@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable
 import pytest
 from sqlalchemy import select
 
+from tests.e2e_support import prompt_sent
 from tests.e2e_support import tap_screen as tap
 from tests.process_world import World, world
 from tests.processes import TrtProcess
@@ -68,8 +69,8 @@ async def test_kill_9_at_each_step_of_a_paid_generation_and_a_top_up(world: Worl
             model = next(b for b in listing.button_labels if b.startswith("Z-Image ·"))
             card = await tap(alice, model, listing)
             await tap(alice, "▶️ Начать", card)
-            await alice.send("кот")
-            screen = await tap(alice, "1:1 квадрат", await alice.next_message())
+            # Z-Image asks for English: the translation is offered; Alice keeps her text.
+            screen = await tap(alice, "1:1 квадрат", await prompt_sent(alice, "кот"))
             assert "💰 Цена:" in screen.text
             await alice.click("✅ Сгенерировать", screen, wait_answer=False)
 
