@@ -61,6 +61,21 @@ def canonical_format(subtype: str) -> str:
     return _FORMAT_ALIASES.get(lowered, lowered)
 
 
+def extension_of(mime: str | None) -> str:
+    """The file name extension of a MIME type (`audio/x-wav` → `.wav`); "" when unknown."""
+    if not mime:
+        return ""
+    major, _, subtype = mime.lower().partition("/")
+    return EXTENSIONS.get(f"{major}/{subtype}") or EXTENSIONS.get(
+        f"{major}/{canonical_format(subtype)}", ""
+    )
+
+
+def result_file_name(job_id: str, position: int, mime: str | None) -> str:
+    """The name a result file is sent under, the first time and when sent again."""
+    return f"trt-{job_id[:8]}-{position}{extension_of(mime)}"
+
+
 def sniff_mime(data: bytes) -> str | None:
     """What the bytes are (images by decoding, video and audio by their container's magic),
     or None. The name and the type a client declared can lie; the bytes cannot."""

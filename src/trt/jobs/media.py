@@ -15,7 +15,7 @@ from aiogram.exceptions import TelegramAPIError
 from trt.catalog.rules import is_telegram_file, telegram_file_id
 from trt.catalog.schema import ModelSpec
 from trt.kie.client import KieClient
-from trt.media import EXTENSIONS, mime_kind, sniff_mime
+from trt.media import extension_of, mime_kind, sniff_mime
 from trt.telemetry.logs import scrub
 
 
@@ -92,6 +92,7 @@ _ARTICLES = {"image": "an image", "video": "a video", "audio": "audio"}
 
 
 def _extension(mime: str | None, filename: str) -> str:
-    if mime in EXTENSIONS:
-        return EXTENSIONS[mime]
+    known = extension_of(mime)
+    if known:
+        return known
     return "." + filename.rsplit(".", 1)[-1] if "." in filename else ""

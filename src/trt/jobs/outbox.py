@@ -33,6 +33,7 @@ from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.state import JobStatus
+from trt.media import result_file_name
 from trt.telemetry.events import Event, Reason, telemetry
 from trt.telemetry.logs import get_logger
 
@@ -239,7 +240,7 @@ class OutboxRelay:
                 r.data if r.telegram_file_id is None else None,
                 r.telegram_file_id,
                 r.mime_type,
-                f"trt-{job.id[:8]}-{r.position}{_extension(r.mime_type)}",
+                result_file_name(job.id, r.position, r.mime_type),
             )
             for r in results
         ]
@@ -284,13 +285,11 @@ class OutboxRelay:
     async def _send_links(
         self, row: Outbox, job: Job, results: list[JobResult], markup: InlineKeyboardMarkup | None
     ) -> None:
-        size = max((r.size_bytes for r in results), default=0)
-        text = t(
+        text = link_text(
             job.lang,
-            "jobs.link",
-            model=str(row.payload.get("caption", "")),
-            size=f"{size / 1024 / 1024:.0f} MB",
-            url="\n".join(html.escape(r.url) for r in results),  # `&` in a query is markup
+            str(row.payload.get("caption", "")),
+            max((r.size_bytes for r in results), default=0),
+            [r.url for r in results],
         )
         sent = await self.sender.text(row.chat_id, text, markup=markup)
 
@@ -300,6 +299,8 @@ class OutboxRelay:
                     await self._job_delivered(session, job)
 
         await self.database.retrying(record, what="result_sent")
+        log.info("job_delivered", job_id=job.id, message_id=sent.message_id, sent_as="link")
+        telemetry.emit(Event.DELIVERED, cid=job.cid, job_id=job.id, outcome="link")
 
     async def _job_delivered(self, session: AsyncSession, job: Job) -> None:
         await session.execute(
@@ -414,13 +415,12 @@ class OutboxRelay:
         return marked.scalar_one_or_none() is not None
 
 
-def _extension(mime_type: str) -> str:
-    return {
-        "image/png": ".png",
-        "image/jpeg": ".jpg",
-        "image/webp": ".webp",
-        "video/mp4": ".mp4",
-        "audio/mpeg": ".mp3",
-        "audio/wav": ".wav",
-        "audio/x-wav": ".wav",
-    }.get(mime_type, "")
+def link_text(lang: str, model: str, size_bytes: int, urls: list[str]) -> str:
+    """A result sent as links (too big for Telegram, or refused by it); `model` is HTML."""
+    return t(
+        lang,
+        "jobs.link",
+        model=model,
+        size=f"{size_bytes / 1024 / 1024:.0f} MB",
+        url="\n".join(html.escape(url) for url in urls),  # `&` in a query is markup
+    )

@@ -28,6 +28,7 @@ from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, User, utcnow
 from trt.i18n import t
 from trt.jobs.state import ACTIVE, JobStatus
+from trt.media import result_file_name
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Event, new_cid, telemetry
 
@@ -82,6 +83,22 @@ class JobView:
             job.cid,
             job.prompt_original,
         )
+
+
+@dataclass(frozen=True, slots=True)
+class StoredResult:
+    """A result file as kept: its bytes or Telegram file id (neither: too big, a link)."""
+
+    data: bytes | None
+    file_id: str | None
+    mime_type: str
+    filename: str
+    url: str
+    size_bytes: int
+
+    @property
+    def sendable(self) -> bool:
+        return self.data is not None or self.file_id is not None
 
 
 @dataclass(frozen=True, slots=True)
@@ -282,18 +299,20 @@ class JobService:
             job = await session.scalar(select(Job).where(Job.draft_key == draft_key))
             return None if job is None else JobView.of(job)
 
-    async def result_files(self, job_id: str) -> list[tuple[bytes | None, str | None, str, str]]:
-        """(bytes, Telegram file id, mime type, file name) of a job's results, in order."""
+    async def result_files(self, job_id: str) -> list[StoredResult]:
+        """A job's results, in order, as they can be sent again."""
         async with self.database.unit_of_work(readonly=True) as session:
             rows = await session.scalars(
                 select(JobResult).where(JobResult.job_id == job_id).order_by(JobResult.position)
             )
             return [
-                (
+                StoredResult(
                     None if r.telegram_file_id else r.data,
                     r.telegram_file_id,
                     r.mime_type,
-                    f"trt-{job_id[:8]}-{r.position}",
+                    result_file_name(job_id, r.position, r.mime_type),
+                    r.url,
+                    r.size_bytes,
                 )
                 for r in rows
             ]

@@ -20,6 +20,7 @@ from trt.catalog.rules import media_duration, telegram_reference
 from trt.catalog.schema import FollowUp as FollowUpSpec
 from trt.catalog.schema import ParamType
 from trt.i18n import t
+from trt.jobs.outbox import link_text
 from trt.jobs.service import JobService, JobView
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline
 from trt.telemetry.events import Reason, reject
@@ -260,7 +261,7 @@ async def on_job_action(
         await _send_new(callback, sender, text, markup)
         return
     if callback_data.action == "resend":
-        await _resend(callback, job, jobs, sender, lang)
+        await _resend(callback, job, jobs, pipeline, sender, lang)
         return
     await show(callback, _card(job, pipeline, lang), _card_keyboard(job, lang))
 
@@ -321,14 +322,31 @@ async def _send_new(
 
 
 async def _resend(
-    callback: CallbackQuery, job: JobView, jobs: JobService, sender: Sender, lang: str
+    callback: CallbackQuery,
+    job: JobView,
+    jobs: JobService,
+    pipeline: UnifiedModelPipeline,
+    sender: Sender,
+    lang: str,
 ) -> None:
     files = await jobs.result_files(job.id)
     if not files:
         await show(callback, t(lang, "history.no_result"), _card_keyboard(job, lang))
         return
-    items = [OutgoingFile(data, file_id, mime, name) for data, file_id, mime, name in files]
+    items = [OutgoingFile(f.data, f.file_id, f.mime_type, f.filename) for f in files if f.sendable]
+    # A result too big for Telegram was never kept: its link again (KIE keeps it about a day).
+    links = [f for f in files if not f.sendable]
     try:
-        await sender.files(callback.from_user.id, items, job.output_kind, "", None)
+        if items:
+            await sender.files(callback.from_user.id, items, job.output_kind, "", None)
+        if links:
+            model = pipeline.catalog.get(job.model_slug)
+            text = link_text(
+                lang,
+                html.escape(model.title.get(lang) if model else job.model_slug),
+                max(f.size_bytes for f in links),
+                [f.url for f in links],
+            )
+            await sender.text(callback.from_user.id, text)
     except (RetryLater, Undeliverable) as error:
         log.warning("resend_failed", job_id=job.id, error=str(error))
