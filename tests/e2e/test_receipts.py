@@ -14,6 +14,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.e2e_support import RunningBot, running_bot
+from tests.e2e_support import tap_screen as tap
 from trt.db.models import LedgerPosting
 from trt.sandbox.driver import Message, SandboxUser
 from trt.sandbox.yookassa import receipt_problem
@@ -39,12 +40,6 @@ async def bot(tmp_path: Path, database_url: str | None) -> AsyncIterator[Running
         yield running
         assert await running.ledger_problems() == []
         assert await running.client.violations() == []
-
-
-async def tap(user: SandboxUser, label: str, message: Message) -> Message:
-    answer = await user.click(label, message)
-    assert answer.answered
-    return (await user.next_event(("edit", "message"))).message
 
 
 async def card_amounts(
