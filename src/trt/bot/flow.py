@@ -168,17 +168,15 @@ class FlowServices:
         )
 
     async def confirm_screen(
-        self, draft: Draft, user_id: int, lang: str, *, balance_kopecks: int | None = None
+        self, draft: Draft, user_id: int, lang: str
     ) -> tuple[str, InlineKeyboardMarkup]:
-        """The confirmation of `draft` (at `balance_kopecks`, else the user's balance now)."""
+        """The confirmation of `draft` at the user's balance now."""
         model = self.pipeline.resolve_model(draft.slug)
-        if balance_kopecks is None:
-            balance_kopecks = (await self.wallets.balance(user_id)).available_kop
         text, markup, _quote = confirm_screen(
             self.pipeline,
             draft,
             lang,
-            balance_kopecks=balance_kopecks,
+            balance_kopecks=(await self.wallets.balance(user_id)).available_kop,
             free_left=await self.jobs.free_left(user_id) if model.free else None,
             assist=self.assist,
         )
