@@ -231,3 +231,30 @@ async def test_the_daily_allowance_and_the_rate_limit_are_kept(
         screen = await typed_prompt(user, "Imagen 4 Fast", TYPED)
         assert screen.text.startswith("ℹ️ Слишком частые запросы к помощнику")
         assert len(bot.sandbox.kie.chats) == 2
+
+
+async def test_once_more_repeats_the_prompt_that_went_and_keeps_the_typed_one(
+    bot: RunningBot,
+) -> None:
+    user = await new_user(bot, 4107)
+    offer = await typed_prompt(user, "Imagen 4 Fast", TYPED)
+    confirmation = await to_confirmation(user, await tap(user, "✅ Использовать", offer))
+    await tap(user, "✅ Сгенерировать", confirmation)
+    while (
+        result := (await user.next_event(("message",), timeout_s=30)).message
+    ).photo_file_id is None:
+        pass
+    again = await user.click("🔁 Ещё раз", result)
+    assert again.answered
+    confirmation = await user.next_message()
+    assert "💰 Цена:" in confirmation.text
+    assert TRANSLATED in confirmation.text
+    assert "✨ Улучшить промпт" in confirmation.button_labels
+    mark = len(bot.events.records)
+    await tap(user, "✅ Сгенерировать", confirmation)
+    await bot.events.wait_for(Event.JOB_CREATED, user_id=4107, since=mark)
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        jobs = list(await session.scalars(select(Job).where(Job.user_id == 4107)))
+    assert len(jobs) == 2
+    assert {(j.params["prompt"], j.prompt_original) for j in jobs} == {(TRANSLATED, TYPED)}
+    assert len(bot.sandbox.kie.chats) == 1  # the repeat asked the assistant nothing
