@@ -170,33 +170,44 @@ async def test_a_model_that_understands_russian_is_improved_in_russian(bot: Runn
     assert (job.params["prompt"], job.prompt_original) == (TYPED + MORE_RU, TYPED)
 
 
-@pytest.mark.parametrize(
-    "failure",
-    [{"status": 500}, {"status": 429}, {"garbage": True}, {"answer": ""}, {"delay_s": 3}],
-    ids=["500", "429", "not-json", "empty", "timeout"],
-)
+FAILURES = {
+    "500": {"status": 500},
+    "429": {"status": 429},
+    "not-json": {"garbage": True},
+    "empty": {"answer": ""},
+    "timeout": {"delay_s": 3},
+}
+
+
 async def test_a_failing_assistant_leaves_the_flow_intact(
-    tmp_path: Path, database_url: str | None, failure: dict[str, Any]
+    tmp_path: Path, database_url: str | None
 ) -> None:
-    async with start(tmp_path, database_url, timeout_s=1) as bot:
-        user = await new_user(bot, 4104)
-        bot.sandbox.kie.chat_scripts.extend([ChatScript(**failure)] * 2)
-        screen = await typed_prompt(user, "Imagen 4 Fast", TYPED)
-        # The typed prompt is taken, the next question follows, the user is told why.
-        assert screen.text.startswith(
-            "⚠️ Помощник сейчас не ответил — описание уйдёт как вы его написали."
-        )
-        assert "Формат кадра" in screen.text
-        confirmation = await tap(user, "16:9 горизонтально", screen)
-        improved = await tap(user, "✨ Улучшить промпт", confirmation)
-        if improved.text.startswith("✨ Улучшаю"):
-            improved = (await user.next_event(("edit",))).message
-        assert improved.text.startswith("⚠️ Помощник сейчас не ответил")
-        assert "💰 Цена:" in improved.text  # the confirmation, as it was
-        job = await delivered_job(bot, user, improved)
-        assert (job.params["prompt"], job.prompt_original) == (TYPED, None)
-        events = [r for r in bot.events.records if r["event"] == Event.PROMPT_ASSISTED]
-        assert [e["status"] for e in events] == ["failed", "failed"]
+    """Each way the chat model fails, for the translation and for «✨ Улучшить промпт»."""
+    async with start(tmp_path, database_url, timeout_s=1, per_minute=100) as bot:
+        for number, (name, failure) in enumerate(FAILURES.items()):
+            user_id = 4110 + number
+            user = await new_user(bot, user_id)
+            bot.sandbox.kie.chat_scripts.extend([ChatScript(**failure)] * 2)
+            screen = await typed_prompt(user, "Imagen 4 Fast", TYPED)
+            # The typed prompt is taken, the next question follows, the user is told why.
+            assert screen.text.startswith(
+                "⚠️ Помощник сейчас не ответил — описание уйдёт как вы его написали."
+            ), name
+            assert "Формат кадра" in screen.text
+            confirmation = await tap(user, "16:9 горизонтально", screen)
+            improved = await tap(user, "✨ Улучшить промпт", confirmation)
+            if improved.text.startswith("✨ Улучшаю"):
+                improved = (await user.next_event(("edit",))).message
+            assert improved.text.startswith("⚠️ Помощник сейчас не ответил"), name
+            assert "💰 Цена:" in improved.text  # the confirmation, as it was
+            job = await delivered_job(bot, user, improved)
+            assert (job.params["prompt"], job.prompt_original) == (TYPED, None)
+            events = [
+                r
+                for r in bot.events.records
+                if r["event"] == Event.PROMPT_ASSISTED and r.get("user_id") == user_id
+            ]
+            assert [e["status"] for e in events] == ["failed", "failed"], name
         assert await bot.client.violations() == []
         assert await bot.ledger_problems() == []
 
