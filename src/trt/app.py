@@ -36,7 +36,7 @@ from trt.bot.routers.jobs import result_keyboard
 from trt.bot.sender import Sender
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
-from trt.concurrency import finish
+from trt.concurrency import finish, first
 from trt.config import BotMode, Config, mask_database_url
 from trt.db import migrate
 from trt.db.database import Database
@@ -341,17 +341,6 @@ async def _until_passive(leadership: Leadership) -> None:
         await leadership.wait_changed()
 
 
-async def _first(*awaitables: Awaitable[Any]) -> None:
-    """Until the first of `awaitables` completes; the others are cancelled."""
-    waiters = [asyncio.ensure_future(a) for a in awaitables]
-    try:
-        await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for waiter in waiters:
-            waiter.cancel()
-        await asyncio.gather(*waiters, return_exceptions=True)
-
-
 async def _take_updates(services: Services) -> None:
     """Point Telegram at this instance: set the webhook, or clear it for polling. Pending
     updates are always kept (`drop_pending_updates` is never true)."""
@@ -386,7 +375,7 @@ async def serve_active(services: Services, stop: asyncio.Event) -> None:
     drain_s = services.config.leadership.drain_s
     while not stop.is_set():
         if not leadership.is_active:
-            await _first(leadership.wait_changed(), stop.wait())
+            await first(leadership.wait_changed(), stop.wait())
             continue
         await _take_updates(services)
         # The previous leader's leases guard nothing now (it is gone or fenced): its jobs and
@@ -412,7 +401,7 @@ async def serve_active(services: Services, stop: asyncio.Event) -> None:
             loops["yookassa-check"] = services.cards.run(work_stop)
         work = {asyncio.create_task(loop, name=name) for name, loop in loops.items()}
         everything = intake | work
-        await _first(
+        await first(
             _until_passive(leadership),
             stop.wait(),
             asyncio.wait(everything, return_when=asyncio.FIRST_COMPLETED),

@@ -29,6 +29,7 @@ from sqlalchemy import and_, exists, func, insert, literal, select, update
 
 from trt.admin.settings import audit
 from trt.bot.sender import RetryLater, Sender, Undeliverable
+from trt.concurrency import first
 from trt.db.database import Database
 from trt.db.models import Broadcast, BroadcastRecipient, Payment, User, utcnow
 from trt.telemetry.logs import get_logger
@@ -225,8 +226,7 @@ class BroadcastService:
             broadcast = await self._next_running()
             if broadcast is None:
                 self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), IDLE_S)
+                await first(self.wake.wait(), stop.wait(), timeout_s=IDLE_S)
                 continue
             try:
                 await self._send_all(broadcast, stop)

@@ -105,40 +105,6 @@ async def save_draft(
     await state.set_data(draft.to_data())
 
 
-async def next_screen(
-    pipeline: UnifiedModelPipeline,
-    jobs: JobService,
-    wallets: WalletService,
-    state: FSMContext,
-    draft: Draft,
-    user_id: int,
-    lang: str,
-    *,
-    assist: bool = False,
-) -> tuple[str, InlineKeyboardMarkup]:
-    """The assistant's offer while one is open, else the next question, or the confirmation
-    once everything is answered (`assist`: it offers «✨ Улучшить промпт»)."""
-    schema = pipeline.get_schema(draft.slug, lang)
-    if draft.suggestion is not None:
-        await save_draft(state, draft, suggesting=True)
-        return suggestion_screen(schema.model, draft.suggestion, lang)
-    view = next_question(schema, draft)
-    if view is not None:
-        await save_draft(state, draft)
-        return question_screen(schema, draft, view, lang)
-    await save_draft(state, draft, confirming=True)
-    free_left = await jobs.free_left(user_id) if schema.model.free else None
-    text, markup, _quote = confirm_screen(
-        pipeline,
-        draft,
-        lang,
-        balance_kopecks=(await wallets.balance(user_id)).available_kop,
-        free_left=free_left,
-        assist=assist,
-    )
-    return text, markup
-
-
 @dataclass(frozen=True, slots=True)
 class FlowServices:
     """What the flow's screens read, injected into handlers as `flow` (built once)."""
@@ -156,16 +122,18 @@ class FlowServices:
     async def next_screen(
         self, state: FSMContext, draft: Draft, user_id: int, lang: str
     ) -> tuple[str, InlineKeyboardMarkup]:
-        return await next_screen(
-            self.pipeline,
-            self.jobs,
-            self.wallets,
-            state,
-            draft,
-            user_id,
-            lang,
-            assist=self.assist,
-        )
+        """The assistant's offer while one is open, else the next question, or the
+        confirmation once everything is answered (the draft saved in the matching state)."""
+        schema = self.pipeline.get_schema(draft.slug, lang)
+        if draft.suggestion is not None:
+            await save_draft(state, draft, suggesting=True)
+            return suggestion_screen(schema.model, draft.suggestion, lang)
+        view = next_question(schema, draft)
+        if view is not None:
+            await save_draft(state, draft)
+            return question_screen(schema, draft, view, lang)
+        await save_draft(state, draft, confirming=True)
+        return await self.confirm_screen(draft, user_id, lang)
 
     async def confirm_screen(
         self, draft: Draft, user_id: int, lang: str
