@@ -186,7 +186,8 @@ class PromptAssistant:
             return Assisted(
                 AssistStatus.FAILED, left=left, detail=f"{len(text)} characters over {limit}"
             )
-        if kind is AssistKind.TRANSLATE and has_cyrillic(_unquoted(text)):
+        english = kind is AssistKind.TRANSLATE or model.english_prompt
+        if english and has_cyrillic(_unquoted(text)):
             return Assisted(AssistStatus.FAILED, left=left, detail="the answer is not English")
         if text == prompt.strip():
             return Assisted(AssistStatus.UNCHANGED, left=left - 1)

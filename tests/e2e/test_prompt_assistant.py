@@ -176,6 +176,8 @@ FAILURES = {
     "not-json": {"garbage": True},
     "empty": {"answer": ""},
     "timeout": {"delay_s": 3},
+    # A model that wants English gets no Russian «translation» nor a Russian improvement.
+    "not-english": {"answer": "рыжий кот в космосе, подробно"},
 }
 
 

@@ -381,9 +381,14 @@ async def test_chat_answers_openai_shaped_translations_and_improvements(kie: Kie
     assert body["usage"]["total_tokens"] > 0
     _s, improved = await kie.post(CHAT, chat_body("Improve … Answer in English.", "кот"))
     assert improved["choices"][0]["message"]["content"].startswith("kot, highly detailed")
+    _s, quoted = await kie.post(CHAT, chat_body("Improve … Answer in English.", "кот «Привет»"))
+    # Asked for English, it answers in English, the quoted text to render left as it is.
+    assert quoted["choices"][0]["message"]["content"] == (
+        "kot «Привет», highly detailed, expressive composition, soft natural light"
+    )
     _s, russian = await kie.post(CHAT, chat_body("Improve … Answer in the language", "кот"))
     assert russian["choices"][0]["message"]["content"].startswith("кот, высокая детализация")
-    assert [c["model"] for c in kie.server.chats] == ["gemini-3-flash"] * 3
+    assert [c["model"] for c in kie.server.chats] == ["gemini-3-flash"] * 4
 
 
 @pytest.mark.parametrize(

@@ -209,7 +209,7 @@ def chat_answer(system: str, user: str) -> str:
     if system.startswith("Translate"):
         return text
     cyrillic = re.search("[А-Яа-яЁё]", text) is not None
-    return text.rstrip(" .") + _MORE["ru" if cyrillic else "en"]
+    return text.rstrip(" .") + _MORE["ru" if cyrillic and not english else "en"]
 
 
 def _chat_problem(body: dict[str, Any] | None) -> str | None:
