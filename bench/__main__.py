@@ -16,7 +16,7 @@ import time
 from bench import broadcast, engine, intake, startup
 from bench.common import Row, print_table, save
 from trt.config import LogFormat
-from trt.telemetry.logs import configure_logging
+from trt.logs import configure_logging
 
 
 def machine() -> str:

@@ -46,10 +46,10 @@ from trt.db.database import Database
 from trt.db.models import Job
 from trt.jobs.service import JobService
 from trt.jobs.state import JobStatus
+from trt.logs import configure_logging
 from trt.pipeline import UnifiedModelPipeline
 from trt.sandbox.demo import sandbox_env, start_sandbox
 from trt.sandbox.kie import Script
-from trt.telemetry.logs import configure_logging
 
 
 async def until_leading(process: TrtProcess, port: int, timeout_s: float = 60) -> None:

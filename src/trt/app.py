@@ -1,8 +1,13 @@
-"""The application runtime behind `trt run`: storage first, then the services, until a signal.
+"""The composition root behind `trt run`: storage first, then the services, until a signal.
 
-Everything app-wide is built once here (`Services`) and injected: the database, the pipeline,
-the KIE client, the Telegram bot and dispatcher, the job service, the engine and the outbox
-relay, and the HTTP server for KIE callbacks and health checks.
+Everything app-wide is built once here (`Services`, by keyword) and injected: the database,
+the pipeline, the KIE client, the Telegram adapter and the dispatcher, the job service, the
+engine and the outbox relay, the payment providers, and the HTTP server for KIE callbacks,
+webhooks and health checks. Whatever is opened is registered on one `AsyncExitStack` as it is
+opened, so it is closed in reverse order however far start-up got.
+
+This is the one module outside bot/ and telegram/ that knows the presentation: it hands the
+services to `trt.bot.app.create_dispatcher`.
 """
 
 from __future__ import annotations
@@ -19,8 +24,6 @@ from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
 from typing import Any
 
-from aiogram import Bot, Dispatcher
-from aiogram.exceptions import TelegramAPIError, TelegramNetworkError
 from aiohttp import web
 
 from trt import __version__
@@ -29,31 +32,33 @@ from trt.admin.broadcast import BroadcastService
 from trt.admin.settings import RuntimeSettings
 from trt.billing.ledger import Ledger
 from trt.bot.app import create_bot, create_dispatcher, set_commands
-from trt.bot.intake import UpdateInbox
 from trt.bot.keyboards import back_to_menu
 from trt.bot.routers.admin import progress_screen
 from trt.bot.routers.jobs import result_keyboard
-from trt.bot.sender import Sender
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
 from trt.concurrency import finish, first
 from trt.config import BotMode, Config, mask_database_url
 from trt.db import migrate
 from trt.db.database import Database
+from trt.errors import TrtError
 from trt.jobs.engine import JobEngine
-from trt.jobs.media import BotFiles
 from trt.jobs.outbox import OutboxRelay
 from trt.jobs.service import JobService
 from trt.kie.client import KieClient, Limits
 from trt.leadership import Leadership
+from trt.logs import get_logger
 from trt.payments.bonuses import BonusService
 from trt.payments.referrals import Referrals
 from trt.payments.service import PaymentService
 from trt.payments.stars import StarsPayments
 from trt.payments.yookassa import YOOKASSA_NETWORKS, CardPayments, YooKassaClient
 from trt.pipeline import UnifiedModelPipeline
+from trt.telegram.api import Bot, BotApi, BotApiError, Dispatcher
+from trt.telegram.files import BotFiles
+from trt.telegram.intake import UpdateInbox
+from trt.telegram.sender import Sender
 from trt.telemetry.events import telemetry
-from trt.telemetry.logs import get_logger
 from trt.telemetry.metrics import Metrics
 from trt.telemetry.store import EventStore
 from trt.web.app import (
@@ -67,7 +72,7 @@ from trt.web.app import (
 log = get_logger(__name__)
 
 
-class SchemaBehindError(Exception):
+class SchemaBehindError(TrtError):
     """The Postgres schema is older than this code; an operator must run `trt migrate`."""
 
     def __init__(self, current: str | None, head: str) -> None:
@@ -79,7 +84,7 @@ class SchemaBehindError(Exception):
         )
 
 
-@dataclass
+@dataclass(kw_only=True)
 class Services:
     """Everything app-wide, built once per process."""
 
@@ -89,6 +94,7 @@ class Services:
     pipeline: UnifiedModelPipeline
     kie: KieClient
     bot: Bot
+    api: BotApi
     dispatcher: Dispatcher
     jobs: JobService
     engine: JobEngine
@@ -134,7 +140,10 @@ def instance_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:6]}"
 
 
-async def build_services(config: Config, database: Database) -> Services:
+async def build_services(
+    config: Config, database: Database, stack: contextlib.AsyncExitStack
+) -> Services:
+    """Build everything; whatever needs closing is put on `stack` as soon as it is open."""
     pipeline = UnifiedModelPipeline(
         default_catalog(), Rates(config.pricing.usd_rub_rate, config.pricing.price_markup)
     )
@@ -151,6 +160,7 @@ async def build_services(config: Config, database: Database) -> Services:
         ),
     )
     await kie.start()
+    stack.push_async_callback(kie.close)
     owner = instance_id()
     bot_id = config.telegram.bot_id
     assert bot_id is not None, "BOT_TOKEN is checked by Config.require()"
@@ -170,6 +180,8 @@ async def build_services(config: Config, database: Database) -> Services:
         wake=wake,
     )
     bot = create_bot(config)
+    api = BotApi(bot)
+    stack.push_async_callback(api.close)
     engine = JobEngine(
         database,
         pipeline,
@@ -198,7 +210,7 @@ async def build_services(config: Config, database: Database) -> Services:
     )
     events = EventStore(database, retention_days=config.logging.events_retention_days)
     payments = PaymentService(database, config.payments)
-    stars = StarsPayments(payments, bot, sender, config.payments)
+    stars = StarsPayments(payments, api, sender, config.payments)
     cards: CardPayments | None = None
     settings = config.payments
     if settings.yookassa_enabled:
@@ -210,7 +222,8 @@ async def build_services(config: Config, database: Database) -> Services:
             settings.yookassa_secret_key.get_secret_value(),
         )
         await client.start()
-        cards = CardPayments(payments, client, bot, sender, settings)
+        stack.push_async_callback(client.close)
+        cards = CardPayments(payments, client, api, sender, settings)
     broadcasts = BroadcastService(
         database,
         sender,
@@ -248,27 +261,28 @@ async def build_services(config: Config, database: Database) -> Services:
     metrics = Metrics(database)
     leadership.listeners.append(metrics.set_role)
     return Services(
-        config,
-        owner,
-        database,
-        pipeline,
-        kie,
-        bot,
-        dispatcher,
-        jobs,
-        engine,
-        relay,
-        wake,
-        events,
-        metrics,
-        leadership,
-        inbox,
-        payments,
-        stars,
-        cards,
-        runtime,
-        broadcasts,
-        alerts,
+        config=config,
+        owner=owner,
+        database=database,
+        pipeline=pipeline,
+        kie=kie,
+        bot=bot,
+        api=api,
+        dispatcher=dispatcher,
+        jobs=jobs,
+        engine=engine,
+        relay=relay,
+        wake=wake,
+        events=events,
+        metrics=metrics,
+        leadership=leadership,
+        inbox=inbox,
+        payments=payments,
+        stars=stars,
+        cards=cards,
+        runtime=runtime,
+        broadcasts=broadcasts,
+        alerts=alerts,
     )
 
 
@@ -286,8 +300,7 @@ async def start_http(services: Services) -> tuple[web.AppRunner, TelegramWebhook
         secret=secret.get_secret_value() if secret else None,
         inbox=services.inbox,
         is_active=lambda: services.leadership.is_active,
-        dispatcher=services.dispatcher,
-        bot=services.bot,
+        answer_passive=services.inbox.answer_passive,
     )
 
     async def ready() -> dict[str, Any]:
@@ -348,17 +361,16 @@ async def _take_updates(services: Services) -> None:
     try:
         if config.telegram.mode is BotMode.WEBHOOK:
             secret = config.telegram.effective_webhook_secret()
-            await services.bot.set_webhook(
+            await services.api.take_webhook(
                 f"{config.http.public_base_url}{WEBHOOK_PATH}",
-                secret_token=secret.get_secret_value() if secret else None,
+                secret=secret.get_secret_value() if secret else None,
                 allowed_updates=services.dispatcher.resolve_used_update_types(),
-                drop_pending_updates=False,
             )
         else:
-            await services.bot.delete_webhook(drop_pending_updates=False)
-    except (TelegramAPIError, TelegramNetworkError) as error:
+            await services.api.take_polling()
+    except BotApiError as error:
         # Polling retries on its own; a webhook already set by the previous leader still works.
-        log.warning("take_updates_failed", error=str(error)[:200])
+        log.warning("take_updates_failed", error=error.message[:200])
 
 
 WORK_RESTART_S = 1.0
@@ -446,67 +458,84 @@ async def run(
     signals = (signal.SIGINT, signal.SIGTERM) if install_signal_handlers else ()
     for signum in signals:
         loop.add_signal_handler(signum, stop.set)
-    database = await prepare_storage(config)
-    services = await build_services(config, database)
-    tasks: list[asyncio.Task[None]] = []
-    http: web.AppRunner | None = None
-    webhook: TelegramWebhook | None = None
     try:
-        http, webhook = await start_http(services)
-        try:
-            await set_commands(services.bot)
-        except (TelegramAPIError, TelegramNetworkError) as error:
-            # The command menu is cosmetic; Telegram being unreachable must not stop start-up
-            # (polling retries on its own).
-            log.warning("set_commands_failed", error=str(error))
-        telemetry.sinks.append(services.events.sink)
-        telemetry.sinks.append(services.metrics.sink)
-        telemetry.sinks.append(services.alerts.sink)
-        tasks.append(asyncio.create_task(services.events.run(stop), name="event-store"))
-        tasks.append(asyncio.create_task(services.leadership.run(stop), name="leadership"))
-        # Every instance follows the operators' knobs (the PASSIVE one's screens too).
-        tasks.append(asyncio.create_task(services.runtime.run(stop), name="runtime-settings"))
-        tasks.append(asyncio.create_task(serve_active(services, stop), name="active-work"))
-        # The startup log states the role: wait for the first attempt (bounded; a database
-        # that does not answer leaves the instance PASSIVE, which is what the log then says).
-        with contextlib.suppress(TimeoutError):
-            await asyncio.wait_for(services.leadership.decided.wait(), 10)
-        if on_ready is not None:
-            await on_ready(services)
-        log.info(
-            "ready",
-            version=__version__,
-            python=sys.version.split()[0],
-            database=mask_database_url(config.database.url),
-            bot_mode=config.telegram.mode.value,
-            bot_id=config.telegram.bot_id,
-            models=len(services.pipeline.catalog),
-            http=services.http_url,
-            owner=services.owner,
-            role=services.leadership.role.value,
-            lease_ttl_s=config.leadership.lease_ttl_s,
-        )
-        await stop.wait()
-        log.info("stopping", reason="signal")
+        async with contextlib.AsyncExitStack() as stack:
+            database = await prepare_storage(config)
+            stack.push_async_callback(database.dispose)
+            services = await build_services(config, database, stack)
+            await _serve(services, stop, on_ready, stack)
     finally:
-        stop.set()
-        await asyncio.gather(*tasks, return_exceptions=True)
-        with contextlib.suppress(Exception):  # a crash before the tasks ran: still let go
-            await services.leadership.release()
-        if webhook is not None:
-            await webhook.close()
-        for sink in (services.events.sink, services.metrics.sink, services.alerts.sink):
-            if sink in telemetry.sinks:
-                telemetry.sinks.remove(sink)
-        with contextlib.suppress(Exception):  # the last events; never block the shutdown
-            await services.events.flush()
-        if http is not None:
-            await http.cleanup()
-        await services.bot.session.close()
-        await services.kie.close()
-        if services.cards is not None:
-            await services.cards.client.close()
-        await database.dispose()
+        stop.set()  # whoever waits on it (a test, the demo) sees the runtime end
         for signum in signals:
             loop.remove_signal_handler(signum)
     log.info("stopped")
+
+
+async def _serve(
+    services: Services,
+    stop: asyncio.Event,
+    on_ready: OnReady | None,
+    stack: contextlib.AsyncExitStack,
+) -> None:
+    """Start the HTTP server and the loops, then wait for `stop`. What is started is put on
+    `stack`, so on the way out the loops stop first, then the lease goes, then the rest."""
+    config = services.config
+    http, webhook = await start_http(services)
+    stack.push_async_callback(http.cleanup)
+    stack.push_async_callback(_flush_events, services)  # the last events; never blocks
+    stack.push_async_callback(webhook.close)
+    await set_commands(services.bot)
+    sinks = (services.events.sink, services.metrics.sink, services.alerts.sink)
+    telemetry.sinks.extend(sinks)
+    stack.callback(_remove_sinks, sinks)
+    stack.push_async_callback(_release, services.leadership)
+    tasks = [
+        asyncio.create_task(services.events.run(stop), name="event-store"),
+        asyncio.create_task(services.leadership.run(stop), name="leadership"),
+        # Every instance follows the operators' knobs (the PASSIVE one's screens too).
+        asyncio.create_task(services.runtime.run(stop), name="runtime-settings"),
+        asyncio.create_task(serve_active(services, stop), name="active-work"),
+    ]
+    stack.push_async_callback(_stop_tasks, stop, tasks)
+    # The startup log states the role: wait for the first attempt (bounded; a database that
+    # does not answer leaves the instance PASSIVE, which is what the log then says).
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(services.leadership.decided.wait(), 10)
+    if on_ready is not None:
+        await on_ready(services)
+    log.info(
+        "ready",
+        version=__version__,
+        python=sys.version.split()[0],
+        database=mask_database_url(config.database.url),
+        bot_mode=config.telegram.mode.value,
+        bot_id=config.telegram.bot_id,
+        models=len(services.pipeline.catalog),
+        http=services.http_url,
+        owner=services.owner,
+        role=services.leadership.role.value,
+        lease_ttl_s=config.leadership.lease_ttl_s,
+    )
+    await stop.wait()
+    log.info("stopping", reason="signal")
+
+
+async def _stop_tasks(stop: asyncio.Event, tasks: list[asyncio.Task[None]]) -> None:
+    stop.set()
+    await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def _release(leadership: Leadership) -> None:
+    with contextlib.suppress(Exception):  # a crash before the tasks ran: still let go
+        await leadership.release()
+
+
+def _remove_sinks(sinks: tuple[Callable[..., Any], ...]) -> None:
+    for sink in sinks:
+        if sink in telemetry.sinks:
+            telemetry.sinks.remove(sink)
+
+
+async def _flush_events(services: Services) -> None:
+    with contextlib.suppress(Exception):
+        await services.events.flush()

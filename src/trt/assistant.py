@@ -24,8 +24,8 @@ from trt.db.database import Database
 from trt.db.models import PromptAssist, utcnow
 from trt.kie.client import KieClient
 from trt.kie.errors import KieError
+from trt.logs import get_logger
 from trt.telemetry.events import Event, telemetry
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -13,11 +13,11 @@ import sys
 from collections.abc import Callable, Sequence
 
 from trt import __version__
-from trt.catalog import commands as catalog_commands
+from trt import models_cli as catalog_commands
 from trt.catalog.loader import CatalogError
 from trt.config import Config, ConfigError, load_config
+from trt.logs import configure_logging, get_logger, resolve_format
 from trt.pipeline import UnknownModelError
-from trt.telemetry.logs import configure_logging, get_logger, resolve_format
 
 EXIT_OK = 0
 EXIT_FAILURE = 1

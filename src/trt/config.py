@@ -24,6 +24,7 @@ from pydantic import (
 )
 from pydantic_settings import BaseSettings, NoDecode, SettingsConfigDict
 
+from trt.errors import TrtError
 from trt.receipts import PAYMENT_MODES, PAYMENT_SUBJECTS, is_email
 
 ENV_FILE = ".env"
@@ -465,7 +466,7 @@ class ConfigProblem:
     reason: str
 
 
-class ConfigError(Exception):
+class ConfigError(TrtError):
     """The configuration cannot be used; `problems` names each variable and why."""
 
     def __init__(self, problems: list[ConfigProblem]) -> None:

@@ -36,7 +36,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.db.database import Database
 from trt.db.models import LeaderLease
-from trt.telemetry.logs import get_logger
+from trt.errors import TrtError
+from trt.logs import get_logger
 
 log = get_logger(__name__)
 LOCK_CLASS = 0x747274  # "trt": the first key of the two-int advisory lock; the bot id is second
@@ -49,7 +50,7 @@ class Role(StrEnum):
     PASSIVE = "passive"
 
 
-class StaleLeaderError(Exception):
+class StaleLeaderError(TrtError):
     """An ACTIVE-only write was refused: this instance no longer holds the lease."""
 
 

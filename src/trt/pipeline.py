@@ -26,6 +26,7 @@ from trt.catalog.schema import (
     Role,
     Ui,
 )
+from trt.errors import TrtError
 from trt.i18n import join_choices, plural, t
 
 CATEGORY_ICONS = {
@@ -39,7 +40,7 @@ PROMPT_PREVIEW_CHARS = 300
 MAX_FILES_PER_PARAM = 10  # where KIE states no maximum for a list of files
 
 
-class UnknownModelError(LookupError):
+class UnknownModelError(TrtError, LookupError):
     def __init__(self, model_id: str) -> None:
         self.model_id = model_id
         super().__init__(f"unknown model {model_id!r}")

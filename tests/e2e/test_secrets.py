@@ -15,10 +15,10 @@ from sqlalchemy import select
 from tests.e2e_support import running_bot
 from trt.config import LogFormat
 from trt.db.models import EventRow, Job
+from trt.logs import configure_logging
 from trt.sandbox.media import render_png
 from trt.sandbox.telegram import MethodFault
 from trt.telemetry.events import Event
-from trt.telemetry.logs import configure_logging
 
 USER = 5151
 

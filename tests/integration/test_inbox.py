@@ -9,10 +9,10 @@ from typing import Any
 import pytest
 from sqlalchemy import false, func, select
 
-from trt.bot.intake import UpdateInbox, chat_of
 from trt.db.database import Database
 from trt.db.models import InboxUpdate
 from trt.leadership import StaleLeaderError
+from trt.telegram.intake import UpdateInbox, chat_of
 
 
 def message(update_id: int, chat_id: int) -> dict[str, Any]:

@@ -42,8 +42,7 @@ async def post(active: bool, body: Any, secret: str = "s3cret") -> tuple[int, In
         secret="s3cret",
         inbox=inbox,  # type: ignore[arg-type]
         is_active=lambda: active,
-        dispatcher=dispatcher,  # type: ignore[arg-type]
-        bot=None,  # type: ignore[arg-type]
+        answer_passive=lambda update: dispatcher.feed_raw_update(None, update),
     )
     app = create_web_app(NoCallbacks(), ready, webhook=webhook)  # type: ignore[arg-type]
     async with TestClient(TestServer(app)) as client:

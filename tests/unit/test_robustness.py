@@ -9,11 +9,11 @@ import zlib
 from aiohttp.test_utils import make_mocked_request
 
 from trt.bot.middlewares import PRUNE_AT, RateLimitMiddleware
-from trt.bot.sender import Sender
 from trt.kie.callbacks import signature_ok
 from trt.media import image_mime, image_size
 from trt.payments.yookassa import YOOKASSA_NETWORKS, is_payment_id
 from trt.sandbox.kie import kie_signature
+from trt.telegram.sender import Sender
 from trt.web.app import SlidingWindow, _from_networks, metrics_allowed
 
 

@@ -16,15 +16,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from trt.bot.sender import RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_money
 from trt.db.database import Database
 from trt.db.models import Job, utcnow
 from trt.i18n import DEFAULT_LANG, t
 from trt.kie.client import KieClient
 from trt.kie.errors import KieError
+from trt.logs import get_logger
+from trt.telegram.sender import RetryLater, Sender, Undeliverable
 from trt.telemetry.events import Event
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 CHECK_EVERY_S = 300.0

@@ -24,15 +24,14 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any
 
-from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import and_, exists, func, insert, literal, select, update
 
 from trt.admin.settings import audit
-from trt.bot.sender import RetryLater, Sender, Undeliverable
 from trt.concurrency import first
 from trt.db.database import Database
 from trt.db.models import Broadcast, BroadcastRecipient, Payment, User, utcnow
-from trt.telemetry.logs import get_logger
+from trt.logs import get_logger
+from trt.telegram.sender import Markup, RetryLater, Sender, Undeliverable
 
 log = get_logger(__name__)
 DRAFT, RUNNING, PAUSED, CANCELLED, DONE = "draft", "running", "paused", "cancelled", "done"
@@ -57,7 +56,7 @@ class Progress:
         return self.sent + self.failed + self.blocked + self.unknown
 
 
-Render = Callable[[Progress], tuple[str, InlineKeyboardMarkup | None]]
+Render = Callable[[Progress], tuple[str, Markup | None]]
 
 
 def segment_filter(segment: dict[str, Any]) -> Any:

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from trt.catalog.knobs import Knobs
 from trt.db.database import Database
 from trt.db.models import AuditEntry, RuntimeSetting, utcnow
+from trt.logs import get_logger
 from trt.pipeline import UnifiedModelPipeline
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 REFRESH_S = 2.0

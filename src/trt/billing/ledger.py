@@ -34,6 +34,7 @@ from trt.db.models import (
     User,
     utcnow,
 )
+from trt.errors import TrtError
 
 REVENUE = "revenue"  # captured generation payments
 ADJUSTMENTS = "adjustments"  # admin corrections
@@ -41,7 +42,7 @@ BONUS = "bonus"  # welcome, referral and promo credits
 HOLD_NAMESPACE = uuid.UUID("6f1c2a5e-7d39-4a55-9d0e-2f4b8c1a7e10")
 
 
-class LedgerError(Exception):
+class LedgerError(TrtError):
     pass
 
 

@@ -1,1 +1,3 @@
-"""The Telegram side: aiogram routers, middlewares, callback data, keyboards."""
+"""The presentation: aiogram routers, screens, keyboards, callback data, middlewares.
+
+Talking to the Bot API itself (sending, intake, files) is `trt.telegram`'s."""

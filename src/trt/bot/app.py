@@ -9,6 +9,7 @@ from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
 from aiogram.enums import ParseMode
+from aiogram.exceptions import TelegramAPIError
 from aiogram.methods.base import Response
 from aiogram.types import BotCommand, BotCommandScopeDefault
 
@@ -17,6 +18,7 @@ from trt.admin.operations import Operations
 from trt.admin.settings import RuntimeSettings
 from trt.assistant import PromptAssistant
 from trt.billing.wallets import WalletService
+from trt.bot.callbacks import check_budget
 from trt.bot.flow import FlowServices
 from trt.bot.middlewares import (
     AnswerFirstMiddleware,
@@ -30,21 +32,23 @@ from trt.bot.middlewares import (
 from trt.bot.routers import account, admin, assist, catalog, fallback, generate, start, support
 from trt.bot.routers import jobs as jobs_router
 from trt.bot.routers import payments as payments_router
-from trt.bot.sender import Sender
 from trt.bot.storage import SqlStorage
 from trt.config import Config
 from trt.db.database import Database
 from trt.i18n import LANGUAGES, t
 from trt.jobs.service import JobService
 from trt.kie.client import KieClient
+from trt.logs import get_logger, scrub
 from trt.payments.bonuses import BonusService
 from trt.payments.service import PaymentService
 from trt.payments.stars import StarsPayments
 from trt.payments.yookassa import CardPayments
 from trt.pipeline import UnifiedModelPipeline
+from trt.telegram.sender import Sender
 from trt.telemetry.store import EventStore
 from trt.users import UserService
 
+log = get_logger(__name__)
 COMMANDS = (
     "start",
     "help",
@@ -111,6 +115,7 @@ def create_dispatcher(
     kie: KieClient | None = None,
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
+    check_budget(pipeline.catalog)
     users = UserService(database)
     wallets = WalletService(database)
     dispatcher = Dispatcher(
@@ -162,11 +167,20 @@ def create_dispatcher(
 
 
 async def set_commands(bot: Bot) -> None:
-    """The command menu in both languages (Russian is the default scope)."""
-    for lang in LANGUAGES:
-        commands = [
-            BotCommand(command=name, description=t(lang, f"commands.{name}")) for name in COMMANDS
-        ]
-        await bot.set_my_commands(
-            commands, scope=BotCommandScopeDefault(), language_code=None if lang == "ru" else lang
-        )
+    """The command menu in both languages (Russian is the default scope).
+
+    The menu is cosmetic: Telegram being unreachable is logged and must not stop start-up
+    (polling retries on its own)."""
+    try:
+        for lang in LANGUAGES:
+            commands = [
+                BotCommand(command=name, description=t(lang, f"commands.{name}"))
+                for name in COMMANDS
+            ]
+            await bot.set_my_commands(
+                commands,
+                scope=BotCommandScopeDefault(),
+                language_code=None if lang == "ru" else lang,
+            )
+    except TelegramAPIError as error:
+        log.warning("set_commands_failed", error=scrub(str(error))[:200])

@@ -2,17 +2,18 @@
 
 Parameters and enum values travel as indexes into the catalogue (stable for one catalogue
 version); names would not fit 64 bytes for long parameter names. `catalogue_budget` computes the
-longest payload any screen can produce for a model, which the catalogue checks at load.
+longest payload any screen can produce for a model; `check_budget` refuses a catalogue with
+one over the limit when the dispatcher is built (catalog/ knows nothing of buttons).
 """
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from collections.abc import Iterable
 
 from aiogram.filters.callback_data import CallbackData
 
-if TYPE_CHECKING:
-    from trt.catalog.schema import ModelSpec
+from trt.catalog.loader import CatalogDefect, CatalogError
+from trt.catalog.schema import ModelSpec
 
 MAX_CALLBACK_BYTES = 64
 # The widest page index a paginated list may show (a generous bound for the budget check).
@@ -150,6 +151,22 @@ def catalogue_budget(model: ModelSpec) -> tuple[int, str]:
     packed = [_unchecked_pack(callback) for callback in model_callbacks(model)]
     longest = max(packed, key=lambda data: len(data.encode()))
     return len(longest.encode()), longest
+
+
+def check_budget(catalog: Iterable[ModelSpec]) -> None:
+    """Refuse to start with a model whose buttons would not fit Telegram's 64 bytes (checked
+    when the dispatcher is built, so a bad catalogue never reaches a user's screen)."""
+    defects = []
+    for model in catalog:
+        size, payload = catalogue_budget(model)
+        if size > MAX_CALLBACK_BYTES:
+            rule = (
+                f"callback data {payload!r} is {size} bytes, over Telegram's "
+                f"{MAX_CALLBACK_BYTES}: shorten the slug"
+            )
+            defects.append(CatalogDefect(model.slug, "slug", rule))
+    if defects:
+        raise CatalogError(defects)
 
 
 def _unchecked_pack(callback: CallbackData) -> str:

@@ -32,6 +32,7 @@ from aiogram.types import (
 from trt.bot.callbacks import Refresh
 from trt.bot.screens import same_markup
 from trt.i18n import DEFAULT_LANG, normalize_lang, t
+from trt.logs import get_logger
 from trt.telemetry.events import (
     Event,
     Reason,
@@ -45,7 +46,6 @@ from trt.telemetry.events import (
     telemetry,
     update_scope,
 )
-from trt.telemetry.logs import get_logger
 from trt.users import UserService
 
 log = get_logger(__name__)

@@ -9,8 +9,8 @@ import re
 from aiogram.exceptions import TelegramBadRequest, TelegramNetworkError, TelegramServerError
 from aiogram.types import CallbackQuery, InlineKeyboardMarkup, Message
 
+from trt.logs import get_logger
 from trt.telemetry.events import Event, get_chat_id, get_user_id, telemetry
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 EDIT_ATTEMPTS = 2  # then the screen goes out as a new message

@@ -15,7 +15,6 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from trt.bot.callbacks import MAX_CALLBACK_BYTES, catalogue_budget
 from trt.catalog import rules
 from trt.catalog.schema import (
     CatalogFile,
@@ -31,6 +30,7 @@ from trt.catalog.schema import (
     Ui,
     table_key,
 )
+from trt.errors import TrtError
 from trt.i18n import t
 
 CATALOG_PATH = Path(__file__).with_name("models.yaml")
@@ -50,7 +50,7 @@ class CatalogDefect:
         return f"{self.model}: {self.path}: {self.rule}"
 
 
-class CatalogError(Exception):
+class CatalogError(TrtError):
     def __init__(self, defects: list[CatalogDefect]) -> None:
         self.defects = defects
         super().__init__("Model catalogue is invalid:\n" + "\n".join(f"  {d}" for d in defects))
@@ -179,13 +179,6 @@ def cross_check(source: CatalogFile) -> list[CatalogDefect]:
             _check_param(source, model, name, spec, defect)
         _check_price(model, defect)
         _check_incompatible(model, defect)
-        size, payload = catalogue_budget(model)
-        if size > MAX_CALLBACK_BYTES:
-            defect(
-                "slug",
-                f"callback data {payload!r} is {size} bytes, over Telegram's "
-                f"{MAX_CALLBACK_BYTES}: shorten the slug",
-            )
     defects.extend(_check_follow_ups(source))
     return defects
 

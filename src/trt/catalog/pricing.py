@@ -13,11 +13,12 @@ from typing import Any
 
 from trt.catalog.rules import media_duration, media_items
 from trt.catalog.schema import ModelSpec, PriceSpec, table_key
+from trt.errors import TrtError
 
 USD_PER_CREDIT = Decimal("0.005")
 
 
-class PricingError(ValueError):
+class PricingError(TrtError, ValueError):
     """The parameters do not determine a price (a missing or unpriced value)."""
 
 

@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.base import Executable
 
-from trt.telemetry.logs import get_logger
+from trt.logs import get_logger
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
 RETRY_ATTEMPTS = 5

@@ -29,17 +29,18 @@ from trt.concurrency import finish
 from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, KieCallback, Outbox, User, utcnow
+from trt.errors import MediaFetchError
 from trt.faults import failpoint
 from trt.i18n import normalize_lang, t
-from trt.jobs.media import MediaFetchError, TelegramFiles, upload_media
+from trt.jobs.media import TelegramFiles, upload_media
 from trt.jobs.service import today_utc
 from trt.jobs.state import ACTIVE, JobStatus, sources_of
 from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_callback
 from trt.kie.errors import KieError, kind_of
+from trt.logs import get_logger, scrub
 from trt.payments.referrals import ReferralBonus, Referrals
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta
 from trt.telemetry.events import Event, Reason, telemetry
-from trt.telemetry.logs import get_logger, scrub
 
 log = get_logger(__name__)
 Fence = Callable[[], ColumnElement[bool]]

@@ -1,5 +1,7 @@
 """User uploads: from Telegram (by file id) to KIE's upload API, done by the engine.
 
+The bytes come through a `TelegramFiles` (the adapter is `trt.telegram.files.BotFiles`).
+
 Handlers only record `tg:<file_id>` references while the user chooses; the engine fetches the
 bytes and uploads them right before createTask (KIE deletes uploads after 3 days), so no
 handler ever waits on a download.
@@ -9,52 +11,16 @@ from __future__ import annotations
 
 from typing import Any, Protocol
 
-from aiogram import Bot
-from aiogram.exceptions import TelegramAPIError
-
 from trt.catalog.rules import is_telegram_file, telegram_file_id
 from trt.catalog.schema import ModelSpec
+from trt.errors import MediaFetchError
 from trt.kie.client import KieClient
 from trt.media import extension_of, mime_kind, sniff_mime
-from trt.telemetry.logs import scrub
-
-
-class MediaFetchError(Exception):
-    """A user's file could not be used: not fetched from Telegram (too big, gone; code
-    `input`) or not what the model takes (an empty file, a "photo" that is no image; code
-    `input_format`, and `input_video` / `input_audio` for the other kinds)."""
-
-    def __init__(self, message: str, code: str = "input") -> None:
-        super().__init__(message)
-        self.code = code
 
 
 class TelegramFiles(Protocol):
     async def fetch(self, file_id: str) -> tuple[bytes, str]:
         """The file's bytes and a file name."""
-
-
-class BotFiles:
-    """Fetches users' files through the Bot API (getFile + download, ≤ 20 MB)."""
-
-    def __init__(self, bot: Bot) -> None:
-        self.bot = bot
-
-    async def fetch(self, file_id: str) -> tuple[bytes, str]:
-        try:
-            info = await self.bot.get_file(file_id)
-            assert info.file_path is not None
-            buffer = await self.bot.download_file(info.file_path)
-        except TelegramAPIError as error:  # Telegram's own words (no URL in them)
-            raise MediaFetchError(f"{type(error).__name__}: {scrub(error.message)}") from error
-        except Exception as error:  # any other failure: the file is unavailable
-            # Not the exception's text: a failed download's names the file URL, which holds
-            # the bot token, and this message is stored on the job and shown in /debug.
-            raise MediaFetchError(
-                f"the file could not be fetched ({type(error).__name__})"
-            ) from error
-        assert buffer is not None
-        return buffer.read(), info.file_path.rsplit("/", 1)[-1]
 
 
 async def upload_media(

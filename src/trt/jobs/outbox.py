@@ -20,12 +20,10 @@ from collections.abc import Callable
 from datetime import timedelta
 
 import structlog
-from aiogram.types import InlineKeyboardMarkup
 from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import REVENUE, Ledger
-from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable, send_kind
 from trt.catalog.pricing import format_money
 from trt.concurrency import finish
 from trt.db.database import Database
@@ -33,9 +31,10 @@ from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.state import JobStatus
+from trt.logs import get_logger
 from trt.media import result_file_name
+from trt.telegram.sender import Markup, OutgoingFile, RetryLater, Sender, Undeliverable, send_kind
 from trt.telemetry.events import Event, Reason, telemetry
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 MAX_ATTEMPTS = 12
@@ -46,7 +45,7 @@ RUNNING_STATES = frozenset({JobStatus.SUBMITTED.value, JobStatus.RUNNING.value})
 CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "upload_voice"}
 
 # (lang, job id, model slug): the buttons under a result or a failure notice
-Keyboards = Callable[[str, str, str], InlineKeyboardMarkup | None]
+Keyboards = Callable[[str, str, str], Markup | None]
 
 
 class OutboxRelay:
@@ -283,7 +282,7 @@ class OutboxRelay:
         telemetry.emit(Event.DELIVERED, cid=job.cid, job_id=job.id, outcome="sent")
 
     async def _send_links(
-        self, row: Outbox, job: Job, results: list[JobResult], markup: InlineKeyboardMarkup | None
+        self, row: Outbox, job: Job, results: list[JobResult], markup: Markup | None
     ) -> None:
         text = link_text(
             job.lang,

@@ -26,6 +26,7 @@ from trt.catalog.schema import ModelSpec
 from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, User, utcnow
+from trt.errors import TrtError
 from trt.i18n import t
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.media import result_file_name
@@ -33,7 +34,7 @@ from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Event, new_cid, telemetry
 
 
-class JobLimitError(Exception):
+class JobLimitError(TrtError):
     """Too many active jobs: `scope` is "user" or "global"."""
 
     def __init__(self, scope: str, count: int) -> None:
@@ -42,7 +43,7 @@ class JobLimitError(Exception):
         super().__init__(f"{scope} limit reached ({count} active)")
 
 
-class JobValidationError(Exception):
+class JobValidationError(TrtError):
     def __init__(self, messages: list[str]) -> None:
         self.messages = messages
         super().__init__("; ".join(messages))

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from trt.errors import TrtError
+
 
 @dataclass(frozen=True, slots=True)
 class ErrorKind:
@@ -157,7 +159,7 @@ def kind_of(code: int | str) -> ErrorKind:
     return ERRORS.get(str(code), UNKNOWN)
 
 
-class KieError(Exception):
+class KieError(TrtError):
     """A failed KIE call; `kind` says whether to retry and whether to refund."""
 
     def __init__(

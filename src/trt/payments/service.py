@@ -22,6 +22,7 @@ from trt.billing.ledger import Ledger
 from trt.config import PaymentsSettings
 from trt.db.database import Database
 from trt.db.models import LedgerPosting, Payment, User, utcnow
+from trt.errors import TrtError
 from trt.faults import failpoint
 from trt.payments.referrals import Referrals
 from trt.telemetry.events import Event, telemetry
@@ -34,7 +35,7 @@ INVOICE_PREFIX = "tp:"  # a Stars invoice's payload: "tp:<payment id>"
 MANUAL_NAMESPACE = uuid.UUID("0b7f3c58-4f1e-4a8e-9a55-6d2e1c7b9f31")  # receipts' payment ids
 
 
-class PaymentError(Exception):
+class PaymentError(TrtError):
     """A payment cannot take this step; `reason` is a locale key under `pay.`."""
 
     def __init__(self, reason: str) -> None:

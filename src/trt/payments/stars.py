@@ -10,25 +10,17 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from typing import Any, ClassVar
+from typing import ClassVar
 
-from aiogram import Bot
-from aiogram.exceptions import (
-    TelegramAPIError,
-    TelegramNetworkError,
-    TelegramRetryAfter,
-    TelegramServerError,
-)
-from aiogram.types import InlineKeyboardMarkup, LabeledPrice
-
-from trt.bot.sender import RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_money
 from trt.config import PaymentsSettings, StarsPackage
 from trt.faults import failpoint
 from trt.i18n import t
+from trt.logs import get_logger
 from trt.payments.service import Credit, PaymentError, PaymentService, PaymentView, payment_id_of
+from trt.telegram.api import BotApi, BotApiError, StarTransaction
+from trt.telegram.sender import Markup, RetryLater, Sender, Undeliverable
 from trt.telemetry.events import Event, new_cid, telemetry
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 PAGE = 100
@@ -39,9 +31,7 @@ def stars_memo(stars: int | None) -> str:
     return f"Telegram Stars ⭐ {stars}"
 
 
-async def notify(
-    sender: Sender, chat_id: int, text: str, markup: InlineKeyboardMarkup | None = None
-) -> bool:
+async def notify(sender: Sender, chat_id: int, text: str, markup: Markup | None = None) -> bool:
     """Tell a user about their money; a notice that cannot go out is logged, never raised.
 
     False when it may go out later (Telegram asked to wait or failed), True when it went out or
@@ -101,7 +91,7 @@ async def tell_credited(
     credit: Credit,
     *,
     prefix: str = "",
-    markup: InlineKeyboardMarkup | None = None,
+    markup: Markup | None = None,
 ) -> None:
     """Tell the user their top-up arrived: once per payment, also across a crash.
 
@@ -159,10 +149,10 @@ class StarsPayments(RefundSteps):
     method = "stars"
 
     def __init__(
-        self, payments: PaymentService, bot: Bot, sender: Sender, settings: PaymentsSettings
+        self, payments: PaymentService, api: BotApi, sender: Sender, settings: PaymentsSettings
     ) -> None:
         self.payments = payments
-        self.bot = bot
+        self.api = api
         self.sender = sender
         self.settings = settings
         self._cursor = 0  # transactions already looked at (the list only grows)
@@ -184,13 +174,13 @@ class StarsPayments(RefundSteps):
             cid=cid,
         )
         amount = format_money(package.rubles * 100)
-        await self.bot.send_invoice(
+        await self.api.send_stars_invoice(
             chat_id,
-            title=t(lang, "pay.stars_title", amount=amount)[:32],
+            title=t(lang, "pay.stars_title", amount=amount),
             description=t(lang, "pay.stars_description", amount=amount, stars=package.stars),
             payload=payment.invoice_payload,
-            currency="XTR",
-            prices=[LabeledPrice(label=t(lang, "pay.stars_label"), amount=package.stars)],
+            label=t(lang, "pay.stars_label"),
+            stars=package.stars,
         )
         return payment
 
@@ -231,19 +221,17 @@ class StarsPayments(RefundSteps):
         """Credit every paid invoice Telegram lists that the ledger does not; how many."""
         credited = 0
         while True:
-            answer = await self.bot.get_star_transactions(offset=self._cursor, limit=PAGE)
-            transactions = answer.transactions
+            transactions = await self.api.star_transactions(self._cursor, PAGE)
             for transaction in transactions:
                 credited += await self._reconcile_one(transaction)
             self._cursor += len(transactions)
             if len(transactions) < PAGE:
                 return credited
 
-    async def _reconcile_one(self, transaction: Any) -> int:
-        source = transaction.source
-        payload = getattr(source, "invoice_payload", None)
-        user = getattr(source, "user", None)
-        if not payload or user is None or payment_id_of(payload) is None:
+    async def _reconcile_one(self, transaction: StarTransaction) -> int:
+        payload = transaction.invoice_payload
+        user_id = transaction.user_id
+        if not payload or user_id is None or payment_id_of(payload) is None:
             return 0  # a refund, a transfer, or not one of our invoices
         if await self.payments.is_credited("stars", transaction.id):
             return 0
@@ -252,7 +240,7 @@ class StarsPayments(RefundSteps):
                 payload=payload,
                 charge_id=transaction.id,
                 total_amount=transaction.amount,
-                user_id=user.id,
+                user_id=user_id,
                 cid=None,
                 reconciled=True,
             )
@@ -280,12 +268,13 @@ class StarsPayments(RefundSteps):
         assert payment.external_id is not None
         outcome = REFUNDED_NOW
         try:
-            await self.bot.refund_star_payment(payment.user_id, payment.external_id)
-        except (TelegramNetworkError, TelegramServerError, TelegramRetryAfter) as error:
-            log.warning("stars_refund_unclear", payment_id=payment.id, error=type(error).__name__)
-            outcome = REFUNDED_NOW if await self._refund_listed(payment.external_id) else UNCLEAR
-        except TelegramAPIError as error:
-            if "CHARGE_ALREADY_REFUNDED" not in str(error):
+            await self.api.refund_star_payment(payment.user_id, payment.external_id)
+        except BotApiError as error:
+            if error.transient:
+                log.warning("stars_refund_unclear", payment_id=payment.id, error=error.message)
+                listed = await self._refund_listed(payment.external_id)
+                outcome = REFUNDED_NOW if listed else UNCLEAR
+            elif "CHARGE_ALREADY_REFUNDED" not in error.message:
                 log.warning("stars_refund_failed", payment_id=payment.id, error=str(error)[:200])
                 outcome = REFUSED
         return await settle_refund(self.payments, self.sender, payment, outcome, cid)
@@ -297,15 +286,15 @@ class StarsPayments(RefundSteps):
         offset = 0
         try:
             while True:
-                answer = await self.bot.get_star_transactions(offset=offset, limit=PAGE)
-                for transaction in answer.transactions:
-                    if transaction.id == charge_id and transaction.receiver is not None:
+                transactions = await self.api.star_transactions(offset, PAGE)
+                for transaction in transactions:
+                    if transaction.id == charge_id and transaction.outgoing:
                         return True
-                offset += len(answer.transactions)
-                if len(answer.transactions) < PAGE:
+                offset += len(transactions)
+                if len(transactions) < PAGE:
                     return False
-        except TelegramAPIError as error:
-            log.warning("stars_refund_check_failed", error=type(error).__name__)
+        except BotApiError as error:
+            log.warning("stars_refund_check_failed", error=error.message)
             return False
 
     async def run(self, stop: asyncio.Event) -> None:
@@ -318,7 +307,7 @@ class StarsPayments(RefundSteps):
                 settled = await self.resume_refunds()
                 if settled:
                     log.warning("stars_refunds_settled", count=settled)
-            except (TelegramAPIError, TelegramNetworkError) as error:
+            except BotApiError as error:
                 log.warning("stars_reconciliation_failed", error=str(error)[:200])
             except Exception:  # a bug here must not stop the ACTIVE work
                 log.exception("stars_reconciliation_crashed")

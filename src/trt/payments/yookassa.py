@@ -19,12 +19,12 @@ from typing import Any
 from urllib.parse import quote
 
 import aiohttp
-from aiogram import Bot
 
-from trt.bot.sender import Sender
 from trt.catalog.pricing import format_money
 from trt.config import PaymentsSettings
+from trt.errors import TrtError
 from trt.i18n import t
+from trt.logs import get_logger
 from trt.payments.service import PaymentService, PaymentView
 from trt.payments.stars import (
     REFUNDED_NOW,
@@ -36,8 +36,9 @@ from trt.payments.stars import (
     tell_credited,
 )
 from trt.receipts import Contact, ReceiptRules, receipt, rubles
+from trt.telegram.api import BotApi
+from trt.telegram.sender import Sender
 from trt.telemetry.events import Event, Reason, new_cid, telemetry
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 # YooKassa's payment ids: 36 characters of hex digits and dashes (a UUID's shape).
@@ -68,7 +69,7 @@ CHECK_AFTER_S = 30.0  # a pending payment is looked up once it is this old
 MEMO = "ЮKassa"
 
 
-class YooKassaError(Exception):
+class YooKassaError(TrtError):
     """YooKassa refused or could not be reached; `status` is the HTTP status of a refusal
     (a 4xx is YooKassa's definite "no"), None when no answer came."""
 
@@ -186,7 +187,7 @@ class YooKassaClient:
             raise YooKassaError(f"unreachable: {error.__class__.__name__}") from error
 
 
-class ReceiptContactMissing(Exception):
+class ReceiptContactMissing(TrtError):
     """Receipts are on and nobody said where this user's receipt goes."""
 
 
@@ -209,13 +210,13 @@ class CardPayments(RefundSteps):
         self,
         payments: PaymentService,
         client: YooKassaClient,
-        bot: Bot,
+        api: BotApi,
         sender: Sender,
         settings: PaymentsSettings,
     ) -> None:
         self.payments = payments
         self.client = client
-        self.bot = bot
+        self.api = api
         self.sender = sender
         self.settings = settings
 
@@ -256,12 +257,12 @@ class CardPayments(RefundSteps):
             receipt_contact=contact.dump() if contact is not None else None,
             cid=cid,
         )
-        me = await self.bot.me()
+        username = await self.api.username()
         created = await self.client.create(
             idempotence_key=payment.id,
             amount_kop=amount_kop,
             description=t(lang, "pay.stars_title", amount=format_money(amount_kop)),
-            return_url=f"https://t.me/{me.username}",
+            return_url=f"https://t.me/{username}",
             metadata={"payment_id": payment.id, "user_id": str(user_id)},
             receipt=_receipt(rules, contact, "pay.receipt_item", amount_kop),
         )

@@ -17,12 +17,12 @@ from aiohttp import web
 from trt import app as runtime
 from trt.billing.wallets import WalletService
 from trt.config import Config, load_config
+from trt.logs import get_logger
 from trt.sandbox.client_api import add_client_api
 from trt.sandbox.kie import KieServer
 from trt.sandbox.runner import RunningApp, start_app
 from trt.sandbox.telegram import TelegramServer
 from trt.sandbox.yookassa import YooKassaServer
-from trt.telemetry.logs import get_logger
 from trt.users import UserService
 from trt.web.app import YOOKASSA_PATH
 

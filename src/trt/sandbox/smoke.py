@@ -20,14 +20,14 @@ from pathlib import Path
 from typing import Any
 
 from trt import app as runtime
-from trt.bot.callbacks import FlowAction
 from trt.config import LogFormat
+from trt.i18n import t
+from trt.logs import configure_logging
 from trt.sandbox.demo import demo_config, start_sandbox
 from trt.sandbox.driver import Message, SandboxClient, SandboxUser
 from trt.sandbox.media import render_png
 from trt.telemetry.contract import check_records
 from trt.telemetry.events import Event, telemetry
-from trt.telemetry.logs import configure_logging
 from trt.telemetry.recorder import EventRecorder
 
 CRAWL_USER = 424_242
@@ -105,9 +105,16 @@ async def crawl(user: SandboxUser, summary: Summary, recorder: EventRecorder) ->
         screens = await _screens_after(user)
         for screen in screens:
             enqueue(screen)
-        use = FlowAction(action="use").pack()
-        offer = next(
-            (m for m in screens if any(b.get("callback_data") == use for b in m.buttons)), None
+        # Found by its label, as a user finds it (the walk knows nothing of callback data).
+        label = t("ru", "assist.use")
+        offer, use = next(
+            (
+                (m, b["callback_data"])
+                for m in screens
+                for b in m.buttons
+                if b.get("text") == label and b.get("callback_data")
+            ),
+            (None, ""),
         )
         if offer is not None:
             # The assistant's translation offer: taken at once, so that the model's own

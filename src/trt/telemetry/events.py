@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from trt.telemetry.logs import get_logger, scrub
+from trt.logs import get_logger, scrub
 
 log = get_logger("trt.events")
 

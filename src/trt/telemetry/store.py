@@ -11,7 +11,7 @@ from sqlalchemy import delete, insert, select
 
 from trt.db.database import Database
 from trt.db.models import EventRow, utcnow
-from trt.telemetry.logs import get_logger
+from trt.logs import get_logger
 
 log = get_logger(__name__)
 FLUSH_INTERVAL_S = 0.5

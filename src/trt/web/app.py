@@ -13,16 +13,14 @@ import hmac
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from ipaddress import IPv4Network, IPv6Network, ip_address
-from typing import Any
+from typing import Any, Protocol
 
-from aiogram import Bot, Dispatcher
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
 from sqlalchemy import select, update
 
-from trt.bot.intake import UpdateInbox
 from trt.catalog.schema import Family
 from trt.concurrency import finish
 from trt.db.database import Database
@@ -31,9 +29,9 @@ from trt.jobs.state import ACTIVE
 from trt.kie.callbacks import callback_task_id, signature_ok
 from trt.kie.client import parse_callback
 from trt.leadership import StaleLeaderError
+from trt.logs import get_logger
 from trt.payments.yookassa import CardPayments, YooKassaError
 from trt.telemetry.events import Event, telemetry
-from trt.telemetry.logs import get_logger
 from trt.telemetry.metrics import Metrics
 
 log = get_logger(__name__)
@@ -45,6 +43,13 @@ NOTIFICATIONS_PER_S = 20  # YooKassa sends one per payment event; more is someon
 OK = {"code": 200, "msg": "success"}
 
 Ready = Callable[[], Awaitable[dict[str, Any]]]
+AnswerPassive = Callable[[dict[str, Any]], Coroutine[Any, Any, object]]
+
+
+class UpdateStore(Protocol):
+    """Where the ACTIVE instance's webhook puts an update (`trt.telegram.intake.UpdateInbox`)."""
+
+    async def store(self, updates: list[dict[str, Any]]) -> int: ...
 
 
 class CallbackReceiver:
@@ -152,16 +157,14 @@ class TelegramWebhook:
         self,
         *,
         secret: str | None,
-        inbox: UpdateInbox,
+        inbox: UpdateStore,
         is_active: Callable[[], bool],
-        dispatcher: Dispatcher,
-        bot: Bot,
+        answer_passive: AnswerPassive,
     ) -> None:
         self.secret = secret
         self.inbox = inbox
         self.is_active = is_active
-        self.dispatcher = dispatcher
-        self.bot = bot
+        self.answer_passive = answer_passive
         self._passive: set[asyncio.Task[Any]] = set()
 
     async def handle(self, request: web.Request) -> web.Response:
@@ -190,7 +193,7 @@ class TelegramWebhook:
             # Money arrived: never answer it from here. Telegram delivers it again, to the
             # leader (and the leader's reconciliation would find it anyway).
             return web.json_response({"ok": False, "error": "passive instance"}, status=503)
-        task = asyncio.create_task(self.dispatcher.feed_raw_update(self.bot, body))
+        task = asyncio.create_task(self.answer_passive(body))
         self._passive.add(task)
         task.add_done_callback(self._passive.discard)
         return web.json_response({"ok": True})

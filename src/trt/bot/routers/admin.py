@@ -39,12 +39,12 @@ from trt.config import Config
 from trt.i18n import t
 from trt.kie.client import KieClient
 from trt.kie.errors import KieError
+from trt.logs import get_logger
 from trt.payments.service import REFUNDABLE, REFUNDING, SUCCEEDED, PaymentService
 from trt.payments.stars import StarsPayments
 from trt.payments.yookassa import CardPayments
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Reason, reject
-from trt.telemetry.logs import get_logger
 from trt.users import parse_id
 
 log = get_logger(__name__)

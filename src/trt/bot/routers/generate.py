@@ -46,10 +46,10 @@ from trt.catalog.schema import ParamType, Role
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.service import JobLimitError, JobService, JobValidationError
+from trt.logs import get_logger
 from trt.media import canonical_format
 from trt.pipeline import ParamView, UnifiedModelPipeline, duration_rule
 from trt.telemetry.events import Reason, reject
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 

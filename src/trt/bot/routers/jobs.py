@@ -14,7 +14,6 @@ from trt.bot.files import file_of
 from trt.bot.flow import Draft, Flow, FlowServices, questions, settings_screen
 from trt.bot.keyboards import main_menu, pager_row
 from trt.bot.screens import show
-from trt.bot.sender import OutgoingFile, RetryLater, Sender, Undeliverable
 from trt.catalog.pricing import format_money
 from trt.catalog.rules import media_duration, telegram_reference
 from trt.catalog.schema import FollowUp as FollowUpSpec
@@ -22,9 +21,10 @@ from trt.catalog.schema import ParamType
 from trt.i18n import t
 from trt.jobs.outbox import link_text
 from trt.jobs.service import JobService, JobView
+from trt.logs import get_logger
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline
+from trt.telegram.sender import OutgoingFile, RetryLater, Sender, Undeliverable
 from trt.telemetry.events import Reason, reject
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 HISTORY_PAGE = 8

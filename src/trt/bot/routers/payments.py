@@ -31,13 +31,13 @@ from trt.bot.screens import rendered, show
 from trt.catalog.pricing import format_money
 from trt.config import Config
 from trt.i18n import normalize_lang, t
+from trt.logs import get_logger
 from trt.payments.bonuses import BonusService, referral_code
 from trt.payments.service import PaymentError, PaymentService
 from trt.payments.stars import StarsPayments, notify, tell_credited
 from trt.payments.yookassa import CardPayments, ReceiptContactMissing, YooKassaError
 from trt.receipts import Contact
 from trt.telemetry.events import Event, Reason, reject, telemetry
-from trt.telemetry.logs import get_logger
 
 log = get_logger(__name__)
 

@@ -33,7 +33,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from trt.concurrency import finish
 from trt.db.database import Database
 from trt.db.models import InboxUpdate, utcnow
-from trt.telemetry.logs import get_logger
+from trt.logs import get_logger
 
 log = get_logger(__name__)
 POLL_TIMEOUT_S = 25  # Telegram's long poll; the HTTP client waits a little longer
@@ -85,6 +85,10 @@ class UpdateInbox:
         self._tasks: set[asyncio.Task[None]] = set()
         self._done: list[int] = []
         self._insert = sqlite_insert if database.is_sqlite else pg_insert
+
+    async def answer_passive(self, payload: dict[str, Any]) -> None:
+        """Handle an update without storing it: a PASSIVE instance's answer ("updating")."""
+        await self.dispatcher.feed_raw_update(self.bot, payload)
 
     # -- intake ------------------------------------------------------------------------------
     async def store(self, updates: list[dict[str, Any]]) -> int:

@@ -12,7 +12,7 @@ import asyncio
 import time
 from collections.abc import Awaitable
 from dataclasses import dataclass
-from typing import TypeVar
+from typing import TypeAlias, TypeVar
 
 from aiogram import Bot
 from aiogram.exceptions import (
@@ -34,9 +34,12 @@ from aiogram.types import (
     Message,
 )
 
+from trt.errors import TrtError
 from trt.media import image_size
 
 T = TypeVar("T")
+# What a message carries as buttons; callers outside telegram/ and bot/ name it by this alias.
+Markup: TypeAlias = InlineKeyboardMarkup
 PHOTO_MAX_BYTES = 10 * 1024 * 1024
 UPLOAD_MAX_BYTES = 50 * 1024 * 1024
 PHOTO_MAX_SIDES = 10_000
@@ -45,14 +48,14 @@ CAPTION_MAX = 1024
 PRUNE_AT = 10_000  # chats remembered for pacing before the idle ones are dropped
 
 
-class RetryLater(Exception):
+class RetryLater(TrtError):
     def __init__(self, after_s: float, reason: str) -> None:
         self.after_s = after_s
         self.reason = reason
         super().__init__(f"retry in {after_s:.0f} s: {reason}")
 
 
-class Undeliverable(Exception):
+class Undeliverable(TrtError):
     """Telegram will not take this message, now or later (blocked, chat gone, bad file)."""
 
     def __init__(self, reason: str, *, blocked: bool = False) -> None:
