@@ -49,10 +49,12 @@ from trt.kie.client import KieClient, Limits
 from trt.leadership import Leadership
 from trt.logs import get_logger
 from trt.payments.bonuses import BonusService
+from trt.payments.providers import ProviderContext, Providers
 from trt.payments.referrals import Referrals
+from trt.payments.registry import build_providers
 from trt.payments.service import PaymentService
 from trt.payments.stars import StarsPayments
-from trt.payments.yookassa import YOOKASSA_NETWORKS, CardPayments, YooKassaClient
+from trt.payments.yookassa import CardPayments
 from trt.pipeline import UnifiedModelPipeline
 from trt.telegram.api import Bot, BotApi, BotApiError, Dispatcher
 from trt.telegram.files import BotFiles
@@ -64,8 +66,8 @@ from trt.telemetry.store import EventStore
 from trt.web.app import (
     WEBHOOK_PATH,
     CallbackReceiver,
+    ProviderNotifications,
     TelegramWebhook,
-    YooKassaNotifications,
     create_web_app,
 )
 
@@ -105,7 +107,8 @@ class Services:
     leadership: Leadership
     inbox: UpdateInbox
     payments: PaymentService
-    stars: StarsPayments
+    providers: Providers
+    stars: StarsPayments  # the two providers by name, for the demo and the tests
     cards: CardPayments | None
     runtime: RuntimeSettings
     broadcasts: BroadcastService
@@ -210,20 +213,14 @@ async def build_services(
     )
     events = EventStore(database, retention_days=config.logging.events_retention_days)
     payments = PaymentService(database, config.payments)
-    stars = StarsPayments(payments, api, sender, config.payments)
-    cards: CardPayments | None = None
     settings = config.payments
-    if settings.yookassa_enabled:
-        assert settings.yookassa_shop_id is not None
-        assert settings.yookassa_secret_key is not None
-        client = YooKassaClient(
-            settings.yookassa_api_base,
-            settings.yookassa_shop_id,
-            settings.yookassa_secret_key.get_secret_value(),
-        )
-        await client.start()
-        stack.push_async_callback(client.close)
-        cards = CardPayments(payments, client, api, sender, settings)
+    providers = await build_providers(
+        ProviderContext(settings=settings, payments=payments, api=api, sender=sender, stack=stack)
+    )
+    stars = providers.get("stars")
+    assert isinstance(stars, StarsPayments)
+    cards = providers.get("yookassa")
+    assert cards is None or isinstance(cards, CardPayments)
     broadcasts = BroadcastService(
         database,
         sender,
@@ -252,7 +249,7 @@ async def build_services(
         payments=payments,
         stars=stars,
         bonuses=BonusService(database, settings),
-        cards=cards,
+        providers=providers,
         runtime=runtime,
         kie=kie,
         broadcasts=broadcasts,
@@ -278,6 +275,7 @@ async def build_services(
         leadership=leadership,
         inbox=inbox,
         payments=payments,
+        providers=providers,
         stars=stars,
         cards=cards,
         runtime=runtime,
@@ -316,15 +314,10 @@ async def start_http(services: Services) -> tuple[web.AppRunner, TelegramWebhook
         return {"ready": True, "database": "ok", "role": role, "version": __version__}
 
     serves_webhook = config.telegram.mode is BotMode.WEBHOOK
-    notifications = (
-        YooKassaNotifications(
-            services.cards,
-            lambda: services.leadership.is_active,
-            allowed_networks=YOOKASSA_NETWORKS if config.payments.yookassa_check_ip else (),
-        )
-        if services.cards is not None
-        else None
-    )
+    notifications = [
+        ProviderNotifications(provider, lambda: services.leadership.is_active)
+        for provider in services.providers.checkouts
+    ]
     runner = web.AppRunner(
         create_web_app(
             receiver,
@@ -405,12 +398,11 @@ async def serve_active(services: Services, stop: asyncio.Event) -> None:
             "inbox": services.inbox.process(work_stop, drain_s=drain_s),
             "engine": services.engine.run(work_stop, drain_s=drain_s),
             "outbox": services.relay.run(work_stop, drain_s=drain_s),
-            "stars-reconciliation": services.stars.run(work_stop),
+            # Each payment provider's own loop: reconciliation, open refunds.
+            **{f"{p.method}-payments": p.run(work_stop) for p in services.providers},
             "broadcasts": services.broadcasts.run(work_stop),
             "alerts": services.alerts.run(work_stop),
         }
-        if services.cards is not None:
-            loops["yookassa-check"] = services.cards.run(work_stop)
         work = {asyncio.create_task(loop, name=name) for name, loop in loops.items()}
         everything = intake | work
         await first(

@@ -31,10 +31,12 @@ from trt.bot import callbacks
 from trt.bot.routers.admin import Admin
 from trt.db.models import Job, LedgerPosting, Payment
 from trt.jobs.state import JobStatus
+from trt.payments.yookassa import CardPayments
 from trt.sandbox.driver import Message, SandboxUser
 from trt.sandbox.media import render_png
 from trt.telemetry.events import Event
-from trt.web.app import YOOKASSA_PATH
+
+YOOKASSA_PATH = CardPayments.notification_path
 
 T = TypeVar("T")
 ADMIN, VICTIM, INTRUDER = 8100, 8101, 8102

@@ -15,9 +15,11 @@ from sqlalchemy import func, select
 from tests.e2e_support import RunningBot, running_bot
 from trt.db.models import AuditEntry, Payment, utcnow
 from trt.payments.bonuses import BonusService, referral_code
+from trt.payments.yookassa import CardPayments
 from trt.sandbox.driver import Message, SandboxUser
 from trt.telemetry.events import Event
-from trt.web.app import YOOKASSA_PATH
+
+YOOKASSA_PATH = CardPayments.notification_path
 
 ADMIN = 9000
 PACKAGE_KOP = 90_00  # the first Stars package: 50 ⭐ → 90 ₽

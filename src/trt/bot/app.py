@@ -40,9 +40,9 @@ from trt.jobs.service import JobService
 from trt.kie.client import KieClient
 from trt.logs import get_logger, scrub
 from trt.payments.bonuses import BonusService
+from trt.payments.providers import Providers
 from trt.payments.service import PaymentService
 from trt.payments.stars import StarsPayments
-from trt.payments.yookassa import CardPayments
 from trt.pipeline import UnifiedModelPipeline
 from trt.telegram.sender import Sender
 from trt.telemetry.store import EventStore
@@ -109,7 +109,7 @@ def create_dispatcher(
     payments: PaymentService,
     stars: StarsPayments,
     bonuses: BonusService,
-    cards: CardPayments | None,
+    providers: Providers,
     runtime: RuntimeSettings,
     broadcasts: BroadcastService,
     kie: KieClient | None = None,
@@ -131,7 +131,7 @@ def create_dispatcher(
         payments=payments,
         stars=stars,
         bonuses=bonuses,
-        cards=cards,
+        providers=providers,
         runtime=runtime,
         operations=Operations(database),
         kie=kie,

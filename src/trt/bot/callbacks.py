@@ -96,7 +96,13 @@ class LangSet(CallbackData, prefix="lg"):
 
 
 class TopUp(CallbackData, prefix="tu"):
-    """A top-up method: stars | card | manual | promo | invite."""
+    """A top-up method: a provider's method (stars, yookassa, ...) | manual | promo | invite."""
+
+    method: str
+
+
+class ReceiptContact(CallbackData, prefix="rc"):
+    """«🧾 Изменить e-mail для чека» on a hosted provider's amounts screen."""
 
     method: str
 
@@ -108,8 +114,9 @@ class StarsBuy(CallbackData, prefix="sb"):
 
 
 class CardBuy(CallbackData, prefix="cb"):
-    """A card / SBP (YooKassa) top-up of `rub` roubles (one of `TOPUP_AMOUNTS_RUB`)."""
+    """A top-up of `rub` roubles on a hosted provider's page (one of its amounts)."""
 
+    method: str
     rub: int
 
 

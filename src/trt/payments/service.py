@@ -27,10 +27,9 @@ from trt.faults import failpoint
 from trt.payments.referrals import Referrals
 from trt.telemetry.events import Event, telemetry
 
-SOURCES = {"stars": "topup:stars", "yookassa": "topup:yookassa", "manual": "topup:manual"}
+MANUAL = "manual"  # a bank transfer an admin approved: no provider can send it back
 PENDING, SUCCEEDED, CANCELED, REJECTED = "pending", "succeeded", "canceled", "rejected"
 REFUNDING, REFUNDED = "refunding", "refunded"
-REFUNDABLE = frozenset({"stars", "yookassa"})  # methods whose payments an admin can refund
 INVOICE_PREFIX = "tp:"  # a Stars invoice's payload: "tp:<payment id>"
 MANUAL_NAMESPACE = uuid.UUID("0b7f3c58-4f1e-4a8e-9a55-6d2e1c7b9f31")  # receipts' payment ids
 
@@ -112,6 +111,11 @@ def _like_prefix(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
 
 
+def source_of(method: str) -> str:
+    """The ledger account a method's top-ups come from."""
+    return f"topup:{method}"
+
+
 def _attempt_key(base: str, attempt: int) -> str:
     """The ledger key of a refund attempt (the first keeps the key older versions wrote)."""
     return base if attempt == 1 else f"{base}:{attempt}"
@@ -150,7 +154,7 @@ class PaymentService:
         receipt_contact: str | None = None,
         cid: str | None = None,
     ) -> PaymentView:
-        assert method in SOURCES, method
+        assert method.isidentifier(), method
         assert amount_kop > 0
         row = _pending(
             uuid.uuid4().hex,
@@ -207,7 +211,7 @@ class PaymentService:
             waiting = await session.scalar(
                 select(Payment.id).where(
                     Payment.user_id == user_id,
-                    Payment.method == "manual",
+                    Payment.method == MANUAL,
                     Payment.status == PENDING,
                 )
             )
@@ -218,7 +222,7 @@ class PaymentService:
                 user_id=user_id,
                 chat_id=chat_id,
                 lang=lang,
-                method="manual",
+                method=MANUAL,
                 amount_kop=amount_kop,
                 receipt_file_id=receipt_file_id,
                 receipt_unique_id=receipt_unique_id,
@@ -354,7 +358,7 @@ class PaymentService:
             posted = await self.ledger.credit_wallet(
                 session,
                 user_id=row.user_id,
-                source=SOURCES[row.method],
+                source=source_of(row.method),
                 amount_kop=row.amount_kop,
                 kind="topup",
                 idempotency_key=f"{row.method}:{external_id}",
@@ -401,18 +405,21 @@ class PaymentService:
                 update(Payment).where(Payment.id == payment_id).values(decided_by=admin_id)
             )
 
-    async def start_refund(self, payment_id: str, *, cid: str | None = None) -> PaymentView:
+    async def start_refund(
+        self, payment_id: str, *, method: str | None = None, cid: str | None = None
+    ) -> PaymentView:
         """Take the credit back from the wallet before asking the provider to refund.
 
-        Refused (`PaymentError`) unless the payment succeeded by a refundable method (Stars,
-        YooKassa) and the user still has the money available (`InsufficientFundsError` from
+        Refused (`PaymentError`) unless the payment succeeded through a provider (`method`'s
+        when given: a provider refunds only its own payments) and the user still has the money available (`InsufficientFundsError` from
         the ledger: it was spent). A payment already REFUNDING (an earlier attempt whose outcome
         is not known yet) is returned as it is: its reversal stands, the provider is only asked
         again.
         """
         async with self.database.unit_of_work() as session:
             row = await session.get(Payment, payment_id, with_for_update=True)
-            if row is None or row.method not in REFUNDABLE or row.external_id is None:
+            foreign = row is not None and method is not None and row.method != method
+            if row is None or row.method == MANUAL or foreign or row.external_id is None:
                 raise PaymentError("unknown_payment")
             if row.status == REFUNDING:
                 return _view(row)
@@ -420,7 +427,7 @@ class PaymentService:
                 raise PaymentError("not_refundable")
             attempt = await self._refund_attempt(session, row.method, row.external_id)
             wallet = await self.ledger.wallet(session, row.user_id)
-            source = await self.ledger.account(session, SOURCES[row.method])
+            source = await self.ledger.account(session, source_of(row.method))
             await self.ledger.transfer(
                 session,
                 kind="refund_topup",
@@ -450,7 +457,7 @@ class PaymentService:
                 await self.ledger.credit_wallet(
                     session,
                     user_id=row.user_id,
-                    source=SOURCES[row.method],
+                    source=source_of(row.method),
                     amount_kop=row.amount_kop,
                     kind="topup",
                     idempotency_key=_attempt_key(

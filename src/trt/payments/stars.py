@@ -17,6 +17,7 @@ from trt.config import PaymentsSettings, StarsPackage
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.logs import get_logger
+from trt.payments.providers import ProviderContext
 from trt.payments.service import Credit, PaymentError, PaymentService, PaymentView, payment_id_of
 from trt.telegram.api import BotApi, BotApiError, StarTransaction
 from trt.telegram.sender import Markup, RetryLater, Sender, Undeliverable
@@ -68,7 +69,8 @@ async def settle_refund(
         method=payment.method,
         amount_kop=payment.amount_kop,
     )
-    key = "pay.refunded" if payment.method == "stars" else "pay.card_refunded"
+    # Each provider says in its own words where the money went (`pay.refunded_<method>`).
+    key = f"pay.refunded_{payment.method}"
     await notify(
         sender, payment.chat_id, t(payment.lang, key, amount=format_money(payment.amount_kop))
     )
@@ -126,7 +128,7 @@ class RefundSteps:
         `refund_pending`: no definite answer, the refund stays open and is asked about again)
         or `InsufficientFundsError` (the user has spent it, nothing changed).
         """
-        payment = await self.payments.start_refund(payment_id, cid=cid)
+        payment = await self.payments.start_refund(payment_id, method=self.method, cid=cid)
         failpoint("refund.reversed")
         outcome = await self._settle_refund(payment, cid)
         if outcome == REFUSED:
@@ -313,3 +315,8 @@ class StarsPayments(RefundSteps):
                 log.exception("stars_reconciliation_crashed")
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(stop.wait(), self.settings.reconcile_interval_s)
+
+
+async def build(context: ProviderContext) -> StarsPayments:
+    """Always there: Stars need nothing but the bot."""
+    return StarsPayments(context.payments, context.api, context.sender, context.settings)

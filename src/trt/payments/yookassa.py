@@ -22,9 +22,9 @@ import aiohttp
 
 from trt.catalog.pricing import format_money
 from trt.config import PaymentsSettings
-from trt.errors import TrtError
 from trt.i18n import t
 from trt.logs import get_logger
+from trt.payments.providers import ProviderContext, ProviderError, ReceiptContactMissing
 from trt.payments.service import PaymentService, PaymentView
 from trt.payments.stars import (
     REFUNDED_NOW,
@@ -69,19 +69,14 @@ CHECK_AFTER_S = 30.0  # a pending payment is looked up once it is this old
 MEMO = "ЮKassa"
 
 
-class YooKassaError(TrtError):
+class YooKassaError(ProviderError):
     """YooKassa refused or could not be reached; `status` is the HTTP status of a refusal
-    (a 4xx is YooKassa's definite "no"), None when no answer came."""
+    (a 4xx is YooKassa's definite "no": it did not take effect; a 5xx or no answer may have
+    come after YooKassa acted), None when no answer came."""
 
     def __init__(self, message: str, status: int | None = None) -> None:
-        super().__init__(message)
+        super().__init__(message, definite=status is not None and 400 <= status < 500)
         self.status = status
-
-    @property
-    def definite(self) -> bool:
-        """A refusal that did not take effect (4xx); a 5xx or no answer may have come after
-        YooKassa acted."""
-        return self.status is not None and 400 <= self.status < 500
 
 
 def kopecks_of(amount: dict[str, Any]) -> int | None:
@@ -187,10 +182,6 @@ class YooKassaClient:
             raise YooKassaError(f"unreachable: {error.__class__.__name__}") from error
 
 
-class ReceiptContactMissing(TrtError):
-    """Receipts are on and nobody said where this user's receipt goes."""
-
-
 def _receipt(
     rules: ReceiptRules | None, contact: Contact | None, item: str, amount_kop: int
 ) -> dict[str, Any] | None:
@@ -202,9 +193,11 @@ def _receipt(
 
 
 class CardPayments(RefundSteps):
-    """Card / SBP top-ups: create, settle from a fetched payment, check what is pending."""
+    """Card / SBP top-ups: create, settle from a fetched payment, check what is pending
+    (a `HostedCheckout`)."""
 
     method = "yookassa"
+    notification_path = "/yookassa/notification"
 
     def __init__(
         self,
@@ -219,6 +212,10 @@ class CardPayments(RefundSteps):
         self.api = api
         self.sender = sender
         self.settings = settings
+        self.allowed_networks = YOOKASSA_NETWORKS if settings.yookassa_check_ip else ()
+
+    def amounts_rub(self) -> tuple[int, ...]:
+        return tuple(self.settings.topup_amounts_rub)
 
     @property
     def rules(self) -> ReceiptRules | None:
@@ -405,3 +402,20 @@ class CardPayments(RefundSteps):
             reason_code=Reason.ACCESS_DENIED.value,
             reason_detail=detail,
         )
+
+
+async def build(context: ProviderContext) -> CardPayments | None:
+    """The provider, when the shop is configured (YOOKASSA_SHOP_ID, YOOKASSA_SECRET_KEY)."""
+    settings = context.settings
+    if not settings.yookassa_enabled:
+        return None
+    assert settings.yookassa_shop_id is not None
+    assert settings.yookassa_secret_key is not None
+    client = YooKassaClient(
+        settings.yookassa_api_base,
+        settings.yookassa_shop_id,
+        settings.yookassa_secret_key.get_secret_value(),
+    )
+    await client.start()
+    context.stack.push_async_callback(client.close)
+    return CardPayments(context.payments, client, context.api, context.sender, settings)

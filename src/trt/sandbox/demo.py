@@ -18,13 +18,13 @@ from trt import app as runtime
 from trt.billing.wallets import WalletService
 from trt.config import Config, load_config
 from trt.logs import get_logger
+from trt.payments.yookassa import CardPayments
 from trt.sandbox.client_api import add_client_api
 from trt.sandbox.kie import KieServer
 from trt.sandbox.runner import RunningApp, start_app
 from trt.sandbox.telegram import TelegramServer
 from trt.sandbox.yookassa import YooKassaServer
 from trt.users import UserService
-from trt.web.app import YOOKASSA_PATH
 
 DEMO_TOKEN = "777000:SANDBOX-demo-token-not-secret"  # noqa: S105 - the sandbox's, public
 DEMO_KIE_KEY = "sandbox-kie-key"
@@ -60,7 +60,7 @@ class Sandbox:
 
     def point_yookassa_at(self, services: runtime.Services) -> None:
         """The shop's notification URL (YooKassa's dashboard setting): this bot's server."""
-        self.yookassa.notification_url = services.http_url + YOOKASSA_PATH
+        self.yookassa.notification_url = services.http_url + CardPayments.notification_path
 
 
 def add_webchat(server: TelegramServer) -> None:

@@ -13,7 +13,7 @@ import hmac
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Coroutine, Iterable
 from ipaddress import IPv4Network, IPv6Network, ip_address
 from typing import Any, Protocol
 
@@ -30,7 +30,7 @@ from trt.kie.callbacks import callback_task_id, signature_ok
 from trt.kie.client import parse_callback
 from trt.leadership import StaleLeaderError
 from trt.logs import get_logger
-from trt.payments.yookassa import CardPayments, YooKassaError
+from trt.payments.providers import HostedCheckout, ProviderError
 from trt.telemetry.events import Event, telemetry
 from trt.telemetry.metrics import Metrics
 
@@ -38,7 +38,6 @@ log = get_logger(__name__)
 MAX_REQUEST_BYTES = 256 * 1024  # a Telegram update or a YooKassa notification is far smaller
 MAX_CALLBACK_BYTES = 64 * 1024  # KIE's callback: the task record with its createTask body
 WEBHOOK_PATH = "/telegram/webhook"
-YOOKASSA_PATH = "/yookassa/notification"
 NOTIFICATIONS_PER_S = 20  # YooKassa sends one per payment event; more is someone else
 OK = {"code": 200, "msg": "success"}
 
@@ -203,31 +202,37 @@ class TelegramWebhook:
         await finish(self._passive, drain_s=5.0)
 
 
-class YooKassaNotifications:
-    """YooKassa's HTTP notifications: the body is a hint, the API is the truth (CardPayments).
+class ProviderNotifications:
+    """A hosted payment provider's HTTP notifications (YooKassa's): the body is a hint, the
+    provider's API is the truth (`HostedCheckout.on_notification`).
 
     Only the ACTIVE instance acts on them (money moves there); a PASSIVE one answers 503 and
-    YooKassa delivers again (the leader's periodic check finds the payment anyway). The answer
-    says nothing of what was found (the outcome goes to the log); the endpoint is rate-limited
-    and, with `YOOKASSA_CHECK_IP`, open only to YooKassa's published addresses.
+    the provider delivers again (the leader's periodic check finds the payment anyway). The
+    answer says nothing of what was found (the outcome goes to the log); the endpoint is
+    rate-limited and, when the provider names them (`YOOKASSA_CHECK_IP`), open only to its
+    published addresses.
     """
 
     def __init__(
         self,
-        cards: CardPayments,
+        provider: HostedCheckout,
         is_active: Callable[[], bool],
         *,
-        allowed_networks: tuple[IPv4Network | IPv6Network, ...] = (),
         per_s: int = NOTIFICATIONS_PER_S,
     ) -> None:
-        self.cards = cards
+        self.provider = provider
         self.is_active = is_active
-        self.allowed_networks = allowed_networks
+        self.allowed_networks: tuple[IPv4Network | IPv6Network, ...] = provider.allowed_networks
         self.window = SlidingWindow(per_s, 1.0)
 
+    @property
+    def path(self) -> str:
+        return self.provider.notification_path
+
     async def handle(self, request: web.Request) -> web.Response:
+        method = self.provider.method
         if self.allowed_networks and not _from_networks(request, self.allowed_networks):
-            log.warning("yookassa_notification_refused", reason_code="ACCESS_DENIED")
+            log.warning(f"{method}_notification_refused", reason_code="ACCESS_DENIED")
             return web.json_response({"ok": False}, status=403)
         if not self.window.admit():
             return web.json_response({"ok": False}, status=429)
@@ -238,11 +243,11 @@ class YooKassaNotifications:
         except ValueError:
             return web.json_response({"ok": False, "error": "invalid JSON"}, status=400)
         try:
-            outcome = await self.cards.on_notification(body)
-        except YooKassaError as error:  # cannot verify now: YooKassa retries
-            log.warning("yookassa_notification_unverified", error=str(error)[:200])
+            outcome = await self.provider.on_notification(body)
+        except ProviderError as error:  # cannot verify now: the provider delivers again
+            log.warning(f"{method}_notification_unverified", error=str(error)[:200])
             return web.json_response({"ok": False}, status=502)
-        log.info("yookassa_notification", outcome=outcome)
+        log.info(f"{method}_notification", outcome=outcome)
         if outcome == "invalid":
             return web.json_response({"ok": False, "error": "not a notification"}, status=400)
         return web.json_response({"ok": True})
@@ -310,7 +315,7 @@ def create_web_app(
     ready: Ready,
     metrics: Metrics | None = None,
     webhook: TelegramWebhook | None = None,
-    notifications: YooKassaNotifications | None = None,
+    notifications: Iterable[ProviderNotifications] = (),
     *,
     metrics_token: str | None = None,
 ) -> web.Application:
@@ -318,8 +323,8 @@ def create_web_app(
     app.router.add_post("/kie/callback/{token}", receiver.handle)
     if webhook is not None:
         app.router.add_post(WEBHOOK_PATH, webhook.handle)
-    if notifications is not None:
-        app.router.add_post(YOOKASSA_PATH, notifications.handle)
+    for endpoint in notifications:
+        app.router.add_post(endpoint.path, endpoint.handle)
     if metrics is not None:
 
         async def metrics_page(request: web.Request) -> web.Response:

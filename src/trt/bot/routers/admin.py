@@ -40,9 +40,8 @@ from trt.i18n import t
 from trt.kie.client import KieClient
 from trt.kie.errors import KieError
 from trt.logs import get_logger
-from trt.payments.service import REFUNDABLE, REFUNDING, SUCCEEDED, PaymentService
-from trt.payments.stars import StarsPayments
-from trt.payments.yookassa import CardPayments
+from trt.payments.providers import Providers
+from trt.payments.service import REFUNDING, SUCCEEDED, PaymentService
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Reason, reject
 from trt.users import parse_id
@@ -265,8 +264,7 @@ async def on_panel(
     kie: KieClient | None = None,
     broadcasts: BroadcastService | None = None,
     payments: PaymentService | None = None,
-    stars: StarsPayments | None = None,
-    cards: CardPayments | None = None,
+    providers: Providers | None = None,
 ) -> None:
     await callback.answer()
     message = callback.message
@@ -318,12 +316,19 @@ async def on_panel(
             user_id=found.user_id,
         )
         await message.edit_text(ask, reply_markup=confirm)
-    elif section == "refund_ok" and payments is not None and stars is not None:
-        said = await refund_payment(arg[:64], lang, stars, payments, cards, cid)
+    elif section == "refund_ok" and payments is not None and providers is not None:
+        said = await refund_payment(arg[:64], lang, providers, payments, cid)
         await message.edit_text(said, reply_markup=_back(lang))
     elif section in ("block", "unblock") and (target := parse_id(arg)) is not None:
         await _set_blocked(
-            message, lang, operations, target, section == "block", callback.from_user.id, cid
+            message,
+            lang,
+            operations,
+            providers,
+            target,
+            section == "block",
+            callback.from_user.id,
+            cid,
         )
     else:
         reject(Reason.VALIDATION_FAILED, f"unknown admin section {section!r}")
@@ -334,7 +339,7 @@ def _back(lang: str) -> InlineKeyboardMarkup:
 
 
 # -- users ----------------------------------------------------------------------------------
-def user_markup(card: UserCard, lang: str) -> InlineKeyboardMarkup:
+def user_markup(card: UserCard, lang: str, providers: Providers | None) -> InlineKeyboardMarkup:
     """Block / unblock, and «↩️ Вернуть» under each payment that can be refunded."""
     if card.is_blocked:
         button = _button(t(lang, "admin.unblock"), "unblock", str(card.user_id))
@@ -342,7 +347,9 @@ def user_markup(card: UserCard, lang: str) -> InlineKeyboardMarkup:
         button = _button(t(lang, "admin.block"), "block", str(card.user_id))
     rows = [[button]]
     for payment_id, method, status, amount in card.payments:
-        if status in (SUCCEEDED, REFUNDING) and method in REFUNDABLE:
+        # A payment can be refunded by its provider (a manual transfer has none).
+        refundable = providers is not None and providers.get(method) is not None
+        if status in (SUCCEEDED, REFUNDING) and refundable:
             label = t(lang, "admin.refund_button", amount=format_money(amount), method=method)
             rows.append([_button(label, "refund", payment_id)])
     rows.append([_button(t(lang, "menu.back"), "panel")])
@@ -350,7 +357,7 @@ def user_markup(card: UserCard, lang: str) -> InlineKeyboardMarkup:
 
 
 async def user_screen(
-    operations: Operations, user_id: int, lang: str
+    operations: Operations, providers: Providers | None, user_id: int, lang: str
 ) -> tuple[str, InlineKeyboardMarkup] | None:
     card = await operations.user_card(user_id)
     if card is None:
@@ -374,15 +381,19 @@ async def user_screen(
         jobs=jobs or "  —",
         payments=payments or "  —",
     )
-    return text, user_markup(card, lang)
+    return text, user_markup(card, lang, providers)
 
 
 async def on_user_command(
-    message: Message, command: CommandObject, lang: str, operations: Operations
+    message: Message,
+    command: CommandObject,
+    lang: str,
+    operations: Operations,
+    providers: Providers | None = None,
 ) -> None:
     query = (command.args or "").strip()
     user_id = await operations.find_user(query) if query else None
-    shown = await user_screen(operations, user_id, lang) if user_id is not None else None
+    shown = await user_screen(operations, providers, user_id, lang) if user_id is not None else None
     if user_id is None or shown is None:
         await message.answer(t(lang, "admin.user_unknown", query=html.escape(query or "—")))
         return
@@ -443,6 +454,7 @@ async def _set_blocked(
     message: Message,
     lang: str,
     operations: Operations,
+    providers: Providers | None,
     user_id: int,
     blocked: bool,
     admin_id: int,
@@ -452,7 +464,7 @@ async def _set_blocked(
     if before is None:
         await message.answer(t(lang, "admin.user_unknown", query=user_id))
         return
-    shown = await user_screen(operations, user_id, lang)
+    shown = await user_screen(operations, providers, user_id, lang)
     assert shown is not None
     await message.answer(
         t(lang, "admin.blocked" if blocked else "admin.unblocked", user_id=user_id)
@@ -468,6 +480,7 @@ async def on_block_command(
     lang: str,
     operations: Operations,
     cid: str | None = None,
+    providers: Providers | None = None,
 ) -> None:
     assert message.from_user is not None
     arg = (command.args or "").strip()
@@ -476,7 +489,8 @@ async def on_block_command(
         await message.answer(t(lang, "admin.user_unknown", query=html.escape(arg or "—")))
         return
     blocked = command.command == "block"
-    await _set_blocked(message, lang, operations, user_id, blocked, message.from_user.id, cid)
+    admin_id = message.from_user.id
+    await _set_blocked(message, lang, operations, providers, user_id, blocked, admin_id, cid)
 
 
 # -- catalogue knobs --------------------------------------------------------------------------

@@ -25,7 +25,15 @@ from aiogram.types import (
 )
 
 from trt.billing.ledger import InsufficientFundsError
-from trt.bot.callbacks import CardBuy, ManualAmount, ManualVerdict, Menu, StarsBuy, TopUp
+from trt.bot.callbacks import (
+    CardBuy,
+    ManualAmount,
+    ManualVerdict,
+    Menu,
+    ReceiptContact,
+    StarsBuy,
+    TopUp,
+)
 from trt.bot.keyboards import main_menu
 from trt.bot.screens import rendered, show
 from trt.catalog.pricing import format_money
@@ -33,9 +41,9 @@ from trt.config import Config
 from trt.i18n import normalize_lang, t
 from trt.logs import get_logger
 from trt.payments.bonuses import BonusService, referral_code
+from trt.payments.providers import HostedCheckout, ProviderError, Providers, ReceiptContactMissing
 from trt.payments.service import PaymentError, PaymentService
 from trt.payments.stars import StarsPayments, notify, tell_credited
-from trt.payments.yookassa import CardPayments, ReceiptContactMissing, YooKassaError
 from trt.receipts import Contact
 from trt.telemetry.events import Event, Reason, reject, telemetry
 
@@ -56,6 +64,7 @@ def build() -> Router:
     router.callback_query.register(on_method, TopUp.filter())
     router.callback_query.register(on_stars_buy, StarsBuy.filter())
     router.callback_query.register(on_card_buy, CardBuy.filter())
+    router.callback_query.register(on_receipt_contact, ReceiptContact.filter())
     router.callback_query.register(on_manual_amount, ManualAmount.filter())
     router.callback_query.register(
         on_manual_verdict, ManualVerdict.filter(), flags={"manual_answer": True}
@@ -80,13 +89,14 @@ def _back(lang: str, screen: str = "topup") -> list[InlineKeyboardButton]:
 
 
 async def topup_screen(
-    payments: PaymentService, config: Config, user_id: int, lang: str
+    payments: PaymentService, providers: Providers, config: Config, user_id: int, lang: str
 ) -> tuple[str, InlineKeyboardMarkup]:
     balance = await payments.available(user_id)
     settings = config.payments
-    rows = [_button(t(lang, "pay.method_stars"), TopUp(method="stars").pack())]
-    if settings.yookassa_enabled:
-        rows.append(_button(t(lang, "pay.method_card"), TopUp(method="card").pack()))
+    rows = [  # the registered providers first, each under its `pay.method_<method>`
+        _button(t(lang, f"pay.method_{provider.method}"), TopUp(method=provider.method).pack())
+        for provider in providers
+    ]
     if settings.manual_transfer_details:
         rows.append(_button(t(lang, "pay.method_manual"), TopUp(method="manual").pack()))
     rows.append(_button(t(lang, "pay.method_promo"), TopUp(method="promo").pack()))
@@ -99,7 +109,12 @@ async def topup_screen(
 
 
 async def on_topup(
-    callback: CallbackQuery, lang: str, state: FSMContext, payments: PaymentService, config: Config
+    callback: CallbackQuery,
+    lang: str,
+    state: FSMContext,
+    payments: PaymentService,
+    providers: Providers,
+    config: Config,
 ) -> None:
     if await state.get_state() in (
         TopUpFlow.receipt.state,
@@ -107,7 +122,7 @@ async def on_topup(
         TopUpFlow.contact.state,
     ):
         await state.clear()
-    text, markup = await topup_screen(payments, config, callback.from_user.id, lang)
+    text, markup = await topup_screen(payments, providers, config, callback.from_user.id, lang)
     await show(callback, text, markup)
 
 
@@ -119,12 +134,12 @@ async def on_method(
     config: Config,
     bonuses: BonusService,
     bot: Bot,
-    cards: CardPayments | None = None,
+    providers: Providers,
 ) -> None:
     settings = config.payments
     method = callback_data.method
     rows: list[list[InlineKeyboardButton]] = []
-    if method == "stars":
+    if method == "stars" and providers.get("stars") is not None:
         for index, package in enumerate(settings.stars_packages):
             label = t(
                 lang,
@@ -134,13 +149,8 @@ async def on_method(
             )
             rows.append(_button(label, StarsBuy(index=index).pack()))
         text = t(lang, "pay.stars_choose")
-    elif method == "card" and cards is not None:
-        text, rows = await _card_choose(cards, callback.from_user.id, lang)
-    elif method == "contact" and cards is not None and cards.rules is not None:
-        await state.set_state(TopUpFlow.contact)
-        await state.set_data({})
-        text = t(lang, "pay.receipt_ask")
-        rows.append(_back(lang, "topup"))
+    elif (checkout := providers.hosted(method)) is not None:
+        text, rows = await _card_choose(checkout, callback.from_user.id, lang)
     elif method == "manual" and settings.manual_transfer_details:
         for rub in settings.topup_amounts_rub:
             rows.append(_button(format_money(rub * 100), ManualAmount(rub=rub).pack()))
@@ -244,29 +254,49 @@ async def on_successful_payment(
 
 # -- card (YooKassa) ------------------------------------------------------------------------
 async def _card_choose(
-    cards: CardPayments, user_id: int, lang: str
+    checkout: HostedCheckout, user_id: int, lang: str
 ) -> tuple[str, list[list[InlineKeyboardButton]]]:
     """The amounts; with receipts on, where the receipt goes and a button to change it."""
+    method = checkout.method
     rows = [
-        _button(format_money(rub * 100), CardBuy(rub=rub).pack())
-        for rub in cards.settings.topup_amounts_rub
+        _button(format_money(rub * 100), CardBuy(method=method, rub=rub).pack())
+        for rub in checkout.amounts_rub()
     ]
-    text = t(lang, "pay.card_choose")
-    if cards.rules is not None:
-        contact = await cards.receipt_contact(user_id)
+    text = t(lang, f"pay.choose_{method}")
+    if checkout.rules is not None:
+        contact = await checkout.receipt_contact(user_id)
         if contact is not None:
             text += "\n" + t(lang, "pay.receipt_now", contact=html.escape(contact.masked()))
-        rows.append(_button(t(lang, "pay.receipt_change"), TopUp(method="contact").pack()))
+        rows.append(_button(t(lang, "pay.receipt_change"), ReceiptContact(method=method).pack()))
     return text, rows
 
 
+async def on_receipt_contact(
+    callback: CallbackQuery,
+    callback_data: ReceiptContact,
+    lang: str,
+    state: FSMContext,
+    providers: Providers,
+) -> None:
+    """«🧾 Изменить e-mail для чека»: ask for the contact, then back to that provider."""
+    checkout = providers.hosted(callback_data.method)
+    if checkout is None or checkout.rules is None:
+        reject(Reason.STATE_MISMATCH, f"receipts of {callback_data.method!r} are not asked")
+        await show(callback, t(lang, "flow.stale"), main_menu(lang))
+        return
+    await state.set_state(TopUpFlow.contact)
+    await state.set_data({"method": checkout.method})
+    markup = InlineKeyboardMarkup(inline_keyboard=[_back(lang)])
+    await show(callback, t(lang, "pay.receipt_ask"), markup)
+
+
 async def _card_link(
-    cards: CardPayments, user_id: int, chat_id: int, lang: str, rub: int, cid: str | None
+    checkout: HostedCheckout, user_id: int, chat_id: int, lang: str, rub: int, cid: str | None
 ) -> tuple[str, InlineKeyboardMarkup] | None:
-    """The YooKassa link for `rub` roubles; None when the receipt's contact must be asked.
-    `YooKassaError` when YooKassa cannot be reached or refuses."""
+    """The provider's link for `rub` roubles; None when the receipt's contact must be asked.
+    `ProviderError` when the provider cannot be reached or refuses."""
     try:
-        payment = await cards.start(
+        payment = await checkout.start(
             user_id=user_id, chat_id=chat_id, lang=lang, amount_kop=rub * 100, cid=cid
         )
     except ReceiptContactMissing:
@@ -286,8 +316,10 @@ async def _card_link(
     return t(lang, "pay.card_link", amount=amount), markup
 
 
-def _unavailable(error: YooKassaError, lang: str) -> tuple[str, InlineKeyboardMarkup]:
-    reject(Reason.DOWNSTREAM_ERROR, f"YooKassa: {error}"[:300])
+def _unavailable(
+    checkout: HostedCheckout, error: ProviderError, lang: str
+) -> tuple[str, InlineKeyboardMarkup]:
+    reject(Reason.DOWNSTREAM_ERROR, f"{checkout.method}: {error}"[:300])
     return t(lang, "pay.card_unavailable"), main_menu(lang)
 
 
@@ -297,10 +329,11 @@ async def on_card_buy(
     lang: str,
     config: Config,
     state: FSMContext,
-    cards: CardPayments | None = None,
+    providers: Providers,
     cid: str | None = None,
 ) -> None:
-    if cards is None or callback_data.rub not in config.payments.topup_amounts_rub:
+    checkout = providers.hosted(callback_data.method)
+    if checkout is None or callback_data.rub not in checkout.amounts_rub():
         reject(Reason.VALIDATION_FAILED, f"card top-up of {callback_data.rub} is not offered")
         await show(callback, t(lang, "pay.card_unavailable"), main_menu(lang))
         return
@@ -308,15 +341,15 @@ async def on_card_buy(
     chat_id = message.chat.id if message is not None else callback.from_user.id
     try:
         screen = await _card_link(
-            cards, callback.from_user.id, chat_id, lang, callback_data.rub, cid
+            checkout, callback.from_user.id, chat_id, lang, callback_data.rub, cid
         )
-    except YooKassaError as error:
-        await show(callback, *_unavailable(error, lang))
+    except ProviderError as error:
+        await show(callback, *_unavailable(checkout, error, lang))
         return
     if screen is None:
         # Receipts are on and nobody said where this user's receipt goes: ask, then go on.
         await state.set_state(TopUpFlow.contact)
-        await state.set_data({"rub": callback_data.rub})
+        await state.set_data({"method": checkout.method, "rub": callback_data.rub})
         markup = InlineKeyboardMarkup(inline_keyboard=[_back(lang)])
         await show(callback, t(lang, "pay.receipt_ask"), markup)
         return
@@ -328,7 +361,7 @@ async def on_contact_text(
     lang: str,
     state: FSMContext,
     payments: PaymentService,
-    cards: CardPayments | None = None,
+    providers: Providers,
     cid: str | None = None,
 ) -> None:
     """The e-mail or phone for receipts: stored on the user, then the top-up goes on."""
@@ -338,24 +371,29 @@ async def on_contact_text(
         reject(Reason.VALIDATION_FAILED, "not an e-mail or a phone number")
         await message.answer(t(lang, "pay.receipt_invalid"))
         return
-    rub = (await state.get_data()).get("rub")
+    data = await state.get_data()
+    rub = data.get("rub")
     await state.clear()
     await payments.set_receipt_contact(message.from_user.id, contact.dump())
     saved = t(lang, "pay.receipt_saved", contact=html.escape(contact.masked()))
-    if cards is None:
+    # A state from before providers were named in it: the first hosted provider's.
+    checkouts = providers.checkouts
+    fallback = checkouts[0] if checkouts else None
+    checkout = providers.hosted(str(data["method"])) if "method" in data else fallback
+    if checkout is None:
         await message.answer(saved, reply_markup=main_menu(lang))
         return
     if not isinstance(rub, int):
-        text, rows = await _card_choose(cards, message.from_user.id, lang)
+        text, rows = await _card_choose(checkout, message.from_user.id, lang)
         rows.append(_back(lang))
         await message.answer(
             saved + "\n\n" + text, reply_markup=InlineKeyboardMarkup(inline_keyboard=rows)
         )
         return
     try:
-        screen = await _card_link(cards, message.from_user.id, message.chat.id, lang, rub, cid)
-    except YooKassaError as error:
-        screen = _unavailable(error, lang)
+        screen = await _card_link(checkout, message.from_user.id, message.chat.id, lang, rub, cid)
+    except ProviderError as error:
+        screen = _unavailable(checkout, error, lang)
     assert screen is not None, "the contact was stored a moment ago"
     await message.answer(saved + "\n\n" + screen[0], reply_markup=screen[1])
 
@@ -608,36 +646,33 @@ async def on_refund_command(
     message: Message,
     command: CommandObject,
     lang: str,
-    stars: StarsPayments,
+    providers: Providers,
     payments: PaymentService,
-    cards: CardPayments | None = None,
     cid: str | None = None,
 ) -> None:
     """`/refund <payment id>` (admins: registered on the admin router, behind its guard): the
-    credit reversed, then the Stars or the card payment sent back."""
+    credit reversed, then the money sent back by the payment's provider."""
     payment_id = (command.args or "").strip()
     if not payment_id:
         await message.answer(t(lang, "pay.refund_usage"))
         return
-    await message.answer(await refund_payment(payment_id, lang, stars, payments, cards, cid))
+    await message.answer(await refund_payment(payment_id, lang, providers, payments, cid))
 
 
 async def refund_payment(
     payment_id: str,
     lang: str,
-    stars: StarsPayments,
+    providers: Providers,
     payments: PaymentService,
-    cards: CardPayments | None,
     cid: str | None,
 ) -> str:
     """Refund by the payment's provider; what to tell the admin."""
     found = await payments.get(payment_id) if len(payment_id) <= 64 else None
-    method = found.method if found is not None else "stars"
+    provider = providers.get(found.method) if found is not None else None
     try:
-        if method == "yookassa" and cards is not None:
-            payment = await cards.refund(payment_id, cid=cid)
-        else:
-            payment = await stars.refund(payment_id, cid=cid)
+        if provider is None:  # not a payment, or one no provider can send back (manual)
+            raise PaymentError("unknown_payment")
+        payment = await provider.refund(payment_id, cid=cid)
     except PaymentError as refused:
         reject(Reason.VALIDATION_FAILED, f"refund refused: {refused.reason}")
         return t(lang, f"pay.refund_{refused.reason}")
