@@ -10,10 +10,17 @@ composition root (`app.py`).
 from __future__ import annotations
 
 import ast
+import asyncio
+import re
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
+from trt.billing.ledger import Ledger
+from trt.db.models import Job
+from trt.jobs.state import JobStatus
+from trt.jobs.transitions import IllegalTransitionError, JobTransitions
 
 SRC = Path(__file__).resolve().parents[2] / "src"
 
@@ -135,3 +142,29 @@ def test_the_scanner_sees_lazy_and_relative_imports() -> None:
     source = "def f():\n    from trt.bot import app\nfrom ..bot import flow\n"
     found = set(imports("trt.jobs.x", source, is_package=False))
     assert {(2, "trt.bot.app"), (3, "trt.bot.flow")} <= found
+
+
+def test_a_job_changes_state_only_through_its_transitions() -> None:
+    """Every write of `Job.status` is in jobs/transitions.py (the job service creates a job
+    CONFIRMED: a new row, not a move)."""
+    writers = sorted(
+        module
+        for module, path in MODULES.items()
+        if re.search(r"status=(JobStatus\.\w+\.value|to\.value)", path.read_text(encoding="utf-8"))
+        and not module.startswith("trt.sandbox")
+    )
+    assert writers == ["trt.jobs.service", "trt.jobs.transitions"]
+
+
+def test_a_move_the_state_machine_does_not_allow_is_refused() -> None:
+    transitions = JobTransitions(Ledger(is_sqlite=True))
+    job = Job(id="j1")
+    with pytest.raises(IllegalTransitionError, match="delivered"):
+        asyncio.run(
+            transitions.move(
+                None,  # type: ignore[arg-type]  # refused before any statement
+                job,
+                JobStatus.CONFIRMED,
+                sources=(JobStatus.DELIVERED,),
+            )
+        )

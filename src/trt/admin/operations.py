@@ -30,6 +30,7 @@ from trt.db.models import (
     utcnow,
 )
 from trt.jobs.state import ACTIVE, JobStatus
+from trt.jobs.transitions import JobTransitions
 from trt.users import parse_id
 
 FAILED_STATES = (JobStatus.FAILED.value, JobStatus.TIMED_OUT.value)
@@ -334,29 +335,15 @@ class Operations:
         None when the job was never charged (unknown, free, or its hold was released)."""
         async with self.database.unit_of_work() as session:
             job = await session.get(Job, job_id, with_for_update=True)
-            if job is None or job.hold_id is None:
+            if job is None:
                 return None
-            captured = await session.scalar(
-                select(HoldResolution.captured_kop).where(
-                    HoldResolution.hold_id == job.hold_id, HoldResolution.outcome == "captured"
-                )
+            # The job's owner of money decides: the same key as an undelivered result's.
+            refunded = await JobTransitions(self.ledger).refund_captured(
+                session, job, memo=job.model_slug, cid=cid
             )
-            if not captured:
-                return None
-            revenue = await self.ledger.account(session, REVENUE)
-            wallet = await self.ledger.wallet(session, job.user_id)
-            posted = await self.ledger.transfer(
-                session,
-                kind="refund",
-                idempotency_key=f"refund:{job.id}",  # the same key as an undelivered result's
-                debit=revenue,
-                credit=wallet,
-                amount_kop=int(captured),
-                memo=job.model_slug,
-                cid=cid,
-            )
-            if not posted.created:
-                return 0
+            if not refunded:
+                return refunded
+            captured = refunded
             await session.execute(
                 update(Job).where(Job.id == job.id).values(error_message="refunded by an admin")
             )

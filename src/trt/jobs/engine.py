@@ -28,13 +28,13 @@ from trt.catalog.schema import Family
 from trt.concurrency import finish
 from trt.config import EngineSettings
 from trt.db.database import Database
-from trt.db.models import FreeUsage, Job, JobResult, KieCallback, Outbox, User, utcnow
+from trt.db.models import Job, JobResult, KieCallback, Outbox, User, utcnow
 from trt.errors import MediaFetchError
 from trt.faults import failpoint
 from trt.i18n import normalize_lang, t
 from trt.jobs.media import TelegramFiles, upload_media
-from trt.jobs.service import today_utc
-from trt.jobs.state import ACTIVE, JobStatus, sources_of
+from trt.jobs.state import ACTIVE, JobStatus
+from trt.jobs.transitions import JobTransitions
 from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_callback
 from trt.kie.errors import KieError, kind_of
 from trt.logs import get_logger, scrub
@@ -98,6 +98,7 @@ class JobEngine:
         # ACTIVE-only writes carry the leader's fence (trt.leadership); none in tools and tests.
         self.fence: Fence = fence or true
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
+        self.transitions = JobTransitions(self.ledger, fence=self.fence)
         self._running: set[asyncio.Task[None]] = set()
         self._cut: set[str] = set()  # jobs whose step a stop cancelled
         self._downloads = asyncio.Semaphore(PARALLEL_DOWNLOADS)
@@ -214,15 +215,7 @@ class JobEngine:
         """
         expired = 0
         async with self.database.unit_of_work() as session:
-            for hold_id in await self.ledger.open_holds_due(session):
-                active = await session.scalar(
-                    select(Job.id).where(
-                        Job.hold_id == hold_id, Job.status.in_([s.value for s in ACTIVE])
-                    )
-                )
-                if active is None:
-                    await self.ledger.release(session, hold_id, expired=True)
-                    expired += 1
+            expired = await self.transitions.expire_orphan_holds(session)
         if expired:
             log.warning("holds_expired_by_sweeper", count=expired)
         await self.database.best_effort(
@@ -298,29 +291,25 @@ class JobEngine:
         **values: Any,
     ) -> bool:
         """Compare-and-set `job` to `to` if it is still ours and in an allowed state."""
-        now = utcnow()
-        if not keep_lease:
-            values.update(lease_owner=None, lease_until=None)
-        if to in (JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT):
-            values.setdefault("finished_at", now)
-        moved = await session.execute(
-            update(Job)
-            .where(
-                Job.id == job.id,
-                Job.status.in_([s.value for s in (sources or sources_of(to))]),
-                Job.lease_owner == self.owner,
-                self.fence(),
-            )
-            .values(status=to.value, updated_at=now, **values)
-            .returning(Job.id)
+        return await self.transitions.move(
+            session, job, to, owner=self.owner, keep_lease=keep_lease, sources=sources, **values
         )
-        return moved.scalar_one_or_none() is not None
 
     async def _later(
         self, job: Job, delay_s: float, *, status: JobStatus | None = None, **values: Any
     ) -> None:
-        """Give the job back (lease released) to be picked up again in `delay_s`."""
+        """Give the job back (lease released) to be picked up again in `delay_s`; with
+        `status`, moved there too (a transition)."""
         async with self.database.unit_of_work() as session:
+            if status is not None:
+                await self._move(
+                    session,
+                    job,
+                    status,
+                    next_run_at=utcnow() + timedelta(seconds=delay_s),
+                    **values,
+                )
+                return
             await session.execute(
                 update(Job)
                 .where(Job.id == job.id, Job.lease_owner == self.owner, self.fence())
@@ -329,7 +318,6 @@ class JobEngine:
                     lease_owner=None,
                     lease_until=None,
                     updated_at=utcnow(),
-                    **({"status": status.value} if status is not None else {}),
                     **values,
                 )
             )
@@ -370,33 +358,24 @@ class JobEngine:
         # lose it (the job would end refunded with the work done at KIE).
         async def store_task_id() -> None:
             async with self.database.unit_of_work() as session:
-                adopted = await session.execute(
-                    update(Job)
-                    .where(
-                        Job.id == job.id,
-                        Job.status.in_([JobStatus.SUBMITTING.value, JobStatus.RECONCILING.value]),
-                        Job.kie_task_id.is_(None),
-                        self.fence(),
-                    )
-                    .values(
-                        status=JobStatus.SUBMITTED.value,
-                        kie_task_id=task_id,
-                        # A fast task's callback can arrive before createTask's answer: then the
-                        # job is due at once, not at the first poll.
-                        next_run_at=case(
-                            (
-                                Job.callback_payload.is_(None),
-                                utcnow() + timedelta(seconds=self._first_poll_s()),
-                            ),
-                            else_=utcnow(),
+                adopted = await self.transitions.move(
+                    session,
+                    job,
+                    JobStatus.SUBMITTED,
+                    sources=(JobStatus.SUBMITTING, JobStatus.RECONCILING),
+                    where=(Job.kie_task_id.is_(None),),
+                    kie_task_id=task_id,
+                    # A fast task's callback can arrive before createTask's answer: then the
+                    # job is due at once, not at the first poll.
+                    next_run_at=case(
+                        (
+                            Job.callback_payload.is_(None),
+                            utcnow() + timedelta(seconds=self._first_poll_s()),
                         ),
-                        lease_owner=None,
-                        lease_until=None,
-                        updated_at=utcnow(),
-                    )
-                    .returning(Job.id)
+                        else_=utcnow(),
+                    ),
                 )
-                if adopted.scalar_one_or_none() is not None:
+                if adopted:
                     self._outbox(session, job, "running", {"text": self._running_text(job)})
 
         await self.database.retrying(store_task_id, what="store_task_id")
@@ -612,12 +591,15 @@ class JobEngine:
             return
         bonus = None
         async with self.database.unit_of_work() as session:
-            if not await self._move(
-                session, job, JobStatus.SUCCEEDED, result_urls=list(status.result_urls)
+            if not await self.transitions.succeed(
+                session,
+                job,
+                owner=self.owner,
+                memo=self._title(job),
+                result_urls=list(status.result_urls),
             ):
                 return
             if job.hold_id is not None:
-                await self.ledger.capture(session, job.hold_id, memo=self._title(job), cid=job.cid)
                 bonus = await self._referral_bonus(session, job)
             failpoint("job.captured")
             key = "jobs.result_free" if job.is_free else "jobs.result"
@@ -654,16 +636,10 @@ class JobEngine:
         detail = scrub(detail)  # stored on the job and shown in /debug: no secret in it
         reason = kind.reason_en if job.lang == "en" else kind.reason_ru
         async with self.database.unit_of_work() as session:
-            if not await self._move(
-                session, job, to, error_code=code[:32], error_message=detail[:512]
+            if not await self.transitions.fail(
+                session, job, to, owner=self.owner, code=code, detail=detail
             ):
                 return
-            if job.hold_id is not None:
-                await self.ledger.release(session, job.hold_id, expired=to is JobStatus.TIMED_OUT)
-            if job.is_free:
-                await self._return_free_slot(session, job)
-            # Files an earlier attempt stored are of no use to anyone now.
-            await session.execute(delete(JobResult).where(JobResult.job_id == job.id))
             key = "jobs.failed_free" if job.is_free else "jobs.failed"
             text = t(
                 job.lang,
@@ -700,19 +676,6 @@ class JobEngine:
         text = t(normalize_lang(language), "pay.referral_bonus", amount=amount)
         session.add(Outbox.for_job(job, "referral", {"text": text}, chat_id=bonus.inviter_id))
         return bonus
-
-    async def _return_free_slot(self, session: AsyncSession, job: Job) -> None:
-        await session.execute(
-            update(FreeUsage)
-            .where(
-                FreeUsage.user_id == job.user_id,
-                # The slot goes back to the day it was taken (a job failing after midnight
-                # must not give the user an extra run today).
-                FreeUsage.day == (job.free_day or today_utc()),
-                FreeUsage.used > 0,
-            )
-            .values(used=FreeUsage.used - 1)
-        )
 
     # -- helpers ------------------------------------------------------------------------------
     def _title(self, job: Job) -> str:

@@ -23,7 +23,7 @@ import structlog
 from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trt.billing.ledger import REVENUE, Ledger
+from trt.billing.ledger import Ledger
 from trt.catalog.pricing import format_money
 from trt.concurrency import finish
 from trt.db.database import Database
@@ -31,6 +31,7 @@ from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
 from trt.i18n import t
 from trt.jobs.state import JobStatus
+from trt.jobs.transitions import JobTransitions
 from trt.logs import get_logger
 from trt.media import result_file_name
 from trt.telegram.sender import Markup, OutgoingFile, RetryLater, Sender, Undeliverable, send_kind
@@ -78,7 +79,7 @@ class OutboxRelay:
         # writes after a send are compare-and-set on the job and stay unfenced, so a send that
         # went out is always recorded and a refund decided is never lost.
         self.fence = fence or true
-        self.ledger = Ledger(is_sqlite=database.is_sqlite)
+        self.transitions = JobTransitions(Ledger(is_sqlite=database.is_sqlite))
         self._running: set[asyncio.Task[None]] = set()
         self._cut: set[int] = set()  # rows whose send a stop cancelled
 
@@ -302,11 +303,7 @@ class OutboxRelay:
         telemetry.emit(Event.DELIVERED, cid=job.cid, job_id=job.id, outcome="link")
 
     async def _job_delivered(self, session: AsyncSession, job: Job) -> None:
-        await session.execute(
-            update(Job)
-            .where(Job.id == job.id, Job.status == JobStatus.SUCCEEDED.value)
-            .values(status=JobStatus.DELIVERED.value, updated_at=utcnow())
-        )
+        await self.transitions.delivered(session, job)
 
     async def _settle_result(self, job: Job, row: Outbox, *, delivered: bool) -> None:
         """A result nobody can receive: delivered (blocked) or refunded (given up)."""
@@ -316,32 +313,9 @@ class OutboxRelay:
             telemetry.emit(Event.DELIVERED, cid=job.cid, job_id=job.id, outcome="blocked")
             return
         async with self.database.unit_of_work() as session:
-            moved = await session.execute(
-                update(Job)
-                .where(Job.id == job.id, Job.status == JobStatus.SUCCEEDED.value)
-                .values(
-                    status=JobStatus.FAILED.value,
-                    error_code="delivery",
-                    error_message="the result could not be delivered",
-                    updated_at=utcnow(),
-                )
-                .returning(Job.id)
-            )
-            if moved.scalar_one_or_none() is None:
+            memo = str(row.payload.get("model") or job.model_slug)
+            if not await self.transitions.undeliverable(session, job, memo=memo):
                 return  # settled already (a repeat of this decision)
-            if job.price_kop > 0:
-                revenue = await self.ledger.account(session, REVENUE)
-                wallet = await self.ledger.wallet(session, job.user_id)
-                await self.ledger.transfer(
-                    session,
-                    kind="refund",
-                    idempotency_key=f"refund:{job.id}",
-                    debit=revenue,
-                    credit=wallet,
-                    amount_kop=job.price_kop,
-                    memo=str(row.payload.get("model") or job.model_slug),
-                    cid=job.cid,
-                )
             # The user is told in the same transaction as the refund (a text may get through
             # where the file did not; if not, it is retried like any message).
             text = t(

@@ -11,16 +11,14 @@ import asyncio
 import secrets
 import uuid
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy import func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from trt.billing.ledger import Ledger, hold_id_for
+from trt.billing.ledger import Ledger
 from trt.catalog.rules import telegram_reference
 from trt.catalog.schema import ModelSpec
 from trt.config import EngineSettings
@@ -29,6 +27,7 @@ from trt.db.models import FreeUsage, Job, JobResult, User, utcnow
 from trt.errors import TrtError
 from trt.i18n import t
 from trt.jobs.state import ACTIVE, JobStatus
+from trt.jobs.transitions import JobTransitions, today_utc
 from trt.media import result_file_name
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Event, new_cid, telemetry
@@ -114,10 +113,6 @@ def deadline_for(model: ModelSpec, settings: EngineSettings) -> timedelta:
     return timedelta(seconds=min(max(seconds, settings.deadline_min_s), settings.deadline_max_s))
 
 
-def today_utc() -> str:
-    return datetime.now(UTC).strftime("%Y-%m-%d")
-
-
 class JobService:
     def __init__(
         self,
@@ -134,7 +129,7 @@ class JobService:
         self.settings = settings
         self.free_daily_quota = free_daily_quota
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
-        self._insert = sqlite_insert if database.is_sqlite else pg_insert
+        self.transitions = JobTransitions(self.ledger)
 
     async def create(
         self,
@@ -170,21 +165,23 @@ class JobService:
             async with self.database.unit_of_work() as session:
                 await self._check_limits(session, user_id)
                 job_id = uuid.uuid4().hex
-                is_free = model.free and await self._take_free_slot(session, user_id)
+                is_free = model.free and await self.transitions.take_free_slot(
+                    session,
+                    user_id,
+                    quota=self.free_daily_quota,
+                    is_sqlite=self.database.is_sqlite,
+                )
                 price = 0 if is_free else quote.amount_kopecks
                 deadline = deadline_for(model, self.settings)
-                hold_id = None
-                if price > 0:
-                    hold_id = await self.ledger.place_hold(
-                        session,
-                        user_id=user_id,
-                        amount_kop=price,
-                        hold_id=hold_id_for(job_id),
-                        reason=f"job:{job_id}",
-                        # The hold outlives the job's deadline; the sweeper is the backstop.
-                        ttl_s=deadline.total_seconds() * 2 + 3600,
-                        cid=cid,
-                    )
+                hold_id = await self.transitions.reserve(
+                    session,
+                    job_id=job_id,
+                    user_id=user_id,
+                    price_kop=price,
+                    # The hold outlives the job's deadline; the sweeper is the backstop.
+                    ttl_s=deadline.total_seconds() * 2 + 3600,
+                    cid=cid,
+                )
                 now = utcnow()
                 session.add(
                     Job(
@@ -258,28 +255,6 @@ class JobService:
         )
         if int(everyone or 0) >= self.settings.max_in_flight:
             raise JobLimitError("global", int(everyone or 0))
-
-    async def _take_free_slot(self, session: AsyncSession, user_id: int) -> bool:
-        """One free run from today's quota, in one conditional write; False when used up."""
-        if self.free_daily_quota <= 0:
-            return False
-        day = today_utc()
-        await session.execute(
-            self._insert(FreeUsage)
-            .values(user_id=user_id, day=day, used=0)
-            .on_conflict_do_nothing(index_elements=[FreeUsage.user_id, FreeUsage.day])
-        )
-        taken = await session.execute(
-            update(FreeUsage)
-            .where(
-                FreeUsage.user_id == user_id,
-                FreeUsage.day == day,
-                FreeUsage.used < self.free_daily_quota,
-            )
-            .values(used=FreeUsage.used + 1)
-            .returning(FreeUsage.used)
-        )
-        return taken.scalar_one_or_none() is not None
 
     async def free_left(self, user_id: int) -> int:
         async with self.database.unit_of_work(readonly=True) as session:

@@ -411,10 +411,10 @@ class PaymentService:
         """Take the credit back from the wallet before asking the provider to refund.
 
         Refused (`PaymentError`) unless the payment succeeded through a provider (`method`'s
-        when given: a provider refunds only its own payments) and the user still has the money available (`InsufficientFundsError` from
-        the ledger: it was spent). A payment already REFUNDING (an earlier attempt whose outcome
-        is not known yet) is returned as it is: its reversal stands, the provider is only asked
-        again.
+        when given: a provider refunds only its own payments) and the user still has the money
+        available (`InsufficientFundsError` from the ledger: it was spent). A payment already
+        REFUNDING (an earlier attempt whose outcome is not known yet) is returned as it is: its
+        reversal stands, the provider is only asked again.
         """
         async with self.database.unit_of_work() as session:
             row = await session.get(Payment, payment_id, with_for_update=True)

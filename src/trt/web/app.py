@@ -19,19 +19,14 @@ from typing import Any, Protocol
 
 from aiohttp import web
 from prometheus_client import CONTENT_TYPE_LATEST
-from sqlalchemy import select, update
 
-from trt.catalog.schema import Family
 from trt.concurrency import finish
 from trt.db.database import Database
-from trt.db.models import Job, KieCallback, utcnow
-from trt.jobs.state import ACTIVE
+from trt.jobs.transitions import record_callback
 from trt.kie.callbacks import callback_task_id, signature_ok
-from trt.kie.client import parse_callback
 from trt.leadership import StaleLeaderError
 from trt.logs import get_logger
 from trt.payments.providers import HostedCheckout, ProviderError
-from trt.telemetry.events import Event, telemetry
 from trt.telemetry.metrics import Metrics
 
 log = get_logger(__name__)
@@ -103,45 +98,8 @@ class CallbackReceiver:
         return web.json_response(OK)
 
     async def store(self, token: str, body: dict[str, Any]) -> str | None:
-        """Record the callback; attach it to its job and make the job due now."""
-        task_id = callback_task_id(body)[:128] or None
-        async with self.database.unit_of_work() as session:
-            job = await session.scalar(select(Job).where(Job.callback_token == token))
-            if job is None:
-                log.warning(
-                    "kie_callback_orphan",
-                    reason_code="ACCESS_DENIED",
-                    reason_detail="unknown token",
-                    task_id=task_id,
-                )
-                return None
-            session.add(
-                KieCallback(job_id=job.id, task_id=task_id, payload=body, received_at=utcnow())
-            )
-            if job.kie_task_id and task_id and task_id != job.kie_task_id:
-                log.warning("kie_callback_mismatch", job_id=job.id, task_id=task_id)
-                return job.id
-            _task, final = parse_callback(Family(job.family), body)
-            keep_earlier = (
-                job.callback_payload is not None
-                and parse_callback(Family(job.family), job.callback_payload)[1] is not None
-                and final is None
-            )
-            values: dict[str, Any] = {}
-            if not keep_earlier:
-                values["callback_payload"] = body
-            if job.status in {s.value for s in ACTIVE}:
-                values["next_run_at"] = utcnow()
-            if values:
-                await session.execute(update(Job).where(Job.id == job.id).values(**values))
-            telemetry.emit(
-                Event.KIE_CALLBACK,
-                cid=job.cid,
-                job_id=job.id,
-                task_id=task_id,
-                final=final is not None,
-            )
-            return job.id
+        """Record the callback with its job (the job's owner does the bookkeeping)."""
+        return await record_callback(self.database, token, body)
 
 
 class TelegramWebhook:

@@ -1,0 +1,300 @@
+"""The one owner of a job's state and of the money a job moves.
+
+Every status change is a compare-and-set through `JobTransitions.move`, checked against
+`TRANSITIONS` (a move the state machine does not allow is a bug and raises). The money a job
+moves is written here and nowhere else, each time in the same transaction as the move it
+belongs to:
+
+- confirm: the hold placed (`reserve`), or a free run taken from today's quota;
+- success: the hold captured (`succeed`);
+- failure or timeout: the hold released and a free run given back (`fail`);
+- a captured price given back, whoever decides it (a result nobody can receive:
+  `undeliverable`; an admin: `refund_captured`), under one idempotency key per job
+  (`refund_key`), so a job is refunded at most once whichever path comes first.
+
+Writers: the engine (its lease-owned moves), the outbox relay (delivered, undeliverable), the
+job service (confirm), admin operations (a refund by hand). KIE's callbacks only record and wake
+(`record_callback`).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import UTC, datetime
+from typing import Any
+
+from sqlalchemy import ColumnElement, delete, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from trt.billing.ledger import REVENUE, Ledger, hold_id_for
+from trt.catalog.schema import Family
+from trt.db.database import Database
+from trt.db.models import FreeUsage, HoldResolution, Job, JobResult, KieCallback, utcnow
+from trt.jobs.state import ACTIVE, TRANSITIONS, JobStatus, sources_of
+from trt.kie.callbacks import callback_task_id
+from trt.kie.client import parse_callback
+from trt.logs import get_logger
+from trt.telemetry.events import Event, telemetry
+
+log = get_logger(__name__)
+Fence = Callable[[], ColumnElement[bool]]
+FINISHING = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT})
+UNDELIVERED = "the result could not be delivered"
+
+
+def refund_key(job_id: str) -> str:
+    """The one idempotency key of giving a job's captured price back."""
+    return f"refund:{job_id}"
+
+
+def today_utc() -> str:
+    """The free quota's day (UTC), as stored."""
+    return datetime.now(UTC).strftime("%Y-%m-%d")
+
+
+class IllegalTransitionError(AssertionError):
+    """A move `TRANSITIONS` does not allow: a bug in the caller, never a user's doing."""
+
+
+class JobTransitions:
+    def __init__(self, ledger: Ledger, *, fence: Fence | None = None) -> None:
+        self.ledger = ledger
+        # The leader's fence (trt.leadership): a stale leader moves nothing it was not
+        # already sending (the relay's writes after a send pass `fenced=False`).
+        self.fence = fence or true
+
+    # -- state ------------------------------------------------------------------------------
+    async def move(
+        self,
+        session: AsyncSession,
+        job: Job,
+        to: JobStatus,
+        *,
+        owner: str | None = None,
+        sources: tuple[JobStatus, ...] | None = None,
+        keep_lease: bool = False,
+        fenced: bool = True,
+        where: tuple[ColumnElement[bool], ...] = (),
+        **values: Any,
+    ) -> bool:
+        """Compare-and-set `job` to `to` if it is in one of `sources` (by default every state
+        that may move to `to`), still leased by `owner` when given, and the leader's."""
+        sources = sources or sources_of(to)
+        illegal = [s.value for s in sources if to not in TRANSITIONS[s]]
+        if illegal:
+            raise IllegalTransitionError(f"{illegal} → {to.value} is not a job transition")
+        now = utcnow()
+        if not keep_lease:
+            values.update(lease_owner=None, lease_until=None)
+        if to in FINISHING:
+            values.setdefault("finished_at", now)
+        conditions = [Job.id == job.id, Job.status.in_([s.value for s in sources]), *where]
+        if owner is not None:
+            conditions.append(Job.lease_owner == owner)
+        if fenced:
+            conditions.append(self.fence())
+        moved = await session.execute(
+            update(Job)
+            .where(*conditions)
+            .values(status=to.value, updated_at=now, **values)
+            .returning(Job.id)
+        )
+        return moved.scalar_one_or_none() is not None
+
+    # -- money with the move ------------------------------------------------------------------
+    async def reserve(
+        self,
+        session: AsyncSession,
+        *,
+        job_id: str,
+        user_id: int,
+        price_kop: int,
+        ttl_s: float,
+        cid: str | None,
+    ) -> str | None:
+        """The hold of a job being confirmed (None for a free one); `InsufficientFundsError`."""
+        if price_kop <= 0:
+            return None
+        return await self.ledger.place_hold(
+            session,
+            user_id=user_id,
+            amount_kop=price_kop,
+            hold_id=hold_id_for(job_id),
+            reason=f"job:{job_id}",
+            ttl_s=ttl_s,
+            cid=cid,
+        )
+
+    async def take_free_slot(
+        self, session: AsyncSession, user_id: int, *, quota: int, is_sqlite: bool
+    ) -> bool:
+        """One free run from today's quota, in one conditional write; False when used up."""
+        if quota <= 0:
+            return False
+        day = today_utc()
+        insert = sqlite_insert if is_sqlite else pg_insert
+        await session.execute(
+            insert(FreeUsage)
+            .values(user_id=user_id, day=day, used=0)
+            .on_conflict_do_nothing(index_elements=[FreeUsage.user_id, FreeUsage.day])
+        )
+        taken = await session.execute(
+            update(FreeUsage)
+            .where(FreeUsage.user_id == user_id, FreeUsage.day == day, FreeUsage.used < quota)
+            .values(used=FreeUsage.used + 1)
+            .returning(FreeUsage.used)
+        )
+        return taken.scalar_one_or_none() is not None
+
+    async def succeed(
+        self, session: AsyncSession, job: Job, *, owner: str, memo: str, **values: Any
+    ) -> bool:
+        """→ SUCCEEDED with the hold captured; False when the job was not ours to move."""
+        if not await self.move(session, job, JobStatus.SUCCEEDED, owner=owner, **values):
+            return False
+        if job.hold_id is not None:
+            await self.ledger.capture(session, job.hold_id, memo=memo, cid=job.cid)
+        return True
+
+    async def fail(
+        self, session: AsyncSession, job: Job, to: JobStatus, *, owner: str, code: str, detail: str
+    ) -> bool:
+        """→ FAILED / TIMED_OUT with the hold released (a free run given back) and the files an
+        earlier attempt stored dropped; False when the job was not ours to move."""
+        assert to in (JobStatus.FAILED, JobStatus.TIMED_OUT), to
+        if not await self.move(
+            session, job, to, owner=owner, error_code=code[:32], error_message=detail[:512]
+        ):
+            return False
+        if job.hold_id is not None:
+            await self.ledger.release(session, job.hold_id, expired=to is JobStatus.TIMED_OUT)
+        if job.is_free:
+            await self._return_free_slot(session, job)
+        await session.execute(delete(JobResult).where(JobResult.job_id == job.id))
+        return True
+
+    async def delivered(self, session: AsyncSession, job: Job) -> bool:
+        """SUCCEEDED → DELIVERED (after a send: unfenced, the send happened either way)."""
+        return await self.move(session, job, JobStatus.DELIVERED, keep_lease=True, fenced=False)
+
+    async def undeliverable(self, session: AsyncSession, job: Job, *, memo: str) -> bool:
+        """SUCCEEDED → FAILED: a result nobody can receive, its captured price given back.
+        False when it was settled already (a repeat of this decision)."""
+        if not await self.move(
+            session,
+            job,
+            JobStatus.FAILED,
+            sources=(JobStatus.SUCCEEDED,),
+            keep_lease=True,
+            fenced=False,
+            finished_at=Job.finished_at,  # it finished when it succeeded
+            error_code="delivery",
+            error_message=UNDELIVERED,
+        ):
+            return False
+        if job.price_kop > 0:
+            await self._refund(session, job, job.price_kop, memo=memo, cid=job.cid)
+        return True
+
+    async def refund_captured(
+        self, session: AsyncSession, job: Job, *, memo: str, cid: str | None
+    ) -> int | None:
+        """Give a charged job's captured price back (an admin's decision): the kopecks, 0 when
+        it was given back already (by an admin or as an undelivered result), None when the job
+        was never charged (free, or its hold was released)."""
+        if job.hold_id is None:
+            return None
+        captured = await session.scalar(
+            select(HoldResolution.captured_kop).where(
+                HoldResolution.hold_id == job.hold_id, HoldResolution.outcome == "captured"
+            )
+        )
+        if not captured:
+            return None
+        created = await self._refund(session, job, int(captured), memo=memo, cid=cid)
+        return int(captured) if created else 0
+
+    async def expire_orphan_holds(self, session: AsyncSession) -> int:
+        """Release holds past their expiry whose job is no longer active (the sweeper's
+        backstop: a job's own transitions resolve its hold)."""
+        expired = 0
+        for hold_id in await self.ledger.open_holds_due(session):
+            active = await session.scalar(
+                select(Job.id).where(
+                    Job.hold_id == hold_id, Job.status.in_([s.value for s in ACTIVE])
+                )
+            )
+            if active is None:
+                await self.ledger.release(session, hold_id, expired=True)
+                expired += 1
+        return expired
+
+    async def _refund(
+        self, session: AsyncSession, job: Job, amount_kop: int, *, memo: str, cid: str | None
+    ) -> bool:
+        revenue = await self.ledger.account(session, REVENUE)
+        wallet = await self.ledger.wallet(session, job.user_id)
+        posted = await self.ledger.transfer(
+            session,
+            kind="refund",
+            idempotency_key=refund_key(job.id),
+            debit=revenue,
+            credit=wallet,
+            amount_kop=amount_kop,
+            memo=memo,
+            cid=cid,
+        )
+        return posted.created
+
+    async def _return_free_slot(self, session: AsyncSession, job: Job) -> None:
+        await session.execute(
+            update(FreeUsage)
+            .where(
+                FreeUsage.user_id == job.user_id,
+                # The slot goes back to the day it was taken (a job failing after midnight
+                # must not give the user an extra run today).
+                FreeUsage.day == (job.free_day or today_utc()),
+                FreeUsage.used > 0,
+            )
+            .values(used=FreeUsage.used - 1)
+        )
+
+
+async def record_callback(database: Database, token: str, body: dict[str, Any]) -> str | None:
+    """KIE's callback recorded and attached to its job, which is made due now (the engine
+    confirms the outcome with recordInfo before any money moves); the job's id, or None when
+    no job has this token (nothing is stored for it)."""
+    task_id = callback_task_id(body)[:128] or None
+    async with database.unit_of_work() as session:
+        job = await session.scalar(select(Job).where(Job.callback_token == token))
+        if job is None:
+            log.warning(
+                "kie_callback_orphan",
+                reason_code="ACCESS_DENIED",
+                reason_detail="unknown token",
+                task_id=task_id,
+            )
+            return None
+        session.add(KieCallback(job_id=job.id, task_id=task_id, payload=body, received_at=utcnow()))
+        if job.kie_task_id and task_id and task_id != job.kie_task_id:
+            log.warning("kie_callback_mismatch", job_id=job.id, task_id=task_id)
+            return job.id
+        _task, final = parse_callback(Family(job.family), body)
+        keep_earlier = (
+            job.callback_payload is not None
+            and parse_callback(Family(job.family), job.callback_payload)[1] is not None
+            and final is None
+        )
+        values: dict[str, Any] = {}
+        if not keep_earlier:
+            values["callback_payload"] = body
+        if job.status in {s.value for s in ACTIVE}:
+            values["next_run_at"] = utcnow()
+        if values:
+            await session.execute(update(Job).where(Job.id == job.id).values(**values))
+        telemetry.emit(
+            Event.KIE_CALLBACK, cid=job.cid, job_id=job.id, task_id=task_id, final=final is not None
+        )
+        return job.id
