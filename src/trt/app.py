@@ -33,6 +33,7 @@ from trt.admin.settings import RuntimeSettings
 from trt.billing.ledger import Ledger
 from trt.bot.app import create_bot, create_dispatcher, set_commands
 from trt.bot.keyboards import back_to_menu
+from trt.bot.notices import Notices
 from trt.bot.routers.admin import progress_screen
 from trt.bot.routers.jobs import result_keyboard
 from trt.catalog.loader import default_catalog
@@ -202,6 +203,7 @@ async def build_services(
         database,
         sender,
         owner=owner,
+        notices=Notices(pipeline),
         result_keyboard=functools.partial(result_keyboard, pipeline),
         failure_keyboard=lambda lang, _job_id, _slug: back_to_menu(lang),
         lease_s=config.engine.lease_s,

@@ -45,7 +45,7 @@ def _sample_params(
 
 def _start_price(pipeline: UnifiedModelPipeline, slug: str) -> str:
     model = pipeline.resolve_model(slug)
-    return format_money(pipeline.cheapest_quote(model).amount_kopecks)
+    return format_money(pipeline.cheapest_quote(model).amount_kop)
 
 
 def cmd_list(args: argparse.Namespace) -> int:
@@ -102,7 +102,7 @@ def cmd_price(args: argparse.Namespace) -> int:
             print(f"  ✗ {error.message}")
         return 1
     quote = pipeline.quote(args.slug, result.params)
-    print(f"{quote.credits} credits = ${quote.usd} → {format_money(quote.amount_kopecks)}")
+    print(f"{quote.credits} credits = ${quote.usd} → {format_money(quote.amount_kop)}")
     return 0
 
 

@@ -410,7 +410,7 @@ class UnifiedModelPipeline:
             except PricingError:
                 continue
         assert quotes, f"{model.slug} has no priceable combination (checked at load)"
-        return min(quotes, key=lambda q: q.amount_kopecks)
+        return min(quotes, key=lambda q: q.amount_kop)
 
     def build_kie_payload(
         self, model_id: str, params: dict[str, Any], callback_url: str | None = None
@@ -439,7 +439,7 @@ class UnifiedModelPipeline:
         model: ModelSpec,
         params: dict[str, Any],
         price: Quote,
-        balance_kopecks: int,
+        balance_kop: int,
         lang: str = "ru",
         *,
         free_left: int | None = None,
@@ -472,10 +472,10 @@ class UnifiedModelPipeline:
         lines.append("")
         if model.free and free_left is not None and free_left > 0:
             lines.append(t(lang, "confirm.free", left=free_left))
-            lines.append(t(lang, "confirm.balance_after", balance=format_money(balance_kopecks)))
+            lines.append(t(lang, "confirm.balance_after", balance=format_money(balance_kop)))
         else:
-            lines.append(t(lang, "confirm.price", price=format_money(price.amount_kopecks)))
-            after = balance_kopecks - price.amount_kopecks
+            lines.append(t(lang, "confirm.price", price=format_money(price.amount_kop)))
+            after = balance_kop - price.amount_kop
             if after >= 0:
                 lines.append(t(lang, "confirm.balance_after", balance=format_money(after)))
             else:

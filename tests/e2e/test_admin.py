@@ -156,10 +156,10 @@ async def test_a_price_override_shows_at_once_and_is_audited(bot: RunningBot) ->
     pipeline = bot.services.pipeline
     model = pipeline.catalog.get("nb2")
     assert model is not None
-    before_kop = pipeline.cheapest_quote(model).amount_kopecks
+    before_kop = pipeline.cheapest_quote(model).amount_kop
     await admin.send("/price nb2 4")
     done = await admin.next_message()
-    after_kop = pipeline.cheapest_quote(model).amount_kopecks
+    after_kop = pipeline.cheapest_quote(model).amount_kop
     assert after_kop == before_kop * 2  # markup 4 instead of the configured 2
     assert done.text.startswith("Модель «Nano Banana 2»: теперь от")
     await user.send("/start")
@@ -183,7 +183,7 @@ async def test_a_price_override_shows_at_once_and_is_audited(bot: RunningBot) ->
     assert (entry.admin_id, entry.before, entry.after) == (ADMIN, None, "4")
     await admin.send("/price nb2 reset")
     await admin.next_message()
-    assert pipeline.cheapest_quote(model).amount_kopecks == before_kop
+    assert pipeline.cheapest_quote(model).amount_kop == before_kop
 
 
 async def test_an_admin_blocks_adjusts_and_refunds_a_job_once(bot: RunningBot) -> None:

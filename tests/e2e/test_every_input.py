@@ -171,7 +171,7 @@ async def drive(bot: RunningBot, user_id: int, case: Case) -> Outcome:
     params = pipeline.apply_defaults(schema, mirror.params)
     checked = pipeline.validate(case.model.slug, params)
     assert checked.ok, (case.id, checked.errors)
-    price = pipeline.quote(case.model.slug, checked.params).amount_kopecks
+    price = pipeline.quote(case.model.slug, checked.params).amount_kop
     found = PRICE.search(screen.text)
     if found is None:
         outcome.problems.append(f"no price on {screen.text[:120]!r}")

@@ -94,7 +94,7 @@ async def test_a_talking_avatar_takes_a_photo_and_a_voice_priced_by_its_length(
         {"image_url": "tg:x", "audio_url": telegram_reference("y", 7), "prompt": "p"},
     )
     assert price.credits == 56
-    assert f"💰 Цена: {format_money(price.amount_kopecks)}" in screen.text
+    assert f"💰 Цена: {format_money(price.amount_kop)}" in screen.text
     await tap(user, "✅ Сгенерировать", screen)
     result = await until_result(user)
     assert result.raw.get("video") is not None
@@ -102,7 +102,7 @@ async def test_a_talking_avatar_takes_a_photo_and_a_voice_priced_by_its_length(
     audio = task.body["input"]["audio_url"]
     assert audio.startswith(bot.sandbox.kie.base_url + "/files/uploads/")
     assert audio.endswith(".ogg")  # the voice's bytes, named by what they are
-    assert await bot.balance(9101) == (FUNDS - price.amount_kopecks, 0)
+    assert await bot.balance(9101) == (FUNDS - price.amount_kop, 0)
     assert await bot.client.violations() == []
 
 
@@ -197,7 +197,7 @@ async def test_music_is_extended_and_a_video_result_upscaled_by_its_length(
     price = bot.services.pipeline.quote(
         "topazv", {"video_url": telegram_reference("v", seconds), "upscale_factor": "2"}
     )
-    assert f"💰 Цена: {format_money(price.amount_kopecks)}" in screen.text
+    assert f"💰 Цена: {format_money(price.amount_kop)}" in screen.text
     await tap(user, "✅ Сгенерировать", screen)
     assert (await until_result(user)).raw.get("video") is not None
     await asyncio.gather(

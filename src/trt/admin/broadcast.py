@@ -22,6 +22,7 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import and_, exists, func, insert, literal, select, update
@@ -34,7 +35,18 @@ from trt.logs import get_logger
 from trt.telegram.sender import Markup, RetryLater, Sender, Undeliverable
 
 log = get_logger(__name__)
-DRAFT, RUNNING, PAUSED, CANCELLED, DONE = "draft", "running", "paused", "cancelled", "done"
+
+
+class BroadcastStatus(StrEnum):
+    DRAFT = "draft"
+    RUNNING = "running"
+    PAUSED = "paused"
+    CANCELLED = "cancelled"
+    DONE = "done"
+
+
+DRAFT, RUNNING, PAUSED = BroadcastStatus.DRAFT, BroadcastStatus.RUNNING, BroadcastStatus.PAUSED
+CANCELLED, DONE = BroadcastStatus.CANCELLED, BroadcastStatus.DONE
 BATCH = 100
 PROGRESS_EVERY_S = 2.0
 STATUS_EVERY_S = 1.0  # how often a running broadcast looks for pause / cancel
@@ -173,7 +185,11 @@ class BroadcastService:
         self, broadcast_id: int, status: str, *, admin_id: int, cid: str | None = None
     ) -> str | None:
         """Pause, resume or cancel; the new status, None when that move is not allowed."""
-        allowed = {PAUSED: (RUNNING,), RUNNING: (PAUSED,), CANCELLED: (RUNNING, PAUSED, DRAFT)}
+        allowed: dict[str, tuple[str, ...]] = {
+            PAUSED: (RUNNING,),
+            RUNNING: (PAUSED,),
+            CANCELLED: (RUNNING, PAUSED, DRAFT),
+        }
         async with self.database.unit_of_work() as session:
             before = await session.scalar(
                 update(Broadcast)

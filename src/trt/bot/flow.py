@@ -144,7 +144,7 @@ class FlowServices:
             self.pipeline,
             draft,
             lang,
-            balance_kopecks=(await self.wallets.balance(user_id)).available_kop,
+            balance_kop=(await self.wallets.balance(user_id)).available_kop,
             free_left=await self.jobs.free_left(user_id) if model.free else None,
             assist=self.assist,
         )
@@ -270,7 +270,7 @@ def confirm_screen(
     draft: Draft,
     lang: str,
     *,
-    balance_kopecks: int,
+    balance_kop: int,
     free_left: int | None,
     assist: bool = False,
 ) -> tuple[str, InlineKeyboardMarkup, Quote]:
@@ -279,9 +279,9 @@ def confirm_screen(
     quote = pipeline.quote(model.slug, params)
     free = model.free and bool(free_left)
     text = pipeline.format_confirmation_text(
-        model, params, quote, balance_kopecks, lang, free_left=free_left if model.free else None
+        model, params, quote, balance_kop, lang, free_left=free_left if model.free else None
     )
-    affordable = free or balance_kopecks >= quote.amount_kopecks
+    affordable = free or balance_kop >= quote.amount_kop
     first = (
         InlineKeyboardButton(
             text=t(lang, "flow.generate"), callback_data=Confirm(draft=draft.draft).pack()

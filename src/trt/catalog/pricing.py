@@ -38,7 +38,7 @@ class Rates:
 class Quote:
     credits: Decimal
     usd: Decimal
-    amount_kopecks: int
+    amount_kop: int
 
 
 def credits_for(price: PriceSpec, params: dict[str, Any]) -> Decimal:
@@ -93,14 +93,14 @@ def quote(model: ModelSpec, params: dict[str, Any], rates: Rates) -> Quote:
     usd = credits * USD_PER_CREDIT
     rubles = usd * rates.usd_rub_rate * rates.price_markup
     kopecks = int((rubles * 100).to_integral_value(rounding=ROUND_CEILING))
-    return Quote(credits=credits, usd=usd, amount_kopecks=kopecks)
+    return Quote(credits=credits, usd=usd, amount_kop=kopecks)
 
 
-def format_money(amount_kopecks: int) -> str:
+def format_money(amount_kop: int) -> str:
     """«1 234,50 ₽»: every amount a user or operator sees, exact to the kopeck (kopecks shown
     only when there are any; thin-space thousands)."""
-    sign = "−" if amount_kopecks < 0 else ""
-    rubles, kopecks = divmod(abs(amount_kopecks), 100)
+    sign = "−" if amount_kop < 0 else ""
+    rubles, kopecks = divmod(abs(amount_kop), 100)
     whole = f"{rubles:,}".replace(",", "\u202f")
     return f"{sign}{whole},{kopecks:02d} ₽" if kopecks else f"{sign}{whole} ₽"
 

@@ -22,7 +22,6 @@ from sqlalchemy import ColumnElement, case, delete, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
-from trt.catalog.pricing import format_money
 from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
 from trt.concurrency import finish
@@ -31,7 +30,7 @@ from trt.db.database import Database
 from trt.db.models import Job, JobResult, KieCallback, Outbox, User, utcnow
 from trt.errors import MediaFetchError
 from trt.faults import failpoint
-from trt.i18n import normalize_lang, t
+from trt.i18n import normalize_lang
 from trt.jobs.media import TelegramFiles, upload_media
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.jobs.transitions import JobTransitions
@@ -39,7 +38,7 @@ from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_cal
 from trt.kie.errors import KieError, kind_of
 from trt.logs import get_logger, scrub
 from trt.payments.referrals import ReferralBonus, Referrals
-from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta
+from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Event, Reason, telemetry
 
 log = get_logger(__name__)
@@ -376,7 +375,7 @@ class JobEngine:
                     ),
                 )
                 if adopted:
-                    self._outbox(session, job, "running", {"text": self._running_text(job)})
+                    self._outbox(session, job, "running", {"notice": "running"})
 
         await self.database.retrying(store_task_id, what="store_task_id")
         telemetry.emit(
@@ -602,13 +601,9 @@ class JobEngine:
             if job.hold_id is not None:
                 bonus = await self._referral_bonus(session, job)
             failpoint("job.captured")
-            key = "jobs.result_free" if job.is_free else "jobs.result"
-            self._outbox(
-                session,
-                job,
-                "result",
-                {"caption": t(job.lang, key, model=self._title(job)), "model": self._title(job)},
-            )
+            # Data, not words: bot/notices.py says it in the user's language at send time.
+            notice = {"notice": "result", "free": job.is_free, "model": self._title(job)}
+            self._outbox(session, job, "result", notice)
         if bonus is not None:
             telemetry.emit(
                 Event.BONUS_CREDITED,
@@ -634,21 +629,18 @@ class JobEngine:
     async def _fail(self, job: Job, to: JobStatus, code: str, detail: str) -> None:
         kind = kind_of(code)
         detail = scrub(detail)  # stored on the job and shown in /debug: no secret in it
-        reason = kind.reason_en if job.lang == "en" else kind.reason_ru
         async with self.database.unit_of_work() as session:
             if not await self.transitions.fail(
                 session, job, to, owner=self.owner, code=code, detail=detail
             ):
                 return
-            key = "jobs.failed_free" if job.is_free else "jobs.failed"
-            text = t(
-                job.lang,
-                key,
-                model=self._title(job),
-                reason=reason,
-                refund=format_money(job.price_kop),
-            )
-            self._outbox(session, job, "failure", {"text": text})
+            notice = {
+                "notice": "failed",
+                "reason": kind.code,  # kie_reasons.<code> in the locales
+                "refund_kop": job.price_kop,
+                "free": job.is_free,
+            }
+            self._outbox(session, job, "failure", notice)
         failed = to is JobStatus.FAILED
         telemetry.emit(
             Event.JOB_FAILED if failed else Event.JOB_TIMED_OUT,
@@ -672,21 +664,18 @@ class JobEngine:
         if bonus is None:
             return None
         language = await session.scalar(select(User.language).where(User.id == bonus.inviter_id))
-        amount = format_money(bonus.amount_kop)
-        text = t(normalize_lang(language), "pay.referral_bonus", amount=amount)
-        session.add(Outbox.for_job(job, "referral", {"text": text}, chat_id=bonus.inviter_id))
+        notice = {
+            "notice": "referral_bonus",
+            "amount_kop": bonus.amount_kop,
+            "lang": normalize_lang(language),  # the inviter's, not the job's
+        }
+        session.add(Outbox.for_job(job, "referral", notice, chat_id=bonus.inviter_id))
         return bonus
 
     # -- helpers ------------------------------------------------------------------------------
     def _title(self, job: Job) -> str:
         model = self.pipeline.catalog.get(job.model_slug)
         return model.title.get(job.lang) if model else job.model_slug
-
-    def _running_text(self, job: Job) -> str:
-        model = self.pipeline.catalog.get(job.model_slug)
-        icon = CATEGORY_ICONS[model.category] if model else "⏳"
-        eta = format_eta(model.typical_duration_s if model else 60, job.lang)
-        return t(job.lang, "jobs.running", icon=icon, model=self._title(job), eta=eta)
 
     def _outbox(self, session: AsyncSession, job: Job, kind: str, payload: dict[str, Any]) -> None:
         payload = {**payload, "edit_message_id": job.status_message_id}

@@ -15,21 +15,19 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import html
 from collections.abc import Callable
 from datetime import timedelta
+from typing import Any, Protocol
 
 import structlog
 from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
-from trt.catalog.pricing import format_money
 from trt.concurrency import finish
 from trt.db.database import Database
 from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
-from trt.i18n import t
 from trt.jobs.state import JobStatus
 from trt.jobs.transitions import JobTransitions
 from trt.logs import get_logger
@@ -49,6 +47,15 @@ CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "uplo
 Keyboards = Callable[[str, str, str], Markup | None]
 
 
+class Notices(Protocol):
+    """The words of a notice, from its row's data (`trt.bot.notices.Notices`): jobs/ writes
+    what happened, the presentation says it."""
+
+    def text(self, lang: str, slug: str, payload: dict[str, Any]) -> str: ...
+
+    def links(self, lang: str, slug: str, size_bytes: int, urls: list[str]) -> str: ...
+
+
 class OutboxRelay:
     def __init__(
         self,
@@ -56,6 +63,7 @@ class OutboxRelay:
         sender: Sender,
         *,
         owner: str,
+        notices: Notices,
         result_keyboard: Keyboards,
         failure_keyboard: Keyboards,
         lease_s: float = 60.0,
@@ -68,6 +76,7 @@ class OutboxRelay:
         self.database = database
         self.sender = sender
         self.owner = owner
+        self.notices = notices
         self.result_keyboard = result_keyboard
         self.failure_keyboard = failure_keyboard
         self.lease_s = lease_s
@@ -213,7 +222,7 @@ class OutboxRelay:
                 )
             sent = await self.sender.text(
                 row.chat_id,
-                str(row.payload["text"]),
+                self.notices.text(job.lang, job.model_slug, row.payload),
                 markup=markup,
                 edit_message_id=row.payload.get("edit_message_id"),
             )
@@ -244,7 +253,7 @@ class OutboxRelay:
             )
             for r in results
         ]
-        caption = str(row.payload.get("caption", ""))
+        caption = self.notices.text(job.lang, job.model_slug, row.payload)
         markup = self.result_keyboard(job.lang, job.id, job.model_slug)
         if any(send_kind(item, job.output_kind) == "link" for item in items):
             await self._send_links(row, job, results, markup)
@@ -285,9 +294,9 @@ class OutboxRelay:
     async def _send_links(
         self, row: Outbox, job: Job, results: list[JobResult], markup: Markup | None
     ) -> None:
-        text = link_text(
+        text = self.notices.links(
             job.lang,
-            str(row.payload.get("caption", "")),
+            job.model_slug,
             max((r.size_bytes for r in results), default=0),
             [r.url for r in results],
         )
@@ -318,13 +327,8 @@ class OutboxRelay:
                 return  # settled already (a repeat of this decision)
             # The user is told in the same transaction as the refund (a text may get through
             # where the file did not; if not, it is retried like any message).
-            text = t(
-                job.lang,
-                "jobs.undelivered",
-                model=str(row.payload.get("model") or job.model_slug),
-                refund=format_money(job.price_kop),
-            )
-            session.add(Outbox.for_job(job, "failure", {"text": text}))
+            notice = {"notice": "undelivered", "refund_kop": job.price_kop}
+            session.add(Outbox.for_job(job, "failure", notice))
         telemetry.emit(
             Event.JOB_FAILED,
             cid=job.cid,
@@ -386,14 +390,3 @@ class OutboxRelay:
             .returning(Outbox.id)
         )
         return marked.scalar_one_or_none() is not None
-
-
-def link_text(lang: str, model: str, size_bytes: int, urls: list[str]) -> str:
-    """A result sent as links (too big for Telegram, or refused by it); `model` is HTML."""
-    return t(
-        lang,
-        "jobs.link",
-        model=model,
-        size=f"{size_bytes / 1024 / 1024:.0f} MB",
-        url="\n".join(html.escape(url) for url in urls),  # `&` in a query is markup
-    )

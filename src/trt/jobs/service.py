@@ -171,7 +171,7 @@ class JobService:
                     quota=self.free_daily_quota,
                     is_sqlite=self.database.is_sqlite,
                 )
-                price = 0 if is_free else quote.amount_kopecks
+                price = 0 if is_free else quote.amount_kop
                 deadline = deadline_for(model, self.settings)
                 hold_id = await self.transitions.reserve(
                     session,

@@ -13,6 +13,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import func, select, update
@@ -28,8 +29,24 @@ from trt.payments.referrals import Referrals
 from trt.telemetry.events import Event, telemetry
 
 MANUAL = "manual"  # a bank transfer an admin approved: no provider can send it back
-PENDING, SUCCEEDED, CANCELED, REJECTED = "pending", "succeeded", "canceled", "rejected"
-REFUNDING, REFUNDED = "refunding", "refunded"
+
+
+class PaymentStatus(StrEnum):
+    PENDING = "pending"  # created; the user has not paid (yet)
+    SUCCEEDED = "succeeded"  # credited once
+    CANCELED = "canceled"  # the provider says it will not be paid
+    REJECTED = "rejected"  # a manual receipt an admin refused
+    REFUNDING = "refunding"  # the credit reversed; the provider's answer not yet definite
+    REFUNDED = "refunded"  # the money went back
+
+
+PENDING, SUCCEEDED, CANCELED = (
+    PaymentStatus.PENDING,
+    PaymentStatus.SUCCEEDED,
+    PaymentStatus.CANCELED,
+)
+REJECTED, REFUNDING = PaymentStatus.REJECTED, PaymentStatus.REFUNDING
+REFUNDED = PaymentStatus.REFUNDED
 INVOICE_PREFIX = "tp:"  # a Stars invoice's payload: "tp:<payment id>"
 MANUAL_NAMESPACE = uuid.UUID("0b7f3c58-4f1e-4a8e-9a55-6d2e1c7b9f31")  # receipts' payment ids
 

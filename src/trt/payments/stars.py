@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from enum import StrEnum
 from typing import ClassVar
 
 from trt.catalog.pricing import format_money
@@ -25,7 +26,21 @@ from trt.telemetry.events import Event, new_cid, telemetry
 
 log = get_logger(__name__)
 PAGE = 100
-REFUNDED_NOW, REFUSED, UNCLEAR = "refunded", "refused", "unclear"
+
+
+class RefundOutcome(StrEnum):
+    """A provider's answer to a refund: only the first two decide money."""
+
+    REFUNDED_NOW = "refunded"
+    REFUSED = "refused"
+    UNCLEAR = "unclear"  # a timeout, a 5xx, pending: asked again later
+
+
+REFUNDED_NOW, REFUSED, UNCLEAR = (
+    RefundOutcome.REFUNDED_NOW,
+    RefundOutcome.REFUSED,
+    RefundOutcome.UNCLEAR,
+)
 
 
 def stars_memo(stars: int | None) -> str:

@@ -59,7 +59,7 @@ def test_every_model_defaults_validate_and_price(pipeline: UnifiedModelPipeline,
     result = pipeline.validate(slug, params)
     assert result.ok, [e.message for e in result.errors]
     quote = pipeline.quote(slug, result.params)
-    assert quote.amount_kopecks > 0
+    assert quote.amount_kop > 0
 
 
 @pytest.mark.parametrize("slug", ALL_SLUGS)

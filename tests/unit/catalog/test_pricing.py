@@ -62,11 +62,11 @@ def test_credits_to_kopecks_round_up() -> None:
     assert model is not None
     result = quote(model, {"aspect_ratio": "1:1"}, rates)
     assert result.usd == Decimal("0.0040")
-    assert result.amount_kopecks == 57
-    assert format_money(result.amount_kopecks) == "0,57 ₽"  # shown as charged
+    assert result.amount_kop == 57
+    assert format_money(result.amount_kop) == "0,57 ₽"  # shown as charged
     # A fraction of a kopeck is charged as a whole kopeck, never dropped.
     rates = Rates(usd_rub_rate=Decimal("95.01"), price_markup=Decimal("1.5"))
-    assert quote(model, {"aspect_ratio": "1:1"}, rates).amount_kopecks == 58
+    assert quote(model, {"aspect_ratio": "1:1"}, rates).amount_kop == 58
 
 
 def test_rates_refuse_selling_below_cost() -> None:
@@ -77,7 +77,7 @@ def test_rates_refuse_selling_below_cost() -> None:
 def test_kling_three_price_end_to_end(pipeline: UnifiedModelPipeline) -> None:
     params = complete_params(pipeline, "kl30", duration="10", mode="pro", sound=True)
     # 27 credits/s × 10 s = 270 credits = $1.35 × 100 ₽ × 2 = 270 ₽.
-    assert pipeline.quote("kl30", params).amount_kopecks == 27_000
+    assert pipeline.quote("kl30", params).amount_kop == 27_000
 
 
 def test_money_formatting() -> None:
@@ -134,6 +134,6 @@ def test_rates_from_configuration_change_the_price() -> None:
 
     model = default_catalog().get("nb2")
     assert model is not None
-    cheap = quote(model, {"resolution": "1K"}, RATES).amount_kopecks
-    dear = quote(model, {"resolution": "1K"}, Rates(Decimal("100"), Decimal("3"))).amount_kopecks
+    cheap = quote(model, {"resolution": "1K"}, RATES).amount_kop
+    dear = quote(model, {"resolution": "1K"}, Rates(Decimal("100"), Decimal("3"))).amount_kop
     assert (cheap, dear) == (800, 1200)

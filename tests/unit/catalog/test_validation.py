@@ -236,7 +236,7 @@ def test_validate_never_raises(
     if result.ok:
         # A clean result always builds a payload and a price.
         pipeline.build_kie_payload(slug, result.params)
-        assert pipeline.quote(slug, result.params).amount_kopecks >= 0
+        assert pipeline.quote(slug, result.params).amount_kop >= 0
     else:
         assert all(error.message for error in result.errors)
 

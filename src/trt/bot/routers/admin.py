@@ -559,7 +559,7 @@ async def on_model_markup(
         admin_id=message.from_user.id,
         cid=cid,
     )
-    price = format_money(pipeline.cheapest_quote(model).amount_kopecks)
+    price = format_money(pipeline.cheapest_quote(model).amount_kop)
     await message.answer(
         t(lang, "admin.price_set", model=html.escape(model.title.get(lang)), price=price)
     )

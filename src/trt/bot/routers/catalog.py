@@ -8,13 +8,14 @@ from aiogram import Router
 from aiogram.types import CallbackQuery
 
 from trt.bot.callbacks import Category, CategoryPage, ModelCard
-from trt.bot.keyboards import model_card, model_list
+from trt.bot.keyboards import main_menu, model_card, model_list
 from trt.bot.screens import show
 from trt.catalog.pricing import format_money
 from trt.catalog.schema import Category as ModelCategory
 from trt.catalog.schema import ModelSpec, Role, Ui
 from trt.i18n import t
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline, format_eta
+from trt.telemetry.events import Reason, reject
 
 
 def build() -> Router:
@@ -33,7 +34,7 @@ def starting_price(pipeline: UnifiedModelPipeline, model: ModelSpec, lang: str) 
     return t(
         lang,
         "catalog.price_from",
-        price=format_money(pipeline.cheapest_quote(model).amount_kopecks),
+        price=format_money(pipeline.cheapest_quote(model).amount_kop),
     )
 
 
@@ -68,18 +69,30 @@ async def _show_category(
     await show(callback, text, model_list(lang, category, priced, page))
 
 
+async def _category(callback: CallbackQuery, value: str, lang: str) -> ModelCategory | None:
+    """The category a button names; a forged or retired one is answered, not raised."""
+    try:
+        return ModelCategory(value)
+    except ValueError:
+        reject(Reason.VALIDATION_FAILED, f"unknown category {value[:32]!r}")
+        await show(callback, t(lang, "flow.stale"), main_menu(lang))
+        return None
+
+
 async def on_category(
     callback: CallbackQuery, callback_data: Category, lang: str, pipeline: UnifiedModelPipeline
 ) -> None:
-    category = ModelCategory(callback_data.category)
-    await _show_category(callback, pipeline, lang, category, 0)
+    category = await _category(callback, callback_data.category, lang)
+    if category is not None:
+        await _show_category(callback, pipeline, lang, category, 0)
 
 
 async def on_category_page(
     callback: CallbackQuery, callback_data: CategoryPage, lang: str, pipeline: UnifiedModelPipeline
 ) -> None:
-    category = ModelCategory(callback_data.category)
-    await _show_category(callback, pipeline, lang, category, callback_data.page)
+    category = await _category(callback, callback_data.category, lang)
+    if category is not None:
+        await _show_category(callback, pipeline, lang, category, callback_data.page)
 
 
 async def on_model(

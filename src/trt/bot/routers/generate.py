@@ -298,7 +298,7 @@ async def on_confirm(
             pipeline,
             draft,
             lang,
-            balance_kopecks=short.available_kop,
+            balance_kop=short.available_kop,
             free_left=None,
             assist=flow.assist,
         )

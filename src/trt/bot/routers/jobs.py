@@ -13,13 +13,13 @@ from trt.bot.callbacks import FollowUp, HistoryPage, JobAction, Menu
 from trt.bot.files import file_of
 from trt.bot.flow import Draft, Flow, FlowServices, questions, settings_screen
 from trt.bot.keyboards import main_menu, pager_row
+from trt.bot.notices import link_text
 from trt.bot.screens import show
 from trt.catalog.pricing import format_money
 from trt.catalog.rules import media_duration, telegram_reference
 from trt.catalog.schema import FollowUp as FollowUpSpec
 from trt.catalog.schema import ParamType
 from trt.i18n import t
-from trt.jobs.outbox import link_text
 from trt.jobs.service import JobService, JobView
 from trt.logs import get_logger
 from trt.pipeline import CATEGORY_ICONS, UnifiedModelPipeline
