@@ -11,8 +11,6 @@ only here, with capped exponential backoff and jitter.
 from __future__ import annotations
 
 import asyncio
-import contextlib
-import random
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
@@ -24,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from trt.billing.ledger import Ledger
 from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
-from trt.concurrency import finish
+from trt.concurrency import LeasedLoop
 from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import Job, JobResult, KieCallback, Outbox, User, utcnow
@@ -33,6 +31,7 @@ from trt.faults import failpoint
 from trt.i18n import normalize_lang
 from trt.jobs.media import TelegramFiles, upload_media
 from trt.jobs.state import ACTIVE, JobStatus
+from trt.jobs.policy import backoff_s, poll_delay_s
 from trt.jobs.transitions import JobTransitions
 from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_callback
 from trt.kie.errors import KieError, kind_of
@@ -43,31 +42,11 @@ from trt.telemetry.events import Event, Reason, telemetry
 
 log = get_logger(__name__)
 Fence = Callable[[], ColumnElement[bool]]
-BACKOFF_BASE_S = 2.0
-BACKOFF_CAP_S = 60.0
 SWEEP_INTERVAL_S = 60.0
 CALLBACKS_KEEP_DAYS = 14  # received KIE callbacks are kept this long, for support
 CRASH_RETRY_S = 1.0  # a step that crashed (say, its database connection was cut) runs again
 DOWNLOAD_ATTEMPTS = 3  # a result whose download fails this often is refunded
 PARALLEL_DOWNLOADS = 4  # result files in memory at once (each ≤ the download cap)
-
-
-def backoff_s(attempt: int, retry_after_s: float | None = None) -> float:
-    """Full jitter, capped: random(0, min(cap, base·2^attempt)); never before Retry-After."""
-    ceiling = min(BACKOFF_CAP_S, BACKOFF_BASE_S * 2 ** max(attempt, 0))
-    delay = random.uniform(0, ceiling)  # noqa: S311 - jitter, not security
-    return max(delay, retry_after_s or 0.0)
-
-
-def poll_delay_s(elapsed_s: float, scale: float) -> float:
-    """KIE's advice: every 2–3 s for 30 s, then 5–10 s, after 2 min every 15–30 s."""
-    if elapsed_s < 30:
-        base = 3.0
-    elif elapsed_s < 120:
-        base = 10.0
-    else:
-        base = 30.0
-    return base * scale
 
 
 class JobEngine:
@@ -98,8 +77,20 @@ class JobEngine:
         self.fence: Fence = fence or true
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
         self.transitions = JobTransitions(self.ledger, fence=self.fence)
-        self._running: set[asyncio.Task[None]] = set()
-        self._cut: set[str] = set()  # jobs whose step a stop cancelled
+        # A failing step must not stop the engine; the job is retried shortly (every
+        # transition is idempotent), and if even the release fails, when the lease lapses.
+        self.loop: LeasedLoop[str] = LeasedLoop(
+            claim=self.claim,
+            handle=self.step,
+            release=lambda ids, after_s: self.release(ids, after_s=after_s),
+            # Called in LeasedLoop's except block: the traceback is logged.
+            on_crash=lambda job_id: log.exception("job_step_crashed", job_id=job_id),  # noqa: LOG004
+            slots=lambda: self.settings.workers,
+            wake=self.wake,
+            idle_s=lambda: self.settings.idle_poll_s,
+            crash_retry_s=CRASH_RETRY_S,
+            name="job",
+        )
         self._downloads = asyncio.Semaphore(PARALLEL_DOWNLOADS)
 
     @property
@@ -113,58 +104,24 @@ class JobEngine:
 
     # -- the loop -------------------------------------------------------------------------
     async def run(self, stop: asyncio.Event, *, drain_s: float = 0.0) -> None:
-        """Claim and advance due jobs until `stop`; then let steps finish for `drain_s`."""
+        """Claim and advance due jobs until `stop`; then let steps finish for `drain_s`. Steps
+        cut short by the stop leave their jobs free at once for the next run (this process's
+        restarted loop, or the next leader), not after the lease."""
         log.info("engine_started", owner=self.owner, workers=self.settings.workers)
-        next_sweep = 0.0
-        loop = asyncio.get_running_loop()
         try:
-            while not stop.is_set():
-                if loop.time() >= next_sweep:
-                    await self.sweep()
-                    next_sweep = loop.time() + SWEEP_INTERVAL_S
-                claimed = await self.run_once()
-                if claimed:
-                    continue
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.settings.idle_poll_s)
+            await self.loop.run(
+                stop, drain_s=drain_s, tick=self.sweep, tick_every_s=SWEEP_INTERVAL_S
+            )
         finally:
-            await finish(self._running, drain_s)
-            # Steps cut short by the stop: their jobs are free at once for the next run (this
-            # process's restarted loop, or the next leader), not after the lease.
-            cut, self._cut = self._cut, set()
-            await self.release(cut)
             log.info("engine_stopped", owner=self.owner)
 
     async def run_once(self) -> int:
         """Claim due jobs (as many as there are free workers) and advance each one step."""
-        free = self.settings.workers - len(self._running)
-        if free <= 0:
-            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
-            return 1
-        claimed = await self.claim(free)
-        for job_id in claimed:
-            task = asyncio.create_task(self._guarded_step(job_id), name=f"job-{job_id}")
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-        return len(claimed)
+        return await self.loop.run_once()
 
     async def drain(self) -> None:
         """Wait for the steps in progress (tests and benchmarks)."""
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
-
-    async def _guarded_step(self, job_id: str) -> None:
-        try:
-            await self.step(job_id)
-        except asyncio.CancelledError:
-            self._cut.add(job_id)
-            raise
-        except Exception:
-            # A failing step must not stop the engine; the job is retried shortly (every
-            # transition is idempotent), and if even the release fails, when the lease lapses.
-            log.exception("job_step_crashed", job_id=job_id)
-            await self.release({job_id}, after_s=CRASH_RETRY_S)
+        await self.loop.drain()
 
     async def release(self, job_ids: set[str], *, after_s: float = 0.0) -> None:
         """Give this worker's leases on `job_ids` back, the jobs due again in `after_s`.

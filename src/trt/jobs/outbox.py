@@ -14,7 +14,6 @@ the files; only when even that fails is the payment refunded.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 from collections.abc import Callable
 from datetime import timedelta
 from typing import Any, Protocol
@@ -24,10 +23,11 @@ from sqlalchemy import ColumnElement, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
-from trt.concurrency import finish
+from trt.concurrency import LeasedLoop
 from trt.db.database import Database
 from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
+from trt.jobs.policy import outbox_gives_up, outbox_retry_s
 from trt.jobs.state import JobStatus
 from trt.jobs.transitions import JobTransitions
 from trt.logs import get_logger
@@ -36,8 +36,6 @@ from trt.telegram.sender import Markup, OutgoingFile, RetryLater, Sender, Undeli
 from trt.telemetry.events import Event, Reason, telemetry
 
 log = get_logger(__name__)
-MAX_ATTEMPTS = 12
-RETRY_CAP_S = 600.0
 PACING_SLACK_S = 0.05
 CRASH_RETRY_S = 1.0  # a send that crashed (say, its database connection was cut) runs again
 RUNNING_STATES = frozenset({JobStatus.SUBMITTED.value, JobStatus.RUNNING.value})
@@ -89,39 +87,32 @@ class OutboxRelay:
         # went out is always recorded and a refund decided is never lost.
         self.fence = fence or true
         self.transitions = JobTransitions(Ledger(is_sqlite=database.is_sqlite))
-        self._running: set[asyncio.Task[None]] = set()
-        self._cut: set[int] = set()  # rows whose send a stop cancelled
+        self.loop: LeasedLoop[int] = LeasedLoop(
+            claim=self.claim,
+            handle=self.deliver,
+            release=lambda ids, after_s: self.release(ids, after_s=after_s),
+            # Called in LeasedLoop's except block: the traceback is logged.
+            on_crash=lambda row_id: log.exception(  # noqa: LOG004
+                "outbox_delivery_crashed", outbox_id=row_id
+            ),
+            slots=lambda: self.concurrency,
+            wake=self.wake,
+            idle_s=lambda: self.idle_poll_s,
+            crash_retry_s=CRASH_RETRY_S,
+            name="outbox",
+        )
 
     async def run(self, stop: asyncio.Event, *, drain_s: float = 0.0) -> None:
-        """Send due rows until `stop`; then let sends in progress finish for `drain_s`."""
-        try:
-            while not stop.is_set():
-                if await self.run_once():
-                    continue
-                self.wake.clear()
-                with contextlib.suppress(TimeoutError):
-                    await asyncio.wait_for(self.wake.wait(), self.idle_poll_s)
-        finally:
-            await finish(self._running, drain_s)
-            cut, self._cut = self._cut, set()
-            await self.release(cut)  # due again at once for the next run, not after the lease
+        """Send due rows until `stop`; then let sends in progress finish for `drain_s` (a row
+        whose send the stop cut is due again at once for the next run, not after the lease)."""
+        await self.loop.run(stop, drain_s=drain_s)
 
     async def run_once(self) -> int:
         """Claim rows for the free sending slots; each slot takes the next row when done."""
-        free = self.concurrency - len(self._running)
-        if free <= 0:
-            await asyncio.wait(self._running, return_when=asyncio.FIRST_COMPLETED)
-            return 1
-        rows = await self.claim(free)
-        for row_id in rows:
-            task = asyncio.create_task(self._guarded(row_id), name=f"outbox-{row_id}")
-            self._running.add(task)
-            task.add_done_callback(self._running.discard)
-        return len(rows)
+        return await self.loop.run_once()
 
     async def drain(self) -> None:
-        while self._running:
-            await asyncio.gather(*list(self._running), return_exceptions=True)
+        await self.loop.drain()
 
     async def claim(self, limit: int) -> list[int]:
         now = utcnow()
@@ -147,16 +138,6 @@ class OutboxRelay:
                     .values(lease_until=now + timedelta(seconds=self.lease_s))
                 )
         return ids
-
-    async def _guarded(self, row_id: int) -> None:
-        try:
-            await self.deliver(row_id)
-        except asyncio.CancelledError:
-            self._cut.add(row_id)
-            raise
-        except Exception:
-            log.exception("outbox_delivery_crashed", outbox_id=row_id)
-            await self.release({row_id}, after_s=CRASH_RETRY_S)
 
     async def reclaim(self) -> int:
         """Free the unsent rows a previous leader held leases on; how many (call on becoming
@@ -340,15 +321,13 @@ class OutboxRelay:
 
     async def _retry(self, row: Outbox, job: Job, later: RetryLater) -> None:
         attempts = row.attempts + 1
-        if attempts >= MAX_ATTEMPTS:
+        if outbox_gives_up(attempts):
             await self._mark(row, "gave_up")
             if row.kind == "result":
                 await self._settle_result(job, row, delivered=False)
             log.error("outbox_gave_up", outbox_id=row.id, job_id=job.id, reason=later.reason)
             return
-        # Flood control says how long to wait; other failures back off linearly.
-        flood = later.reason == "flood control"
-        delay = min(later.after_s if flood else self.retry_s * attempts, RETRY_CAP_S)
+        delay = outbox_retry_s(attempts, later.reason, later.after_s, self.retry_s)
         async with self.database.unit_of_work() as session:
             await session.execute(
                 update(Outbox)
