@@ -30,8 +30,8 @@ from trt.errors import MediaFetchError
 from trt.faults import failpoint
 from trt.i18n import normalize_lang
 from trt.jobs.media import TelegramFiles, upload_media
-from trt.jobs.state import ACTIVE, JobStatus
 from trt.jobs.policy import backoff_s, poll_delay_s
+from trt.jobs.state import ACTIVE, JobStatus
 from trt.jobs.transitions import JobTransitions
 from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_callback
 from trt.kie.errors import KieError, kind_of

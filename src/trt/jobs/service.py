@@ -25,7 +25,6 @@ from trt.config import EngineSettings
 from trt.db.database import Database
 from trt.db.models import FreeUsage, Job, JobResult, User, utcnow
 from trt.errors import TrtError
-from trt.i18n import t
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.jobs.transitions import JobTransitions, today_utc
 from trt.media import result_file_name
@@ -43,9 +42,13 @@ class JobLimitError(TrtError):
 
 
 class JobValidationError(TrtError):
-    def __init__(self, messages: list[str]) -> None:
+    """The job cannot be made as asked: the pipeline's `messages` (in the user's language,
+    from the catalogue's checks), or `disabled` (an operator switched the model off)."""
+
+    def __init__(self, messages: list[str], *, disabled: bool = False) -> None:
         self.messages = messages
-        super().__init__("; ".join(messages))
+        self.disabled = disabled
+        super().__init__("; ".join(messages) or "the model is switched off")
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,7 +158,7 @@ class JobService:
         cid = cid or new_cid()  # a job made outside an update (admin, tools) is traceable too
         model = self.pipeline.resolve_model(model_slug)
         if not self.pipeline.is_enabled(model):
-            raise JobValidationError([t(lang, "catalog.disabled")])
+            raise JobValidationError([], disabled=True)
         complete = self.pipeline.apply_defaults(self.pipeline.get_schema(model.slug), params)
         checked = self.pipeline.validate(model.slug, complete, lang)
         if not checked.ok:

@@ -310,8 +310,9 @@ async def on_confirm(
         await show(callback, t(lang, key, count=limit.count), main_menu(lang))
         return
     except JobValidationError as invalid:
-        reject(Reason.VALIDATION_FAILED, "; ".join(invalid.messages)[:300])
-        await show(callback, "\n".join(html.escape(m) for m in invalid.messages), main_menu(lang))
+        reject(Reason.VALIDATION_FAILED, str(invalid)[:300])
+        said = [t(lang, "catalog.disabled")] if invalid.disabled else invalid.messages
+        await show(callback, "\n".join(html.escape(m) for m in said), main_menu(lang))
         return
     failpoint("job.confirmed")
     await state.clear()
