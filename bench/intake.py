@@ -100,6 +100,7 @@ class Target:
                 DATABASE_URL=self.url,
                 BOT_MODE="webhook",
                 PUBLIC_BASE_URL=f"http://127.0.0.1:{self.port}",
+                KIE_WEBHOOK_HMAC_KEY="bench-kie-callback-key",  # required with a public URL
                 LOG_FORMAT="json",  # production's logging: every event a JSON line, to a file
                 USER_RATE_LIMIT_PER_10S="1000",
             )
