@@ -77,6 +77,7 @@ class Operations:
     def __init__(self, database: Database) -> None:
         self.database = database
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
+        self.transitions = JobTransitions(self.ledger)  # a job's refund is decided there
 
     # -- stats -------------------------------------------------------------------------------
     async def stats(self, days: int, *, now: datetime | None = None) -> Stats:
@@ -338,12 +339,11 @@ class Operations:
             if job is None:
                 return None
             # The job's owner of money decides: the same key as an undelivered result's.
-            refunded = await JobTransitions(self.ledger).refund_captured(
+            captured = await self.transitions.refund_captured(
                 session, job, memo=job.model_slug, cid=cid
             )
-            if not refunded:
-                return refunded
-            captured = refunded
+            if not captured:
+                return captured  # None: never charged; 0: given back already
             await session.execute(
                 update(Job).where(Job.id == job.id).values(error_message="refunded by an admin")
             )
