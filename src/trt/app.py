@@ -36,6 +36,7 @@ from trt.bot.keyboards import back_to_menu
 from trt.bot.notices import Notices
 from trt.bot.routers.admin import progress_screen
 from trt.bot.routers.jobs import result_keyboard
+from trt.bot.storage import SqlStorage
 from trt.catalog.loader import default_catalog
 from trt.catalog.pricing import Rates
 from trt.concurrency import finish, first
@@ -64,6 +65,7 @@ from trt.telegram.sender import Sender
 from trt.telemetry.events import telemetry
 from trt.telemetry.metrics import Metrics
 from trt.telemetry.store import EventStore
+from trt.users import UserService
 from trt.web.app import (
     WEBHOOK_PATH,
     CallbackReceiver,
@@ -223,11 +225,14 @@ async def build_services(
     assert isinstance(stars, StarsPayments)
     cards = providers.get("yookassa")
     assert cards is None or isinstance(cards, CardPayments)
+    users = UserService(database)
+    storage = SqlStorage(database)
     broadcasts = BroadcastService(
         database,
         sender,
         default_rate_per_s=config.admin.broadcast_rate_per_s,
         render=progress_screen,
+        users=users,
     )
     alerts = Alerts(
         database,
@@ -255,7 +260,12 @@ async def build_services(
         runtime=runtime,
         kie=kie,
         broadcasts=broadcasts,
+        users=users,
+        storage=storage,
     )
+    # What the caches of this process hold may have changed while another instance led.
+    leadership.listeners.append(lambda _role, _epoch: users.forget())
+    leadership.listeners.append(lambda _role, _epoch: storage.forget())
     inbox = UpdateInbox(database, dispatcher, bot, check=leadership.check, fence=leadership.fence)
     metrics = Metrics(database)
     leadership.listeners.append(metrics.set_role)

@@ -32,9 +32,8 @@ from sqlalchemy import ColumnElement, and_, exists, false, func, or_, select, up
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import make_url
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from trt.db.database import Database
+from trt.db.database import Database, Executor
 from trt.db.models import LeaderLease
 from trt.errors import TrtError
 from trt.logs import get_logger
@@ -112,7 +111,7 @@ class Leadership:
             return false()
         return exists().where(self._held_by_us(self.epoch))
 
-    async def check(self, session: AsyncSession) -> None:
+    async def check(self, session: Executor) -> None:
         """Refuse the transaction's writes (raise `StaleLeaderError`) unless we hold the lease.
 
         On Postgres the lease row is read `FOR SHARE`: a takeover's UPDATE waits for this

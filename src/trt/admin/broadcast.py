@@ -33,6 +33,7 @@ from trt.db.database import Database
 from trt.db.models import Broadcast, BroadcastRecipient, Payment, User, utcnow
 from trt.logs import get_logger
 from trt.telegram.sender import Markup, RetryLater, Sender, Undeliverable
+from trt.users import UserService
 
 log = get_logger(__name__)
 
@@ -92,8 +93,10 @@ class BroadcastService:
         *,
         default_rate_per_s: float,
         render: Render | None = None,
+        users: UserService | None = None,
     ) -> None:
         self.database = database
+        self.users = users  # told when a user turns out to have blocked the bot
         self.sender = sender
         self.default_rate_per_s = default_rate_per_s
         self.render = render  # the admin's progress message (text, buttons) for a Progress
@@ -352,6 +355,8 @@ class BroadcastService:
                 await session.execute(
                     update(User).where(User.id == user_id).values(blocked_bot=True)
                 )
+        if outcome == "blocked" and self.users is not None:
+            self.users.forget(user_id)  # their next message clears the mark again
         return wait_s
 
     async def _finish(self, broadcast: Broadcast) -> None:

@@ -31,7 +31,7 @@ from trt.db.models import (
 )
 from trt.jobs.state import ACTIVE, JobStatus
 from trt.jobs.transitions import JobTransitions
-from trt.users import parse_id
+from trt.users import UserService, parse_id
 
 FAILED_STATES = (JobStatus.FAILED.value, JobStatus.TIMED_OUT.value)
 DONE_STATES = (JobStatus.SUCCEEDED.value, JobStatus.DELIVERED.value)
@@ -74,8 +74,9 @@ class UserCard:
 
 
 class Operations:
-    def __init__(self, database: Database) -> None:
+    def __init__(self, database: Database, users: UserService | None = None) -> None:
         self.database = database
+        self.users = users  # its cache of who is blocked is told of a change
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
         self.transitions = JobTransitions(self.ledger)  # a job's refund is decided there
 
@@ -306,6 +307,8 @@ class Operations:
                 after=blocked,
                 cid=cid,
             )
+        if self.users is not None:
+            self.users.forget(user_id)
         return before
 
     # -- jobs --------------------------------------------------------------------------------

@@ -113,13 +113,15 @@ def create_dispatcher(
     runtime: RuntimeSettings,
     broadcasts: BroadcastService,
     kie: KieClient | None = None,
+    users: UserService | None = None,
+    storage: SqlStorage | None = None,
 ) -> Dispatcher:
     """Routers in order, fallback last; app-wide objects injected into every handler."""
     check_budget(pipeline.catalog)
-    users = UserService(database)
+    users = users or UserService(database)
     wallets = WalletService(database)
     dispatcher = Dispatcher(
-        storage=SqlStorage(database),
+        storage=storage or SqlStorage(database),
         config=config,
         database=database,
         pipeline=pipeline,
@@ -133,7 +135,7 @@ def create_dispatcher(
         bonuses=bonuses,
         providers=providers,
         runtime=runtime,
-        operations=Operations(database),
+        operations=Operations(database, users),
         kie=kie,
         broadcasts=broadcasts,
         flow=FlowServices(

@@ -2,20 +2,30 @@
 
 A user in the middle of choosing parameters keeps their place across restarts and deploys,
 and every instance sees the same state.
+
+aiogram reads the state of every update, so reads come from a cache that every write goes
+through: the database first, then the cache (a failed write drops the entry). Only the ACTIVE
+instance handles updates, and it starts each leadership with an empty cache (`forget`), so a
+state another instance wrote meanwhile is read afresh. The data is kept as its JSON text: each
+`get_data` hands out a fresh copy, which a handler may change without changing the cache.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Mapping
 from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
+from sqlalchemy import select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from trt.db.database import Database
 from trt.db.models import FsmState, utcnow
+
+CACHE_KEYS = 50_000  # chats remembered; the least recently used are dropped first
 
 
 def _key(key: StorageKey) -> str:
@@ -36,32 +46,64 @@ class SqlStorage(BaseStorage):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._insert = sqlite_insert if database.is_sqlite else pg_insert
+        self._cache: dict[str, tuple[str | None, str]] = {}  # key → (state, data as JSON)
+
+    def forget(self) -> None:
+        """Read every state from the database again (a new leadership)."""
+        self._cache.clear()
 
     async def _upsert(self, key: StorageKey, **values: Any) -> None:
-        row = {"key": _key(key), "state": None, "data": {}, "updated_at": utcnow(), **values}
-        statement = self._insert(FsmState).values(**row)
-        statement = statement.on_conflict_do_update(
-            index_elements=[FsmState.key], set_={**values, "updated_at": utcnow()}
+        name = _key(key)
+        row = {"key": name, "state": None, "data": {}, "updated_at": utcnow(), **values}
+        statement = (
+            self._insert(FsmState)
+            .values(**row)
+            .on_conflict_do_update(
+                index_elements=[FsmState.key], set_={**values, "updated_at": utcnow()}
+            )
+            .returning(FsmState.state, FsmState.data)
         )
-        async with self.database.unit_of_work() as session:
-            await session.execute(statement)
+        self._cache.pop(name, None)  # unknown until the write is done (it may fail)
+        async with self.database.transaction() as connection:
+            state, data = (await connection.execute(statement)).one()
+        self._remember(name, state, data)
+
+    async def _row(self, key: StorageKey) -> tuple[str | None, str]:
+        name = _key(key)
+        cached = self._cache.pop(name, None)  # popped and put back: the newest stay last
+        if cached is None:
+            async with self.database.transaction(readonly=True) as connection:
+                found = (
+                    await connection.execute(
+                        select(FsmState.state, FsmState.data).where(FsmState.key == name)
+                    )
+                ).one_or_none()
+            state, data = (None, None) if found is None else found
+            return self._remember(name, state, data)
+        self._cache[name] = cached
+        return cached
+
+    def _remember(self, name: str, state: str | None, data: Any) -> tuple[str | None, str]:
+        entry = (state, json.dumps(data or {}))
+        self._cache[name] = entry
+        if len(self._cache) > CACHE_KEYS:
+            for oldest in list(self._cache)[: CACHE_KEYS // 10]:
+                del self._cache[oldest]
+        return entry
 
     async def set_state(self, key: StorageKey, state: StateType = None) -> None:
         value = state.state if isinstance(state, State) else state
         await self._upsert(key, state=value)
 
     async def get_state(self, key: StorageKey) -> str | None:
-        async with self.database.unit_of_work(readonly=True) as session:
-            row = await session.get(FsmState, _key(key))
-            return None if row is None else row.state
+        return (await self._row(key))[0]
 
     async def set_data(self, key: StorageKey, data: Mapping[str, Any]) -> None:
         await self._upsert(key, data=dict(data))
 
     async def get_data(self, key: StorageKey) -> dict[str, Any]:
-        async with self.database.unit_of_work(readonly=True) as session:
-            row = await session.get(FsmState, _key(key))
-            return {} if row is None else dict(row.data or {})
+        data = json.loads((await self._row(key))[1])
+        return data if isinstance(data, dict) else {}
 
     async def close(self) -> None:
         return None

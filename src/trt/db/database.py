@@ -16,6 +16,7 @@ from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
+    AsyncConnection,
     AsyncEngine,
     AsyncSession,
     async_sessionmaker,
@@ -30,6 +31,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 RETRY_ATTEMPTS = 5
 RETRY_STEP_S = 0.2  # the n-th retry waits n × this
 T = TypeVar("T")
+# What a statement runs on: an ORM session or a Core connection (the hot paths use the latter).
+Executor = AsyncSession | AsyncConnection
 log = get_logger(__name__)
 # Execution option that marks a transaction read-only on SQLite (BEGIN DEFERRED).
 _READONLY = "trt_readonly"
@@ -52,9 +55,8 @@ class Database:
         else:
             _discard_broken_connections(self.engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
-        self._readonly_sessions = async_sessionmaker(
-            self.engine.execution_options(**{_READONLY: True}), expire_on_commit=False
-        )
+        self._readonly_engine = self.engine.execution_options(**{_READONLY: True})
+        self._readonly_sessions = async_sessionmaker(self._readonly_engine, expire_on_commit=False)
 
     @asynccontextmanager
     async def unit_of_work(self, *, readonly: bool = False) -> AsyncIterator[AsyncSession]:
@@ -66,6 +68,17 @@ class Database:
         factory = self._readonly_sessions if readonly else self._sessions
         async with factory() as session, session.begin():
             yield session
+
+    @asynccontextmanager
+    async def transaction(self, *, readonly: bool = False) -> AsyncIterator[AsyncConnection]:
+        """A Core connection inside one transaction: commits on success, rolls back on error.
+
+        The same transaction as `unit_of_work` without the ORM's unit of work: for the paths
+        every update takes (the inbox, the user row, the FSM state, the event store), where a
+        session's bookkeeping costs more than the statement.
+        """
+        async with (self._readonly_engine if readonly else self.engine).begin() as connection:
+            yield connection
 
     async def retrying(
         self, work: Callable[[], Awaitable[T]], *, what: str, attempts: int = RETRY_ATTEMPTS

@@ -11,6 +11,17 @@ instance dies is handled by the next ACTIVE instance. An update that crashed its
 In webhook mode the HTTP handler stores the update the same way (`UpdateInbox.store`) and
 answers Telegram at once; a PASSIVE instance does not store, it lets the dispatcher answer the
 user that the service is updating.
+
+The cost per update is kept to a share of a few statements (docs/performance.md):
+- **Group commit.** Updates that arrive while a write is in flight (webhook requests, a polling
+  batch) go into the next write together: one fenced transaction for all of them, each caller
+  answered when it committed.
+- **Store and claim in one statement.** While the processor runs, a stored row is written
+  already claimed (`attempts = 1`) and handed to its chat's worker from memory; the table is
+  scanned only for rows this process did not store (a dead instance's, or stored while no
+  processor ran), every `SCAN_S`.
+- **Done-marks in batches**, written at most `DONE_FLUSH_S` after the handling ended: a crash
+  in between only repeats those updates, as it always could for the one being handled.
 """
 
 from __future__ import annotations
@@ -28,10 +39,9 @@ from aiogram.methods import GetUpdates
 from sqlalchemy import ColumnElement, and_, delete, select, true, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.ext.asyncio import AsyncSession
 
-from trt.concurrency import finish
-from trt.db.database import Database
+from trt.concurrency import finish, first
+from trt.db.database import Database, Executor
 from trt.db.models import InboxUpdate, utcnow
 from trt.logs import get_logger
 
@@ -41,10 +51,11 @@ MAX_ATTEMPTS = 3
 BATCH = 100
 RETENTION = timedelta(hours=48)  # update ids repeat only after a week of silence (ids reset)
 PRUNE_EVERY_S = 600.0
-IDLE_POLL_S = 1.0
+SCAN_S = 1.0  # rows this process did not store are looked for this often
+DONE_FLUSH_S = 0.05  # a handled update is marked done at most this much later
 POLL_RETRY_S = (0.5, 5.0)
 
-Check = Callable[[AsyncSession], Awaitable[None]]
+Check = Callable[[Executor], Awaitable[None]]
 Fence = Callable[[], ColumnElement[bool]]
 
 
@@ -78,12 +89,16 @@ class UpdateInbox:
         self.bot = bot
         self.check = check
         self.fence = fence or true
-        self.wake = asyncio.Event()
+        self.wake = asyncio.Event()  # a scan is due: rows were stored that nobody claimed
+        self._marked = asyncio.Event()  # a handled update waits for its done-mark
         self._limit = asyncio.Semaphore(concurrency)
-        self._queued: set[int] = set()
+        self._queued: set[int] = set()  # claimed by this process: in memory until marked done
         self._chats: dict[int | None, deque[tuple[int, dict[str, Any]]]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self._done: list[int] = []
+        self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
+        self._writer: asyncio.Task[None] | None = None
+        self._accepting = False  # the processor runs: stored rows are claimed at once
         self._insert = sqlite_insert if database.is_sqlite else pg_insert
 
     async def answer_passive(self, payload: dict[str, Any]) -> None:
@@ -92,34 +107,85 @@ class UpdateInbox:
 
     # -- intake ------------------------------------------------------------------------------
     async def store(self, updates: list[dict[str, Any]]) -> int:
-        """Write updates (fenced); a known update id is ignored. Returns how many were new."""
+        """Write updates (fenced) in the next group commit; a known update id is ignored.
+        Returns how many were new once they are durable; raises what the write raised."""
         if not updates:
             return 0
-        unique = {int(u["update_id"]): u for u in updates}  # a repeat within one batch too
+        stored: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+        self._pending.append((updates, stored))
+        if self._writer is None:
+            self._writer = asyncio.create_task(self._write_pending(), name="inbox-writer")
+        # Shielded: a caller that goes away (a dropped webhook request) does not undo the
+        # write the others in its group wait for.
+        return await asyncio.shield(stored)
+
+    async def _write_pending(self) -> None:
+        """Write what is pending, one transaction per round, until nothing is."""
+        try:
+            while self._pending:
+                group, self._pending = self._pending, []
+                try:
+                    new = await self._write([u for updates, _ in group for u in updates])
+                except Exception as error:
+                    for _updates, stored in group:
+                        if not stored.done():
+                            stored.set_exception(error)
+                    continue
+                except BaseException:
+                    for _updates, stored in group:
+                        stored.cancel()
+                    raise
+                for updates, stored in group:  # a repeat in two requests counts for the first
+                    mine = {int(u["update_id"]) for u in updates} & new
+                    new -= mine
+                    if not stored.done():
+                        stored.set_result(len(mine))
+        finally:
+            self._writer = None
+
+    async def _write(self, updates: list[dict[str, Any]]) -> set[int]:
+        unique = {int(u["update_id"]): u for u in updates}  # a repeat within one group too
+        claimed = {i for i in unique if i not in self._queued} if self._accepting else set()
+        self._queued.update(claimed)  # before the commit: a scan in between cannot take them
+        now = utcnow()
         rows = [
             {
                 "update_id": update_id,
                 "payload": u,
                 "chat_id": chat_of(u),
-                "received_at": utcnow(),
-                "attempts": 0,
+                "received_at": now,
+                # Claimed in the same statement: counted before handling, so an update that
+                # kills its instance is seen as such by the next one.
+                "attempts": 1 if update_id in claimed else 0,
             }
-            for update_id, u in unique.items()
+            for update_id, u in sorted(unique.items())
         ]
-        async with self.database.unit_of_work() as session:
-            if self.check is not None:
-                await self.check(session)
-            result = await session.execute(
-                self._insert(InboxUpdate)
-                .values(rows)
-                .on_conflict_do_nothing(index_elements=["update_id"])
-                .returning(InboxUpdate.update_id)
-            )
-            stored = len(result.all())
-        if stored < len(updates):
-            log.info("updates_deduplicated", repeated=len(updates) - stored)
-        self.wake.set()
-        return stored
+        try:
+            async with self.database.transaction() as connection:
+                if self.check is not None:
+                    await self.check(connection)
+                result = await connection.execute(
+                    self._insert(InboxUpdate)
+                    .values(rows)
+                    .on_conflict_do_nothing(index_elements=["update_id"])
+                    .returning(InboxUpdate.update_id)
+                )
+                new = {int(row[0]) for row in result}
+        except BaseException:
+            self._queued.difference_update(claimed)
+            raise
+        if len(new) < len(updates):
+            log.info("updates_deduplicated", repeated=len(updates) - len(new))
+        for update_id, payload in sorted(unique.items()):
+            if update_id not in claimed:
+                continue
+            if update_id in new and self._accepting:
+                self._enqueue(update_id, chat_of(payload), payload)
+            else:  # a repeat (its row is older), or the processor stopped meanwhile: a scan's
+                self._queued.discard(update_id)
+        if new and not self._accepting:
+            self.wake.set()
+        return new
 
     async def poll(self, stop: asyncio.Event, allowed_updates: list[str]) -> None:
         """getUpdates → store → confirm by the next offset; never drops pending updates."""
@@ -156,35 +222,50 @@ class UpdateInbox:
         """Hand stored updates to the dispatcher until `stop`; then finish (≤ `drain_s`)."""
         loop = asyncio.get_running_loop()
         next_prune = loop.time()
+        next_scan = loop.time()
+        self._accepting = True
         try:
             while not stop.is_set():
-                self.wake.clear()
                 await self._flush_done()
-                for update_id, chat_id, payload in await self._due():
-                    self._enqueue(update_id, chat_id, payload)
+                if loop.time() >= next_scan or self.wake.is_set():
+                    self.wake.clear()
+                    for update_id, chat_id, payload in await self._due():
+                        self._enqueue(update_id, chat_id, payload)
+                    next_scan = loop.time() + SCAN_S
                 if loop.time() >= next_prune:
                     await self._prune()
                     next_prune = loop.time() + PRUNE_EVERY_S
-                waiters = [asyncio.ensure_future(self.wake.wait())]
-                waiters.append(asyncio.ensure_future(stop.wait()))
-                await asyncio.wait(waiters, timeout=IDLE_POLL_S, return_when="FIRST_COMPLETED")
-                for waiter in waiters:
-                    waiter.cancel()
+                self._marked.clear()
+                if not self._done:  # idle: until an update is handled or the next scan
+                    await first(
+                        self._marked.wait(),
+                        self.wake.wait(),
+                        stop.wait(),
+                        timeout_s=max(0.0, next_scan - loop.time()),
+                    )
+                if self._done and len(self._done) < BATCH:  # gather the marks of a few more
+                    self._marked.clear()
+                    await first(self._marked.wait(), stop.wait(), timeout_s=DONE_FLUSH_S)
         finally:
+            self._accepting = False
             await finish(self._tasks, drain_s)
             with contextlib.suppress(Exception):  # unflushed marks only mean a repeat later
                 await self._flush_done()
 
     async def drain(self) -> None:
         """Wait until every stored update has been handled (tests and benchmarks)."""
-        while self._tasks:
+        while self._tasks or self._writer is not None:
+            if self._writer is not None:
+                await asyncio.gather(self._writer, return_exceptions=True)
             await asyncio.gather(*list(self._tasks), return_exceptions=True)
         await self._flush_done()
 
     async def _due(self) -> list[tuple[int, int | None, dict[str, Any]]]:
-        async with self.database.unit_of_work() as session:
+        """Rows nobody in this process claimed (oldest first), claimed now; poisoned ones set
+        aside."""
+        async with self.database.transaction() as connection:
             rows = (
-                await session.execute(
+                await connection.execute(
                     select(
                         InboxUpdate.update_id,
                         InboxUpdate.chat_id,
@@ -201,18 +282,19 @@ class UpdateInbox:
             taken = [r for r in fresh if r.attempts < MAX_ATTEMPTS]
             if poisoned:
                 log.error("updates_set_aside", update_ids=poisoned, attempts=MAX_ATTEMPTS)
-                await self._mark(session, poisoned)
+                await self._mark(connection, poisoned)
             if taken:
                 # Counted before handling: an update that kills its instance is seen next time.
-                await session.execute(
+                await connection.execute(
                     update(InboxUpdate)
                     .where(InboxUpdate.update_id.in_([r.update_id for r in taken]), self.fence())
                     .values(attempts=InboxUpdate.attempts + 1)
                 )
+        self._queued.update(r.update_id for r in taken)
         return [(r.update_id, r.chat_id, dict(r.payload)) for r in taken]
 
     def _enqueue(self, update_id: int, chat_id: int | None, payload: dict[str, Any]) -> None:
-        self._queued.add(update_id)
+        """Hand a claimed update (already in `_queued`) to its chat's worker."""
         queue = self._chats.get(chat_id)
         if queue is not None:  # the chat's worker is running; it takes this one in order
             queue.append((update_id, payload))
@@ -235,7 +317,8 @@ class UpdateInbox:
                         log.exception("update_handling_failed", update_id=update_id)
                 queue.popleft()
                 self._done.append(update_id)
-                self.wake.set()
+                if len(self._done) in (1, BATCH):  # the first mark to write, or a full batch
+                    self._marked.set()
         finally:
             del self._chats[chat_id]
 
@@ -244,23 +327,23 @@ class UpdateInbox:
         if not done:
             return
         try:
-            async with self.database.unit_of_work() as session:
-                await self._mark(session, done)
+            async with self.database.transaction() as connection:
+                await self._mark(connection, done)
         except BaseException:
             self._done.extend(done)
             raise
         self._queued.difference_update(done)
 
-    async def _mark(self, session: AsyncSession, update_ids: list[int]) -> None:
-        await session.execute(
+    async def _mark(self, connection: Executor, update_ids: list[int]) -> None:
+        await connection.execute(
             update(InboxUpdate)
             .where(and_(InboxUpdate.update_id.in_(update_ids), self.fence()))
             .values(processed_at=utcnow())
         )
 
     async def _prune(self) -> None:
-        async with self.database.unit_of_work() as session:
-            await session.execute(
+        async with self.database.transaction() as connection:
+            await connection.execute(
                 delete(InboxUpdate).where(
                     InboxUpdate.processed_at.is_not(None),
                     InboxUpdate.received_at < utcnow() - RETENTION,

@@ -1,4 +1,10 @@
-"""Events in the database: a buffered sink, retention, and reading a chain back by cid."""
+"""Events in the database: a buffered sink, retention, and reading a chain back by cid.
+
+The sink only appends to a bounded buffer (an update never waits for the store, and a full
+buffer drops the stored copy and counts it; the log line was written already). A background
+writer inserts the buffer every `FLUSH_INTERVAL_S` in one statement, and once more on
+shutdown; `/debug` and `/trace` flush before they read.
+"""
 
 from __future__ import annotations
 
@@ -14,7 +20,7 @@ from trt.db.models import EventRow, utcnow
 from trt.logs import get_logger
 
 log = get_logger(__name__)
-FLUSH_INTERVAL_S = 0.5
+FLUSH_INTERVAL_S = 0.1
 MAX_BUFFER = 10_000
 _JSON_SAFE = (str, int, float, bool, type(None))
 
@@ -53,11 +59,11 @@ class EventStore:
             }
             for r in batch
         ]
-        async with self.database.unit_of_work() as session:
-            await session.execute(insert(EventRow), rows)
+        async with self.database.transaction() as connection:
+            await connection.execute(insert(EventRow), rows)
             if utcnow() - self._last_prune > timedelta(hours=1):
                 self._last_prune = utcnow()
-                await session.execute(
+                await connection.execute(
                     delete(EventRow).where(EventRow.at < utcnow() - self.retention)
                 )
         return len(rows)
