@@ -3,6 +3,11 @@
 Everything that logs (TRT, aiogram, SQLAlchemy, Alembic, aiohttp) goes through structlog's
 processor chain, so every line has the same shape, carries the context variables bound for the
 current update (the `cid`) and has secrets scrubbed before it leaves the process.
+
+TRT's own lines (several per update: the event chain) are rendered by structlog and written
+straight to stderr, without a detour through a `logging.LogRecord` and a handler; the standard
+library's loggers (aiogram, SQLAlchemy, …) reach the same renderer through a
+`ProcessorFormatter` on the root logger.
 """
 
 from __future__ import annotations
@@ -88,12 +93,18 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
 
     structlog.configure(
         processors=[
-            *shared,
-            structlog.stdlib.PositionalArgumentsFormatter(),
-            structlog.stdlib.ProcessorFormatter.wrap_for_formatter,
+            structlog.contextvars.merge_contextvars,
+            _named,
+            structlog.processors.add_log_level,
+            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+            *tail,
+            renderer,
+            _scrub_rendered,
         ],
-        logger_factory=structlog.stdlib.LoggerFactory(),
-        wrapper_class=structlog.stdlib.BoundLogger,
+        logger_factory=structlog.WriteLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
+        wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
+        # Loggers bound at import keep this chain; a later call changes the secrets and the
+        # level of the standard library's loggers, and where stderr is (see `_Stderr`).
         cache_logger_on_first_use=False,
     )
     formatter = structlog.stdlib.ProcessorFormatter(
@@ -117,7 +128,34 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 
-def get_logger(name: str) -> structlog.stdlib.BoundLogger:
+def _named(
+    _logger: Any, _method: str, event_dict: MutableMapping[str, Any]
+) -> MutableMapping[str, Any]:
+    # `get_logger`'s name under the key the standard library's lines use.
+    name = event_dict.pop("logger_name", None)
+    if name is not None:
+        event_dict["logger"] = name
+    return event_dict
+
+
+def _level_number(level: str | int) -> int:
+    if isinstance(level, int):
+        return level
+    return logging.getLevelNamesMapping().get(level.upper(), logging.INFO)
+
+
+class _Stderr:
+    """Whatever `sys.stderr` is at the moment of writing (a test's capture replaces it)."""
+
+    def write(self, text: str) -> int:
+        return sys.stderr.write(text)
+
+    def flush(self) -> None:
+        sys.stderr.flush()
+
+
+def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:
     """A logger bound to a module name."""
-    logger: structlog.stdlib.BoundLogger = structlog.stdlib.get_logger(name)
+    # Bound lazily (the chain is the one configured when it first logs); named by `_named`.
+    logger: structlog.typing.FilteringBoundLogger = structlog.get_logger(logger_name=name)
     return logger

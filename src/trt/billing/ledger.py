@@ -25,6 +25,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from trt.db.database import Executor
 from trt.db.models import (
     Hold,
     HoldResolution,
@@ -127,7 +128,7 @@ class Ledger:
     async def wallet(self, session: AsyncSession, user_id: int) -> int:
         return await self.account(session, wallet_code(user_id), user_id)
 
-    async def balance(self, session: AsyncSession, user_id: int) -> Balance:
+    async def balance(self, session: Executor, user_id: int) -> Balance:
         row = (
             await session.execute(
                 select(LedgerAccount.posted_kop, LedgerAccount.pending_debit_kop).where(
@@ -140,7 +141,7 @@ class Ledger:
         return Balance(int(row[0]), int(row[1]))
 
     async def statement(
-        self, session: AsyncSession, user_id: int, *, offset: int = 0, limit: int = 10
+        self, session: Executor, user_id: int, *, offset: int = 0, limit: int = 10
     ) -> list[StatementLine]:
         """The wallet's postings, newest first (for the balance screen)."""
         rows = (

@@ -12,8 +12,17 @@ class WalletService:
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
 
     async def balance(self, user_id: int) -> Balance:
-        async with self.database.unit_of_work(readonly=True) as session:
-            return await self.ledger.balance(session, user_id)
+        async with self.database.transaction(readonly=True) as connection:
+            return await self.ledger.balance(connection, user_id)
+
+    async def overview(
+        self, user_id: int, *, offset: int = 0, limit: int = 10
+    ) -> tuple[Balance, list[StatementLine]]:
+        """The balance and a page of the statement, read in one transaction (the screen)."""
+        async with self.database.transaction(readonly=True) as connection:
+            balance = await self.ledger.balance(connection, user_id)
+            lines = await self.ledger.statement(connection, user_id, offset=offset, limit=limit)
+        return balance, lines
 
     async def credit(
         self,
@@ -51,5 +60,5 @@ class WalletService:
     async def statement(
         self, user_id: int, *, offset: int = 0, limit: int = 10
     ) -> list[StatementLine]:
-        async with self.database.unit_of_work(readonly=True) as session:
-            return await self.ledger.statement(session, user_id, offset=offset, limit=limit)
+        async with self.database.transaction(readonly=True) as connection:
+            return await self.ledger.statement(connection, user_id, offset=offset, limit=limit)

@@ -8,13 +8,14 @@ never fails half-way when it upgrades its read lock to a write lock (SQLITE_BUSY
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import event, text
 from sqlalchemy.engine import Connection, ExceptionContext
-from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
+from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
     AsyncEngine,
@@ -48,12 +49,15 @@ class Database:
         if self.is_sqlite:
             kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
         else:
-            kwargs.update(pool_size=pool_size, max_overflow=pool_size, pool_pre_ping=True)
+            # Not `pool_pre_ping`: it costs three round trips (BEGIN, a ping, ROLLBACK) before
+            # every transaction; `_ping_idle_connections` pings only a connection that sat idle.
+            kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         else:
             _discard_broken_connections(self.engine)
+            _ping_idle_connections(self.engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._readonly_engine = self.engine.execution_options(**{_READONLY: True})
         self._readonly_sessions = async_sessionmaker(self._readonly_engine, expire_on_commit=False)
@@ -144,6 +148,36 @@ def _discard_broken_connections(engine: AsyncEngine) -> None:
         )
         if broken and not context.is_disconnect:
             context.is_disconnect = True
+
+
+PING_IDLE_S = 1.0  # a pooled connection idle longer than this is pinged before it is used
+_RETURNED = "trt_returned_at"
+
+
+def _ping_idle_connections(engine: AsyncEngine) -> None:
+    """Pessimistic disconnect handling for connections that were idle: a server restart or an
+    idle timeout kills those, and the ping finds it before a transaction does (the pool then
+    opens a fresh connection: SQLAlchemy's "disconnect handling - pessimistic" recipe). A
+    connection in steady use is not pinged; if its server goes away mid-use, the failure is a
+    disconnect (`_discard_broken_connections`), the pool drops it, and the work is retried
+    (`Database.retrying`) or redelivered (a webhook answered 500)."""
+
+    @event.listens_for(engine.sync_engine, "connect")
+    def _on_connect(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkin")
+    def _on_checkin(_dbapi_connection: Any, record: ConnectionPoolEntry) -> None:
+        record.info[_RETURNED] = time.monotonic()
+
+    @event.listens_for(engine.sync_engine, "checkout")
+    def _on_checkout(dbapi_connection: Any, record: ConnectionPoolEntry, _proxy: Any) -> None:
+        if time.monotonic() - record.info.get(_RETURNED, 0.0) <= PING_IDLE_S:
+            return
+        try:
+            dbapi_connection.ping()
+        except Exception as error:
+            raise DisconnectionError(str(error)[:200]) from error
 
 
 def _tune_sqlite(engine: AsyncEngine) -> None:

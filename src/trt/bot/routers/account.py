@@ -49,9 +49,10 @@ async def balance_screen(
     wallets: WalletService, user_id: int, lang: str, page: int = 0
 ) -> tuple[str, InlineKeyboardMarkup]:
     """The balance, money on hold, and the operations in plain words, a page at a time."""
-    balance = await wallets.balance(user_id)
+    balance, statement = await wallets.overview(
+        user_id, offset=page * PAGE_SIZE, limit=PAGE_SIZE + 1
+    )
     lines = []
-    statement = await wallets.statement(user_id, offset=page * PAGE_SIZE, limit=PAGE_SIZE + 1)
     for line in statement[:PAGE_SIZE]:
         word = t(lang, OPERATION_WORDS.get(line.kind, "balance.op_adjust"))
         if line.kind in QUOTED and line.memo:
