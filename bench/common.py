@@ -89,3 +89,15 @@ def table(rows: list[Row]) -> str:
 
 def print_table(rows: list[Row]) -> None:
     print(table(rows), flush=True)  # noqa: T201 - the benchmark's output
+
+
+def profiler_prefix() -> list[str]:
+    """The interpreter options that run the bot under a profiler, from `BENCH_PROFILE` (the
+    output file) and `BENCH_PROFILER` (`cprofile`, the default, or `pyinstrument`); none
+    without them."""
+    out = os.environ.get("BENCH_PROFILE")
+    if not out:
+        return []
+    if os.environ.get("BENCH_PROFILER") == "pyinstrument":  # a sampled call tree, as text
+        return ["-m", "pyinstrument", "-r", "text", "-o", out]
+    return ["-m", "cProfile", "-o", out]

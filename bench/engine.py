@@ -33,6 +33,7 @@ from bench.common import (
     fresh_database,
     peak_rss_mb,
     print_table,
+    profiler_prefix,
     rss_mb,
     save,
     summary,
@@ -75,6 +76,7 @@ class Bench:
     async def setup(self, *, kie_never: bool = False) -> None:
         self.sandbox = await start_sandbox(kie_step_s=0.0, kie_generate_s=0.0)
         self.sandbox.telegram.check_responses = False
+        self.sandbox.kie.draw_results = False  # the generator's CPU is not what is measured
         if kie_never:
             self.sandbox.kie.scripts.append(("*", Script(never=True), 10**9))
         self.url = await fresh_database(self.backend, self.workdir)
@@ -136,7 +138,9 @@ class Bench:
             JOB_MAX_IN_FLIGHT="100000",
             **extra,
         )
-        process = await TrtProcess.start("run", env=env, cwd=str(self.workdir))
+        process = await TrtProcess.start(
+            "run", env=env, cwd=str(self.workdir), prefix=profiler_prefix()
+        )
         await until_leading(process, port)
         return process
 

@@ -31,7 +31,14 @@ from typing import Any
 import aiohttp
 from tests.processes import trt_env
 
-from bench.common import Row, drop_database, free_port, fresh_database, summary
+from bench.common import (
+    Row,
+    drop_database,
+    free_port,
+    fresh_database,
+    profiler_prefix,
+    summary,
+)
 from trt.db import migrate
 from trt.db.database import Database
 from trt.sandbox.demo import DEMO_TOKEN
@@ -91,9 +98,7 @@ class Target:
                 await migrate.upgrade(database)  # `trt migrate` (run refuses a schema behind)
             finally:
                 await database.dispose()
-            command = ["-m", "trt", "run"]
-            if os.environ.get("BENCH_PROFILE"):  # a cProfile of the bot: docs/performance.md
-                command = ["-m", "cProfile", "-o", os.environ["BENCH_PROFILE"], "-m", "trt", "run"]
+            command = [*profiler_prefix(), "-m", "trt", "run"]  # docs/performance.md
             env.update(
                 KIE_API_KEY="bench-kie-key",
                 KIE_BASE_URL="http://127.0.0.1:9",

@@ -7,7 +7,7 @@ import json
 import os
 import signal
 import sys
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 EVENT_TIMEOUT_S = 30.0
@@ -32,9 +32,13 @@ class TrtProcess:
         self._reader = asyncio.create_task(self._read())
 
     @classmethod
-    async def start(cls, *args: str, env: Mapping[str, str], cwd: str) -> TrtProcess:
+    async def start(
+        cls, *args: str, env: Mapping[str, str], cwd: str, prefix: Sequence[str] = ()
+    ) -> TrtProcess:
+        """`python [prefix] -m trt args` (a prefix: a profiler's own `-m` and options)."""
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
+            *prefix,
             "-m",
             "trt",
             *args,

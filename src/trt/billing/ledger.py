@@ -12,6 +12,12 @@ docs/reliability (shared/reference/reliability.md §1):
   returns the first outcome and moves nothing;
 - every posting carries an idempotency key; replaying it changes nothing, and the same key
   with other entries is refused.
+
+A system account (revenue, a payment source: no user, no balance check) takes a share of almost
+every posting, so its counter row is the one every transaction would wait for. Its moves are
+summed in the session and written as the transaction's last statements, just before COMMIT,
+in account order (`_apply_system_moves`): the row is locked for one statement instead of the
+rest of the transaction. Its entries are written at once, as every wallet's counter is.
 """
 
 from __future__ import annotations
@@ -19,11 +25,13 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
+from typing import Any
 
-from sqlalchemy import func, select, update
+from sqlalchemy import event, func, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm import Session
 
 from trt.db.database import Executor
 from trt.db.models import (
@@ -100,8 +108,35 @@ def hold_id_for(job_id: str) -> str:
     return str(uuid.uuid5(HOLD_NAMESPACE, f"job:{job_id}"))
 
 
+WALLET_PREFIX = "wallet:"
+_SYSTEM_MOVES = "trt_ledger_system_moves"  # session.info: system account id → kopecks
+
+
 def wallet_code(user_id: int) -> str:
-    return f"wallet:{user_id}"
+    return f"{WALLET_PREFIX}{user_id}"
+
+
+def _database_of(session: AsyncSession) -> str:
+    """Which database a session writes to (account ids are per database)."""
+    return str(session.sync_session.get_bind().engine.url)
+
+
+@event.listens_for(Session, "before_commit")
+def _apply_system_moves(session: Session) -> None:
+    """The system accounts' summed moves: the last statements before COMMIT, in id order."""
+    moves: dict[int, int] | None = session.info.pop(_SYSTEM_MOVES, None)
+    for account_id, amount in sorted((moves or {}).items()):
+        if amount:
+            session.execute(
+                update(LedgerAccount)
+                .where(LedgerAccount.id == account_id)
+                .values(posted_kop=LedgerAccount.posted_kop + amount)
+            )
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _drop_system_moves(session: Session, _previous: Any) -> None:
+    session.info.pop(_SYSTEM_MOVES, None)  # rolled back with the entries they belong to
 
 
 class Ledger:
@@ -109,21 +144,24 @@ class Ledger:
 
     def __init__(self, *, is_sqlite: bool) -> None:
         self._insert = sqlite_insert if is_sqlite else pg_insert
+        # (database, account id) of the system accounts seen: their moves wait for COMMIT.
+        self._system: set[tuple[str, int]] = set()
 
     # -- accounts ---------------------------------------------------------------------
     async def account(self, session: AsyncSession, code: str, user_id: int | None = None) -> int:
         """The id of the account `code`, created on first use (safe under concurrency)."""
         found = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
-        if found is not None:
-            return int(found)
-        await session.execute(
-            self._insert(LedgerAccount)
-            .values(code=code, user_id=user_id, posted_kop=0, pending_debit_kop=0)
-            .on_conflict_do_nothing(index_elements=[LedgerAccount.code])
-        )
-        created = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
-        assert created is not None
-        return int(created)
+        if found is None:
+            await session.execute(
+                self._insert(LedgerAccount)
+                .values(code=code, user_id=user_id, posted_kop=0, pending_debit_kop=0)
+                .on_conflict_do_nothing(index_elements=[LedgerAccount.code])
+            )
+            found = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
+            assert found is not None
+        if user_id is None and not code.startswith(WALLET_PREFIX):
+            self._system.add((_database_of(session), int(found)))
+        return int(found)
 
     async def wallet(self, session: AsyncSession, user_id: int) -> int:
         return await self.account(session, wallet_code(user_id), user_id)
@@ -220,6 +258,10 @@ class Ledger:
         return PostingResult(int(posting_id), False)
 
     async def _move_posted(self, session: AsyncSession, account_id: int, amount: int) -> None:
+        if (_database_of(session), account_id) in self._system:
+            moves: dict[int, int] = session.info.setdefault(_SYSTEM_MOVES, {})
+            moves[account_id] = moves.get(account_id, 0) + amount
+            return
         statement = (
             update(LedgerAccount)
             .where(LedgerAccount.id == account_id)

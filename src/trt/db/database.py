@@ -2,7 +2,9 @@
 
 SQLite is tuned for one process with many coroutines: WAL (readers never block the writer),
 a busy timeout, foreign keys on, and `BEGIN IMMEDIATE` for write transactions so a transaction
-never fails half-way when it upgrades its read lock to a write lock (SQLITE_BUSY).
+never fails half-way when it upgrades its read lock to a write lock (SQLITE_BUSY). SQLite has
+one writer at a time; within the process the write transactions queue on an asyncio lock
+instead of in SQLite's busy handler, which sleeps (up to 100 ms a turn) and wakes in no order.
 """
 
 from __future__ import annotations
@@ -60,6 +62,8 @@ class Database:
             _ping_idle_connections(self.engine)
         self._sessions = async_sessionmaker(self.engine, expire_on_commit=False)
         self._readonly_engine = self.engine.execution_options(**{_READONLY: True})
+        self._writer = asyncio.Lock()  # SQLite: this process's write transactions, in turn
+        self._writing: asyncio.Task[Any] | None = None
         self._readonly_sessions = async_sessionmaker(self._readonly_engine, expire_on_commit=False)
 
     @asynccontextmanager
@@ -70,7 +74,7 @@ class Database:
         (for example a ledger posting and its balance counters) land together or not at all.
         """
         factory = self._readonly_sessions if readonly else self._sessions
-        async with factory() as session, session.begin():
+        async with self._write_turn(readonly), factory() as session, session.begin():
             yield session
 
     @asynccontextmanager
@@ -81,8 +85,24 @@ class Database:
         every update takes (the inbox, the user row, the FSM state, the event store), where a
         session's bookkeeping costs more than the statement.
         """
-        async with (self._readonly_engine if readonly else self.engine).begin() as connection:
+        engine = self._readonly_engine if readonly else self.engine
+        async with self._write_turn(readonly), engine.begin() as connection:
             yield connection
+
+    @asynccontextmanager
+    async def _write_turn(self, readonly: bool) -> AsyncIterator[None]:
+        """On SQLite, this process's turn to write (a nested write in the same task takes no
+        second turn: it meets SQLite's own lock, as it always did)."""
+        task = asyncio.current_task()
+        if readonly or not self.is_sqlite or self._writing is task:
+            yield
+            return
+        async with self._writer:
+            self._writing = task
+            try:
+                yield
+            finally:
+                self._writing = None
 
     async def retrying(
         self, work: Callable[[], Awaitable[T]], *, what: str, attempts: int = RETRY_ATTEMPTS

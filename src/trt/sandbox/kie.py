@@ -296,6 +296,9 @@ class KieServer:
         # between them, so a client that reads only what is buffered gets a part of the file.
         self.chunk_bytes = chunk_bytes
         self.chunk_pause_s = chunk_pause_s
+        # Each image shows its prompt; off, one image per size serves every task (a benchmark:
+        # drawing text costs the load generator ~15 ms of CPU an image).
+        self.draw_results = True
         self.credits = credits
         self.credits_per_task = credits_per_task
         self.step_s = step_s
@@ -309,7 +312,7 @@ class KieServer:
         self.callbacks: list[dict[str, Any]] = []  # what was posted, for tests
         self.chats: list[dict[str, Any]] = []  # chat completion bodies, for tests
         self.chat_scripts: list[ChatScript] = []  # how the next chat answers behave
-        self._rendered: dict[str, bytes] = {}  # task id → its picture, drawn once
+        self._rendered: dict[str, bytes] = {}  # task id (or size) → its picture, drawn once
         self.requests: list[tuple[str, str, float]] = []  # (method, path, monotonic time)
         self.base_url = ""  # set by the runner once the port is known
         self._ids = itertools.count(1)
@@ -648,11 +651,13 @@ class KieServer:
         if task is None or f"{self.base_url}/files/{task.task_id}/{name}" not in task.result_urls:
             raise web.HTTPNotFound()
         if name.endswith(".png"):
-            data = self._rendered.get(task.task_id)
+            width, height = _dimensions(task)
+            key = task.task_id if self.draw_results else f"{width}x{height}"
+            data = self._rendered.get(key)
             if data is None:
-                width, height = _dimensions(task)
-                data = render_png(task.prompt, width, height, label=task.model)
-                self._rendered[task.task_id] = data
+                text = task.prompt if self.draw_results else "TRT"
+                data = render_png(text, width, height, label=task.model)
+                self._rendered[key] = data
             content_type = "image/png"
         elif name.endswith(".mp4"):
             data, content_type = sample("sample.mp4"), "video/mp4"
