@@ -12,6 +12,7 @@ from sqlalchemy import false, func, select
 from trt.db.database import Database
 from trt.db.models import InboxUpdate
 from trt.leadership import StaleLeaderError
+from trt.telegram import intake
 from trt.telegram.intake import UpdateInbox, chat_of
 
 
@@ -89,3 +90,54 @@ def test_the_chat_of_every_kind_of_update() -> None:
     assert chat_of(callback) == 8
     assert chat_of({"update_id": 3, "pre_checkout_query": {"id": "p", "from": {"id": 9}}}) == 9
     assert chat_of({"update_id": 4}) is None
+
+
+async def test_concurrent_stores_share_a_transaction_and_are_handled_without_a_scan(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Group commit: updates arriving while a write is in flight go into the next write
+    together. Store-and-claim: while the processor runs, a stored row is written claimed
+    (attempts = 1) and handled from memory, no table scan in between."""
+    monkeypatch.setattr(intake, "SCAN_S", 3600.0)  # only the scan at the start
+    transactions = 0
+
+    async def counted(_connection: object) -> None:
+        nonlocal transactions
+        transactions += 1
+
+    dispatcher = RecordingDispatcher(expected=30)
+    inbox = UpdateInbox(database, dispatcher, bot=None, check=counted)  # type: ignore[arg-type]
+    stop = asyncio.Event()
+    worker = asyncio.create_task(inbox.process(stop))
+    await asyncio.sleep(0)  # the processor runs (its first scan found nothing)
+    stored = await asyncio.gather(*(inbox.store([message(100 + i, 100 + i)]) for i in range(30)))
+    assert stored == [1] * 30
+    assert transactions < 30 / 2, transactions  # 30 requests, a handful of writes
+    await asyncio.wait_for(dispatcher.all_seen.wait(), 10)
+    await inbox.drain()
+    stop.set()
+    await worker
+    assert sorted(dispatcher.seen) == list(range(100, 130))
+    async with database.unit_of_work(readonly=True) as session:
+        rows = (await session.execute(select(InboxUpdate.attempts, InboxUpdate.processed_at))).all()
+    assert {attempts for attempts, _ in rows} == {1}  # claimed once, by the write
+    assert all(done is not None for _, done in rows)
+
+
+async def test_a_failed_group_write_fails_every_caller_and_claims_nothing(
+    database: Database,
+) -> None:
+    async def stale(_connection: object) -> None:
+        raise StaleLeaderError("gone")
+
+    inbox = UpdateInbox(
+        database,
+        RecordingDispatcher(1),
+        bot=None,
+        check=stale,  # type: ignore[arg-type]
+    )
+    results = await asyncio.gather(
+        *(inbox.store([message(200 + i, 1)]) for i in range(5)), return_exceptions=True
+    )
+    assert all(isinstance(r, StaleLeaderError) for r in results)
+    assert inbox._queued == set()
