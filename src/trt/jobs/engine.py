@@ -92,6 +92,7 @@ class JobEngine:
             name="job",
         )
         self._downloads = asyncio.Semaphore(PARALLEL_DOWNLOADS)
+        self._leased: dict[str, Job] = {}  # claimed, as the lease's UPDATE returned them
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -129,7 +130,8 @@ class JobEngine:
         Best effort: with the database still away the lease's expiry is the backstop."""
         if not job_ids:
             return
-
+        for job_id in job_ids:
+            self._leased.pop(job_id, None)
         await self.database.best_effort(
             update(Job)
             .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
@@ -183,7 +185,8 @@ class JobEngine:
         return expired
 
     async def claim(self, limit: int) -> list[str]:
-        """Lease up to `limit` due jobs to this worker (one transaction)."""
+        """Lease up to `limit` due jobs to this worker and read them (one transaction: the
+        step that follows starts from the row the lease returned, not from another read)."""
         now = utcnow()
         due = [s.value for s in (*ACTIVE,)]
         async with self.database.unit_of_work() as session:
@@ -202,21 +205,29 @@ class JobEngine:
             ids = list(await session.scalars(candidates))
             if not ids:
                 return []
-            await session.execute(
-                update(Job)
-                .where(Job.id.in_(ids), self.fence())
-                .values(
-                    lease_owner=self.owner,
-                    lease_until=now + timedelta(seconds=self.settings.lease_s),
+            leased = list(
+                await session.scalars(
+                    update(Job)
+                    .where(Job.id.in_(ids), self.fence())
+                    .values(
+                        lease_owner=self.owner,
+                        lease_until=now + timedelta(seconds=self.settings.lease_s),
+                    )
+                    .returning(Job),
+                    execution_options={"synchronize_session": False},
                 )
             )
-        return ids
+        for job in leased:
+            self._leased[job.id] = job
+        return [job.id for job in leased]
 
     # -- one step -----------------------------------------------------------------------------
     async def step(self, job_id: str) -> None:
         """Advance one leased job by what its state calls for."""
-        async with self.database.unit_of_work(readonly=True) as session:
-            job = await session.get(Job, job_id)
+        job = self._leased.pop(job_id, None)
+        if job is None:  # not claimed by this loop (a test, a tool): read it
+            async with self.database.unit_of_work(readonly=True) as session:
+                job = await session.get(Job, job_id)
         if job is None or job.lease_owner != self.owner:
             return
         # Every line logged while advancing the job (KIE calls included) carries its cid.
