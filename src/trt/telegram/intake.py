@@ -20,8 +20,9 @@ The cost per update is kept to a share of a few statements (docs/performance.md)
   already claimed (`attempts = 1`) and handed to its chat's worker from memory; the table is
   scanned only for rows this process did not store (a dead instance's, or stored while no
   processor ran), every `SCAN_S`.
-- **Done-marks in batches**, written at most `DONE_FLUSH_S` after the handling ended: a crash
-  in between only repeats those updates, as it always could for the one being handled.
+- **Done-marks by group commit**: a handled update's mark is written at once, together with
+  the marks of the updates that finished while the previous write was in flight (no deliberate
+  delay: a mark held back would let a crash repeat an update whose answer the user has seen).
 """
 
 from __future__ import annotations
@@ -52,7 +53,6 @@ BATCH = 100
 RETENTION = timedelta(hours=48)  # update ids repeat only after a week of silence (ids reset)
 PRUNE_EVERY_S = 600.0
 SCAN_S = 1.0  # rows this process did not store are looked for this often
-DONE_FLUSH_S = 0.05  # a handled update is marked done at most this much later
 POLL_RETRY_S = (0.5, 5.0)
 
 Check = Callable[[Executor], Awaitable[None]]
@@ -243,9 +243,6 @@ class UpdateInbox:
                         stop.wait(),
                         timeout_s=max(0.0, next_scan - loop.time()),
                     )
-                if self._done and len(self._done) < BATCH:  # gather the marks of a few more
-                    self._marked.clear()
-                    await first(self._marked.wait(), stop.wait(), timeout_s=DONE_FLUSH_S)
         finally:
             self._accepting = False
             await finish(self._tasks, drain_s)
@@ -317,8 +314,7 @@ class UpdateInbox:
                         log.exception("update_handling_failed", update_id=update_id)
                 queue.popleft()
                 self._done.append(update_id)
-                if len(self._done) in (1, BATCH):  # the first mark to write, or a full batch
-                    self._marked.set()
+                self._marked.set()
         finally:
             del self._chats[chat_id]
 
