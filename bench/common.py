@@ -79,16 +79,19 @@ def peak_rss_mb(pid: int) -> float:
     raise RuntimeError("no VmHWM")
 
 
-def table(rows: list[Row]) -> str:
-    rows = [("figure", "value", "target"), *rows]
+HEADER: Row = ("figure", "value", "target")
+
+
+def table(rows: list[Row], header: Row = HEADER) -> str:
+    rows = [header, *rows]
     widths = [max(len(r[i]) for r in rows) for i in range(3)]
     return "\n".join(
         "  ".join(cell.ljust(widths[i]) for i, cell in enumerate(row)).rstrip() for row in rows
     )
 
 
-def print_table(rows: list[Row]) -> None:
-    print(table(rows), flush=True)  # noqa: T201 - the benchmark's output
+def print_table(rows: list[Row], header: Row = HEADER) -> None:
+    print(table(rows, header), flush=True)  # noqa: T201 - the benchmark's output
 
 
 def profiler_prefix() -> list[str]:

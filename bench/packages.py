@@ -18,7 +18,7 @@ import sys
 from collections import defaultdict
 from pathlib import Path
 
-from bench.common import print_table
+from bench.common import Row, print_table
 
 BUILTINS = "C builtins"
 
@@ -57,11 +57,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--top", type=int, default=15, help="packages to list")
     args = parser.parse_args(argv)
     total, totals = by_package(args.profile)
-    rows = [("package", "own time", "share")]
+    rows: list[Row] = []
     for name, seconds in sorted(totals.items(), key=lambda item: -item[1])[: args.top]:
         rows.append((name, f"{seconds:.2f} s", f"{100 * seconds / total:.1f} %"))
     rows.append(("total", f"{total:.2f} s", "100 %"))
-    print_table(rows)
+    print_table(rows, header=("package", "own time", "share"))
 
 
 if __name__ == "__main__":
