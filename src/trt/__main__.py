@@ -1,5 +1,9 @@
 """`python -m trt` is the same as the `trt` console script."""
 
-from trt.cli import main
+import gc
+
+gc.disable()  # while the command's imports load; trt.cli.imports_settled turns it back on
+
+from trt.cli import main  # noqa: E402
 
 raise SystemExit(main())

@@ -17,6 +17,14 @@ async def _tables(database: Database) -> set[str]:
     return set(names) - {"alembic_version"}
 
 
+def test_the_revision_files_names_are_alembics_one_linear_chain() -> None:
+    """`trt run` takes the head from the files' names (no Alembic import at start): that holds
+    only while file NNNN_*.py is revision NNNN and the chain is linear, in name order."""
+    names = sorted(p.name.split("_", 1)[0] for p in migrate.VERSIONS_DIR.glob("[0-9]*_*.py"))
+    assert migrate.all_revisions() == names
+    assert migrate.alembic_head() == migrate.head_revision() == names[-1]
+
+
 async def test_stairway_every_revision_up_down_up(empty_database_url: str) -> None:
     database = Database(empty_database_url)
     try:
