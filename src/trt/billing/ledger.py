@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, select, update
+from sqlalchemy import event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -233,10 +233,16 @@ class Ledger:
         )
         if inserted is None:
             return await self._replay(session, idempotency_key, entries)
+        await session.execute(
+            insert(LedgerEntry).values(
+                [
+                    {"posting_id": inserted, "account_id": account_id, "amount_kop": amount}
+                    for account_id, amount in entries
+                ]
+            )
+        )
         for account_id, amount in entries:
-            session.add(LedgerEntry(posting_id=inserted, account_id=account_id, amount_kop=amount))
             await self._move_posted(session, account_id, amount)
-        await session.flush()
         return PostingResult(int(inserted), True)
 
     async def _replay(

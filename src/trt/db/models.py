@@ -21,8 +21,10 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
+    insert,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 
 # Deterministic constraint names keep migrations identical on SQLite and Postgres.
@@ -254,16 +256,30 @@ class Outbox(Base):
     ) -> Outbox:
         """A message about `job` to its chat (or `chat_id`), due now (added in the job's
         transaction)."""
+        return cls(**cls.fields_for_job(job, kind, payload, chat_id=chat_id))
+
+    @classmethod
+    def insert_for_job(
+        cls, job: Job, kind: str, payload: dict[str, Any], *, chat_id: int | None = None
+    ) -> Insert:
+        """`for_job` as one INSERT (the engine's transactions: no unit-of-work flush)."""
+        return insert(cls).values(**cls.fields_for_job(job, kind, payload, chat_id=chat_id))
+
+    @staticmethod
+    def fields_for_job(
+        job: Job, kind: str, payload: dict[str, Any], *, chat_id: int | None = None
+    ) -> dict[str, Any]:
         now = utcnow()
-        return cls(
-            job_id=job.id,
-            kind=kind,
-            chat_id=job.chat_id if chat_id is None else chat_id,
-            payload=payload,
-            next_attempt_at=now,
-            cid=job.cid,
-            created_at=now,
-        )
+        return {
+            "job_id": job.id,
+            "kind": kind,
+            "chat_id": job.chat_id if chat_id is None else chat_id,
+            "payload": payload,
+            "attempts": 0,
+            "next_attempt_at": now,
+            "cid": job.cid,
+            "created_at": now,
+        }
 
 
 class FreeUsage(Base):

@@ -16,7 +16,7 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, case, delete, select, true, update
+from sqlalchemy import ColumnElement, case, delete, insert, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
@@ -343,7 +343,7 @@ class JobEngine:
                     ),
                 )
                 if adopted:
-                    self._outbox(session, job, "running", {"notice": "running"})
+                    await self._outbox(session, job, "running", {"notice": "running"})
 
         await self.database.retrying(store_task_id, what="store_task_id")
         telemetry.emit(
@@ -521,15 +521,15 @@ class JobEngine:
         for position, url in enumerate(urls):
             async with self._downloads:
                 item = await self.kie.download(url)
-                async with self.database.unit_of_work() as session:
+                async with self.database.transaction() as connection:
                     # A retried download replaces what an earlier attempt stored.
-                    await session.execute(
+                    await connection.execute(
                         delete(JobResult).where(
                             JobResult.job_id == job.id, JobResult.position == position
                         )
                     )
-                    session.add(
-                        JobResult(
+                    await connection.execute(
+                        insert(JobResult).values(
                             job_id=job.id,
                             position=position,
                             url=item.url,
@@ -571,7 +571,7 @@ class JobEngine:
             failpoint("job.captured")
             # Data, not words: bot/notices.py says it in the user's language at send time.
             notice = {"notice": "result", "free": job.is_free, "model": self._title(job)}
-            self._outbox(session, job, "result", notice)
+            await self._outbox(session, job, "result", notice)
         if bonus is not None:
             telemetry.emit(
                 Event.BONUS_CREDITED,
@@ -608,7 +608,7 @@ class JobEngine:
                 "refund_kop": job.price_kop,
                 "free": job.is_free,
             }
-            self._outbox(session, job, "failure", notice)
+            await self._outbox(session, job, "failure", notice)
         failed = to is JobStatus.FAILED
         telemetry.emit(
             Event.JOB_FAILED if failed else Event.JOB_TIMED_OUT,
@@ -637,7 +637,9 @@ class JobEngine:
             "amount_kop": bonus.amount_kop,
             "lang": normalize_lang(language),  # the inviter's, not the job's
         }
-        session.add(Outbox.for_job(job, "referral", notice, chat_id=bonus.inviter_id))
+        await session.execute(
+            Outbox.insert_for_job(job, "referral", notice, chat_id=bonus.inviter_id)
+        )
         return bonus
 
     # -- helpers ------------------------------------------------------------------------------
@@ -645,6 +647,8 @@ class JobEngine:
         model = self.pipeline.catalog.get(job.model_slug)
         return model.title.get(job.lang) if model else job.model_slug
 
-    def _outbox(self, session: AsyncSession, job: Job, kind: str, payload: dict[str, Any]) -> None:
+    async def _outbox(
+        self, session: AsyncSession, job: Job, kind: str, payload: dict[str, Any]
+    ) -> None:
         payload = {**payload, "edit_message_id": job.status_message_id}
-        session.add(Outbox.for_job(job, kind, payload))
+        await session.execute(Outbox.insert_for_job(job, kind, payload))

@@ -87,6 +87,8 @@ class OutboxRelay:
         # went out is always recorded and a refund decided is never lost.
         self.fence = fence or true
         self.transitions = JobTransitions(Ledger(is_sqlite=database.is_sqlite))
+        # claimed, as the lease's UPDATE returned them, with their jobs
+        self._leased: dict[int, tuple[Outbox, Job | None]] = {}
         self.loop: LeasedLoop[int] = LeasedLoop(
             claim=self.claim,
             handle=self.deliver,
@@ -115,6 +117,8 @@ class OutboxRelay:
         await self.loop.drain()
 
     async def claim(self, limit: int) -> list[int]:
+        """Lease up to `limit` due rows and read them with their jobs (one transaction: the
+        send that follows starts from what the lease returned, not from another read)."""
         now = utcnow()
         async with self.database.unit_of_work() as session:
             ids = list(
@@ -131,13 +135,24 @@ class OutboxRelay:
                     .with_for_update(skip_locked=True)
                 )
             )
-            if ids:
-                await session.execute(
+            if not ids:
+                return []
+            rows = list(
+                await session.scalars(
                     update(Outbox)
                     .where(Outbox.id.in_(ids), self.fence())
                     .values(lease_until=now + timedelta(seconds=self.lease_s))
+                    .returning(Outbox),
+                    execution_options={"synchronize_session": False},
                 )
-        return ids
+            )
+            job_ids = {row.job_id for row in rows}
+            jobs = {
+                job.id: job for job in await session.scalars(select(Job).where(Job.id.in_(job_ids)))
+            }
+        for row in rows:
+            self._leased[row.id] = (row, jobs.get(row.job_id))
+        return [row.id for row in rows]
 
     async def reclaim(self) -> int:
         """Free the unsent rows a previous leader held leases on; how many (call on becoming
@@ -161,7 +176,8 @@ class OutboxRelay:
         Best effort: with the database still away the lease's expiry is the backstop."""
         if not row_ids:
             return
-
+        for row_id in row_ids:
+            self._leased.pop(row_id, None)
         await self.database.best_effort(
             update(Outbox)
             .where(Outbox.id.in_(row_ids), Outbox.sent_at.is_(None))
@@ -170,9 +186,13 @@ class OutboxRelay:
         )
 
     async def deliver(self, row_id: int) -> None:
-        async with self.database.unit_of_work(readonly=True) as session:
-            row = await session.get(Outbox, row_id)
-            job = None if row is None else await session.get(Job, row.job_id)
+        leased = self._leased.pop(row_id, None)
+        if leased is None:  # not claimed by this loop (a test, a tool): read it
+            async with self.database.unit_of_work(readonly=True) as session:
+                row = await session.get(Outbox, row_id)
+                job = None if row is None else await session.get(Job, row.job_id)
+        else:
+            row, job = leased
         if row is None or job is None or row.sent_at is not None:
             return
         with structlog.contextvars.bound_contextvars(cid=row.cid or job.cid, job_id=job.id):
