@@ -16,7 +16,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from trt.db.database import Database
+from trt.db.database import Database, connection_lost
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -69,8 +69,10 @@ async def schema_state(database: Database) -> SchemaState:
     async with database.engine.connect() as connection:
         try:
             current = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        except DBAPIError:  # no alembic_version table: a database never migrated
-            current = None
+        except DBAPIError as error:
+            if connection_lost(error):  # a database away is not a database never migrated
+                raise
+            current = None  # no alembic_version table: a database never migrated
     return SchemaState(current=current, head=head_revision())
 
 
