@@ -12,11 +12,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from sqlalchemy import text
+from sqlalchemy import inspect, text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
-from trt.db.database import Database, connection_lost
+from trt.db.database import Database
 
 if TYPE_CHECKING:
     from alembic.config import Config as AlembicConfig
@@ -67,12 +66,13 @@ class SchemaState:
 
 async def schema_state(database: Database) -> SchemaState:
     async with database.engine.connect() as connection:
-        try:
-            current = await connection.scalar(text("SELECT version_num FROM alembic_version"))
-        except DBAPIError as error:
-            if connection_lost(error):  # a database away is not a database never migrated
-                raise
-            current = None  # no alembic_version table: a database never migrated
+        # A database never migrated has no alembic_version table; a database away raises.
+        known = await connection.run_sync(lambda sync: inspect(sync).has_table("alembic_version"))
+        current = (
+            await connection.scalar(text("SELECT version_num FROM alembic_version"))
+            if known
+            else None
+        )
     return SchemaState(current=current, head=head_revision())
 
 
