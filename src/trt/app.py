@@ -178,6 +178,7 @@ async def build_services(
         ttl_s=config.leadership.lease_ttl_s,
     )
     wake = asyncio.Event()
+    told = asyncio.Event()  # the relay's: the engine wrote messages to send
     jobs = JobService(
         database,
         pipeline,
@@ -199,6 +200,7 @@ async def build_services(
         files=BotFiles(bot),
         fence=leadership.fence,
         referrals=Referrals(config.payments, Ledger(is_sqlite=database.is_sqlite)),
+        told=told,
     )
     sender = Sender(bot)
     relay = OutboxRelay(
@@ -212,7 +214,7 @@ async def build_services(
         idle_poll_s=config.engine.idle_poll_s,
         retry_s=config.engine.outbox_retry_s,
         concurrency=config.engine.workers,
-        wake=asyncio.Event(),
+        wake=told,
         fence=leadership.fence,
     )
     events = EventStore(database, retention_days=config.logging.events_retention_days)

@@ -99,6 +99,7 @@ class Leadership:
         self.decided = asyncio.Event()  # set after the first attempt: the role is known
         self._lock_connection: asyncpg.Connection | None = None
         self._now = database_now_s(database.is_sqlite)
+        self._fence: tuple[int, ColumnElement[bool]] | None = None  # (epoch, its clause)
 
     # -- what the rest of the application reads ------------------------------------------
     @property
@@ -109,7 +110,11 @@ class Leadership:
         """A WHERE clause true only while this instance holds the lease at its epoch."""
         if self.role is not Role.ACTIVE or self.epoch is None:
             return false()
-        return exists().where(self._held_by_us(self.epoch))
+        # One clause object per epoch: statements built around it are cached by it
+        # (trt.jobs.transitions), and it is not rebuilt for every write.
+        if self._fence is None or self._fence[0] != self.epoch:
+            self._fence = (self.epoch, exists().where(self._held_by_us(self.epoch)))
+        return self._fence[1]
 
     async def check(self, session: Executor) -> None:
         """Refuse the transaction's writes (raise `StaleLeaderError`) unless we hold the lease.

@@ -78,9 +78,9 @@ async def user(bot: RunningBot) -> SandboxUser:
 async def test_success_charges_exactly_the_price_and_delivers_once(
     bot: RunningBot, user: SandboxUser
 ) -> None:
-    # Slow enough that the progress note goes out first (a note later than its result is
-    # skipped by design).
-    job_id = await start(bot, "[slow:0.5] a red fox")
+    # Slow enough that the progress note goes out first (it is due a second after the task
+    # is created; a note later than its result is skipped by design).
+    job_id = await start(bot, "[slow:2] a red fox")
     messages = await until_finished(bot, user)
     result = messages[-1]
     assert result.photo_file_id is not None

@@ -27,13 +27,13 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import event, func, insert, select, update
+from sqlalchemy import bindparam, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from trt.db.database import Executor
+from trt.db.database import Executor, core
 from trt.db.models import (
     Hold,
     HoldResolution,
@@ -108,8 +108,41 @@ def hold_id_for(job_id: str) -> str:
     return str(uuid.uuid5(HOLD_NAMESPACE, f"job:{job_id}"))
 
 
+# Statements every posting takes, built once (parameters are not named after a column the
+# statement sets).
+INSERT_ENTRY = insert(LedgerEntry)
+CREDIT = (
+    update(LedgerAccount)
+    .where(LedgerAccount.id == bindparam("account"))
+    .values(posted_kop=LedgerAccount.posted_kop + bindparam("amount"))
+    .returning(LedgerAccount.id)
+)
+# Wallets never go below their holds; system accounts may be negative (they are where money
+# enters from outside).
+DEBIT = (
+    update(LedgerAccount)
+    .where(
+        LedgerAccount.id == bindparam("account"),
+        (LedgerAccount.user_id.is_(None))
+        | (LedgerAccount.posted_kop + bindparam("amount") - LedgerAccount.pending_debit_kop >= 0),
+    )
+    .values(posted_kop=LedgerAccount.posted_kop + bindparam("amount"))
+    .returning(LedgerAccount.id)
+)
+UNRESERVE = (
+    update(LedgerAccount)
+    .where(LedgerAccount.id == bindparam("account"))
+    .values(pending_debit_kop=LedgerAccount.pending_debit_kop - bindparam("amount"))
+)
+RESOLUTION_POSTING = (
+    update(HoldResolution)
+    .where(HoldResolution.hold_id == bindparam("hold"))
+    .values(posting_id=bindparam("posting"))
+)
+
 WALLET_PREFIX = "wallet:"
 _SYSTEM_MOVES = "trt_ledger_system_moves"  # session.info: system account id → kopecks
+_CREATED_ACCOUNTS = "trt_ledger_created_accounts"  # session.info: codes this session created
 
 
 def wallet_code(user_id: int) -> str:
@@ -127,11 +160,7 @@ def _apply_system_moves(session: Session) -> None:
     moves: dict[int, int] | None = session.info.pop(_SYSTEM_MOVES, None)
     for account_id, amount in sorted((moves or {}).items()):
         if amount:
-            session.execute(
-                update(LedgerAccount)
-                .where(LedgerAccount.id == account_id)
-                .values(posted_kop=LedgerAccount.posted_kop + amount)
-            )
+            session.connection().execute(CREDIT, {"account": account_id, "amount": amount})
 
 
 @event.listens_for(Session, "after_soft_rollback")
@@ -144,23 +173,51 @@ class Ledger:
 
     def __init__(self, *, is_sqlite: bool) -> None:
         self._insert = sqlite_insert if is_sqlite else pg_insert
+        # The dialect's statements of every posting and resolution, built once (values as
+        # parameters: building and keying a statement costs more CPU than running it).
+        self._post = (
+            self._insert(LedgerPosting)
+            .on_conflict_do_nothing(index_elements=[LedgerPosting.idempotency_key])
+            .returning(LedgerPosting.id)
+        )
+        self._resolution = (
+            self._insert(HoldResolution)
+            .on_conflict_do_nothing(index_elements=[HoldResolution.hold_id])
+            .returning(HoldResolution.hold_id)
+        )
         # (database, account id) of the system accounts seen: their moves wait for COMMIT.
         self._system: set[tuple[str, int]] = set()
+        # (database, code) → account id: an account, once committed, keeps its id for good
+        # (accounts are never deleted or renumbered), so it is looked up once per process.
+        # Only an id read as it was (not one this transaction created, which a rollback
+        # could take back) is kept.
+        self._ids: dict[tuple[str, str], int] = {}
 
     # -- accounts ---------------------------------------------------------------------
     async def account(self, session: AsyncSession, code: str, user_id: int | None = None) -> int:
         """The id of the account `code`, created on first use (safe under concurrency)."""
-        found = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
-        if found is None:
-            await session.execute(
+        database = _database_of(session)
+        known = self._ids.get((database, code))
+        if known is not None:
+            return known
+        connection = await core(session)
+        found = await connection.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
+        created: set[str] = session.info.setdefault(_CREATED_ACCOUNTS, set())
+        if found is not None and code not in created:
+            self._ids[(database, code)] = int(found)
+        elif found is None:
+            created.add(code)
+            await connection.execute(
                 self._insert(LedgerAccount)
                 .values(code=code, user_id=user_id, posted_kop=0, pending_debit_kop=0)
                 .on_conflict_do_nothing(index_elements=[LedgerAccount.code])
             )
-            found = await session.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
+            found = await connection.scalar(
+                select(LedgerAccount.id).where(LedgerAccount.code == code)
+            )
             assert found is not None
         if user_id is None and not code.startswith(WALLET_PREFIX):
-            self._system.add((_database_of(session), int(found)))
+            self._system.add((database, int(found)))
         return int(found)
 
     async def wallet(self, session: AsyncSession, user_id: int) -> int:
@@ -219,27 +276,25 @@ class Ledger:
         assert len(entries) >= 2, "a posting has at least two entries"
         assert sum(amount for _, amount in entries) == 0, "a posting must sum to zero"
         assert all(isinstance(amount, int) for _, amount in entries), "kopecks are integers"
-        inserted = await session.scalar(
-            self._insert(LedgerPosting)
-            .values(
-                kind=kind,
-                idempotency_key=idempotency_key,
-                memo=memo[:255],
-                cid=cid,
-                created_at=utcnow(),
-            )
-            .on_conflict_do_nothing(index_elements=[LedgerPosting.idempotency_key])
-            .returning(LedgerPosting.id)
+        connection = await core(session)
+        inserted = await connection.scalar(
+            self._post,
+            {
+                "kind": kind,
+                "idempotency_key": idempotency_key,
+                "memo": memo[:255],
+                "cid": cid,
+                "created_at": utcnow(),
+            },
         )
         if inserted is None:
             return await self._replay(session, idempotency_key, entries)
-        await session.execute(
-            insert(LedgerEntry).values(
-                [
-                    {"posting_id": inserted, "account_id": account_id, "amount_kop": amount}
-                    for account_id, amount in entries
-                ]
-            )
+        await connection.execute(
+            INSERT_ENTRY,
+            [
+                {"posting_id": inserted, "account_id": account_id, "amount_kop": amount}
+                for account_id, amount in entries
+            ],
         )
         for account_id, amount in entries:
             await self._move_posted(session, account_id, amount)
@@ -268,21 +323,12 @@ class Ledger:
             moves: dict[int, int] = session.info.setdefault(_SYSTEM_MOVES, {})
             moves[account_id] = moves.get(account_id, 0) + amount
             return
-        statement = (
-            update(LedgerAccount)
-            .where(LedgerAccount.id == account_id)
-            .values(posted_kop=LedgerAccount.posted_kop + amount)
+        statement = DEBIT if amount < 0 else CREDIT
+        moved = await (await core(session)).execute(
+            statement, {"account": account_id, "amount": amount}
         )
-        if amount < 0:
-            # Wallets never go below their holds; system accounts may be negative (they are
-            # where money enters from outside).
-            statement = statement.where(
-                (LedgerAccount.user_id.is_(None))
-                | (LedgerAccount.posted_kop + amount - LedgerAccount.pending_debit_kop >= 0)
-            )
-        moved = await session.execute(statement.returning(LedgerAccount.id))
         if moved.scalar_one_or_none() is None:
-            available = await session.scalar(
+            available = await (await core(session)).scalar(
                 select(LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop).where(
                     LedgerAccount.id == account_id
                 )
@@ -368,7 +414,7 @@ class Ledger:
         if existing is not None:
             return hold_id
         wallet_id = await self.wallet(session, user_id)
-        reserved = await session.execute(
+        reserved = await (await core(session)).execute(
             update(LedgerAccount)
             .where(LedgerAccount.id == wallet_id)
             .where(LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop >= amount_kop)
@@ -425,10 +471,8 @@ class Ledger:
                 cid=cid,
             )
             posting_id = result.posting_id
-        await session.execute(
-            update(HoldResolution)
-            .where(HoldResolution.hold_id == hold.id)
-            .values(posting_id=posting_id)
+        await (await core(session)).execute(
+            RESOLUTION_POSTING, {"hold": hold.id, "posting": posting_id}
         )
         return HoldOutcome(hold.id, "captured", hold.amount_kop, captured, True)
 
@@ -454,13 +498,14 @@ class Ledger:
         self, session: AsyncSession, hold: Hold, outcome: str, captured_kop: int
     ) -> HoldOutcome | None:
         """Claim the hold's single resolution; the earlier outcome if it was already taken."""
-        claimed = await session.scalar(
-            self._insert(HoldResolution)
-            .values(
-                hold_id=hold.id, outcome=outcome, captured_kop=captured_kop, created_at=utcnow()
-            )
-            .on_conflict_do_nothing(index_elements=[HoldResolution.hold_id])
-            .returning(HoldResolution.hold_id)
+        claimed = await (await core(session)).scalar(
+            self._resolution,
+            {
+                "hold_id": hold.id,
+                "outcome": outcome,
+                "captured_kop": captured_kop,
+                "created_at": utcnow(),
+            },
         )
         if claimed is not None:
             return None
@@ -469,10 +514,8 @@ class Ledger:
         return HoldOutcome(hold.id, earlier.outcome, hold.amount_kop, earlier.captured_kop, False)
 
     async def _unreserve(self, session: AsyncSession, hold: Hold) -> None:
-        await session.execute(
-            update(LedgerAccount)
-            .where(LedgerAccount.id == hold.account_id)
-            .values(pending_debit_kop=LedgerAccount.pending_debit_kop - hold.amount_kop)
+        await (await core(session)).execute(
+            UNRESERVE, {"account": hold.account_id, "amount": hold.amount_kop}
         )
 
     async def open_holds_due(self, session: AsyncSession, limit: int = 100) -> list[str]:

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import Any
 
 from sqlalchemy import (
@@ -21,10 +21,8 @@ from sqlalchemy import (
     UniqueConstraint,
     false,
     func,
-    insert,
 )
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
-from sqlalchemy.sql.dml import Insert
 from sqlalchemy.types import TypeDecorator
 
 # Deterministic constraint names keep migrations identical on SQLite and Postgres.
@@ -258,17 +256,17 @@ class Outbox(Base):
         transaction)."""
         return cls(**cls.fields_for_job(job, kind, payload, chat_id=chat_id))
 
-    @classmethod
-    def insert_for_job(
-        cls, job: Job, kind: str, payload: dict[str, Any], *, chat_id: int | None = None
-    ) -> Insert:
-        """`for_job` as one INSERT (the engine's transactions: no unit-of-work flush)."""
-        return insert(cls).values(**cls.fields_for_job(job, kind, payload, chat_id=chat_id))
-
     @staticmethod
     def fields_for_job(
-        job: Job, kind: str, payload: dict[str, Any], *, chat_id: int | None = None
+        job: Job,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        chat_id: int | None = None,
+        after_s: float = 0.0,
     ) -> dict[str, Any]:
+        """The row's columns (the engine inserts them as parameters of one prepared INSERT),
+        due in `after_s`."""
         now = utcnow()
         return {
             "job_id": job.id,
@@ -276,7 +274,7 @@ class Outbox(Base):
             "chat_id": job.chat_id if chat_id is None else chat_id,
             "payload": payload,
             "attempts": 0,
-            "next_attempt_at": now,
+            "next_attempt_at": now + timedelta(seconds=after_s) if after_s else now,
             "cid": job.cid,
             "created_at": now,
         }

@@ -16,7 +16,9 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, case, delete, insert, select, true, update
+from sqlalchemy import ColumnElement, bindparam, case, delete, insert, select, true, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
@@ -24,7 +26,7 @@ from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
 from trt.concurrency import LeasedLoop
 from trt.config import EngineSettings
-from trt.db.database import Database
+from trt.db.database import Database, core
 from trt.db.models import Job, JobResult, KieCallback, Outbox, User, utcnow
 from trt.errors import MediaFetchError
 from trt.faults import failpoint
@@ -47,6 +49,22 @@ CALLBACKS_KEEP_DAYS = 14  # received KIE callbacks are kept this long, for suppo
 CRASH_RETRY_S = 1.0  # a step that crashed (say, its database connection was cut) runs again
 DOWNLOAD_ATTEMPTS = 3  # a result whose download fails this often is refunded
 PARALLEL_DOWNLOADS = 4  # result files in memory at once (each ≤ the download cap)
+# The "generating…" note is due this long after KIE took the task: a job that ends sooner
+# shows its result alone (its ending settles the note as skipped), not an edit the result
+# overtakes a moment later.
+PROGRESS_NOTE_AFTER_S = 1.0
+INSERT_OUTBOX = insert(Outbox)  # with a row's fields as parameters: compiled once
+SKIP_NOTE = (
+    update(Outbox)
+    .where(
+        Outbox.job_id == bindparam("of_job"),
+        Outbox.kind == "running",
+        Outbox.sent_at.is_(None),
+        (Outbox.lease_until.is_(None)) | (Outbox.lease_until < bindparam("now")),
+    )
+    .values(sent_at=bindparam("now"), outcome="skipped", lease_until=None)
+)
+UNSENT = {"telegram_file_id": None, "sent_as": None, "duration_s": None}  # a fresh result
 
 
 class JobEngine:
@@ -63,8 +81,12 @@ class JobEngine:
         files: TelegramFiles | None = None,
         fence: Fence | None = None,
         referrals: Referrals | None = None,
+        told: asyncio.Event | None = None,
     ) -> None:
         self.database = database
+        # Set after a transaction that wrote outbox rows: the relay's wake (it sends them now,
+        # not at its next idle poll).
+        self.told = told or asyncio.Event()
         self.referrals = referrals  # the inviter's bonus, paid on the invited user's spending
         self.pipeline = pipeline
         self.kie = kie
@@ -76,6 +98,7 @@ class JobEngine:
         # ACTIVE-only writes carry the leader's fence (trt.leadership); none in tools and tests.
         self.fence: Fence = fence or true
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
+        self._insert = sqlite_insert if database.is_sqlite else pg_insert
         self.transitions = JobTransitions(self.ledger, fence=self.fence)
         # A failing step must not stop the engine; the job is retried shortly (every
         # transition is idempotent), and if even the release fails, when the lease lapses.
@@ -277,7 +300,7 @@ class JobEngine:
                     **values,
                 )
                 return
-            await session.execute(
+            await (await core(session)).execute(
                 update(Job)
                 .where(Job.id == job.id, Job.lease_owner == self.owner, self.fence())
                 .values(
@@ -343,9 +366,16 @@ class JobEngine:
                     ),
                 )
                 if adopted:
-                    await self._outbox(session, job, "running", {"notice": "running"})
+                    await self._outbox(
+                        session,
+                        job,
+                        "running",
+                        {"notice": "running"},
+                        after_s=PROGRESS_NOTE_AFTER_S,
+                    )
 
         await self.database.retrying(store_task_id, what="store_task_id")
+        self.told.set()
         telemetry.emit(
             Event.KIE_TASK_CREATED,
             cid=job.cid,
@@ -369,7 +399,9 @@ class JobEngine:
             raise MediaFetchError("no Telegram file access configured")
         resolved = await upload_media(model, params, self.files, self.kie, job.id)
         async with self.database.unit_of_work() as session:
-            await session.execute(update(Job).where(Job.id == job.id).values(params=resolved))
+            await (await core(session)).execute(
+                update(Job).where(Job.id == job.id).values(params=resolved)
+            )
         return resolved
 
     def _first_poll_s(self) -> float:
@@ -521,21 +553,20 @@ class JobEngine:
         for position, url in enumerate(urls):
             async with self._downloads:
                 item = await self.kie.download(url)
+                fields = {
+                    "url": item.url,
+                    "mime_type": item.mime_type,
+                    "size_bytes": item.size_bytes,
+                    "data": item.data,  # None: too big to send, it goes as a link
+                }
                 async with self.database.transaction() as connection:
                     # A retried download replaces what an earlier attempt stored.
                     await connection.execute(
-                        delete(JobResult).where(
-                            JobResult.job_id == job.id, JobResult.position == position
-                        )
-                    )
-                    await connection.execute(
-                        insert(JobResult).values(
-                            job_id=job.id,
-                            position=position,
-                            url=item.url,
-                            mime_type=item.mime_type,
-                            size_bytes=item.size_bytes,
-                            data=item.data,  # None: too big to send, it goes as a link
+                        self._insert(JobResult)
+                        .values(job_id=job.id, position=position, **fields)
+                        .on_conflict_do_update(
+                            index_elements=[JobResult.job_id, JobResult.position],
+                            set_={**fields, **UNSENT},
                         )
                     )
         return len(urls)
@@ -572,6 +603,8 @@ class JobEngine:
             # Data, not words: bot/notices.py says it in the user's language at send time.
             notice = {"notice": "result", "free": job.is_free, "model": self._title(job)}
             await self._outbox(session, job, "result", notice)
+            await self._skip_progress_note(session, job)
+        self.told.set()
         if bonus is not None:
             telemetry.emit(
                 Event.BONUS_CREDITED,
@@ -609,6 +642,8 @@ class JobEngine:
                 "free": job.is_free,
             }
             await self._outbox(session, job, "failure", notice)
+            await self._skip_progress_note(session, job)
+        self.told.set()
         failed = to is JobStatus.FAILED
         telemetry.emit(
             Event.JOB_FAILED if failed else Event.JOB_TIMED_OUT,
@@ -637,8 +672,8 @@ class JobEngine:
             "amount_kop": bonus.amount_kop,
             "lang": normalize_lang(language),  # the inviter's, not the job's
         }
-        await session.execute(
-            Outbox.insert_for_job(job, "referral", notice, chat_id=bonus.inviter_id)
+        await (await core(session)).execute(
+            INSERT_OUTBOX, Outbox.fields_for_job(job, "referral", notice, chat_id=bonus.inviter_id)
         )
         return bonus
 
@@ -647,8 +682,22 @@ class JobEngine:
         model = self.pipeline.catalog.get(job.model_slug)
         return model.title.get(job.lang) if model else job.model_slug
 
+    async def _skip_progress_note(self, session: AsyncSession, job: Job) -> None:
+        """The job's "running" note, when no sender has taken it yet, is settled as skipped
+        with the ending that makes it moot (the relay would skip it anyway, a send and a
+        transaction later); one being sent goes out as it would have."""
+        await (await core(session)).execute(SKIP_NOTE, {"of_job": job.id, "now": utcnow()})
+
     async def _outbox(
-        self, session: AsyncSession, job: Job, kind: str, payload: dict[str, Any]
+        self,
+        session: AsyncSession,
+        job: Job,
+        kind: str,
+        payload: dict[str, Any],
+        *,
+        after_s: float = 0.0,
     ) -> None:
         payload = {**payload, "edit_message_id": job.status_message_id}
-        await session.execute(Outbox.insert_for_job(job, kind, payload))
+        await (await core(session)).execute(
+            INSERT_OUTBOX, Outbox.fields_for_job(job, kind, payload, after_s=after_s)
+        )

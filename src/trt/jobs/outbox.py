@@ -19,12 +19,12 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, select, true, update
+from sqlalchemy import ColumnElement, bindparam, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
 from trt.concurrency import LeasedLoop
-from trt.db.database import Database
+from trt.db.database import Database, core
 from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
 from trt.jobs.policy import outbox_gives_up, outbox_retry_s
@@ -40,6 +40,30 @@ PACING_SLACK_S = 0.05
 CRASH_RETRY_S = 1.0  # a send that crashed (say, its database connection was cut) runs again
 RUNNING_STATES = frozenset({JobStatus.SUBMITTED.value, JobStatus.RUNNING.value})
 CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "upload_voice"}
+
+# The statements every message takes, built once (building one costs more than running it;
+# a parameter may not be named after a column the statement sets).
+MARK_SENT = (
+    update(Outbox)
+    .where(Outbox.id == bindparam("row_id"), Outbox.sent_at.is_(None))
+    .values(
+        sent_at=bindparam("now"),
+        outcome=bindparam("how"),
+        telegram_message_id=bindparam("message_id"),
+        lease_until=None,
+    )
+    .returning(Outbox.id)
+)
+RESULT_SENT = (
+    update(JobResult)
+    .where(JobResult.job_id == bindparam("of_job"), JobResult.position == bindparam("at"))
+    .values(
+        telegram_file_id=bindparam("file_id"),
+        sent_as=bindparam("kind"),
+        duration_s=bindparam("seconds"),
+        data=bindparam("keep"),
+    )
+)
 
 # (lang, job id, model slug): the buttons under a result or a failure notice
 Keyboards = Callable[[str, str, str], Markup | None]
@@ -87,8 +111,8 @@ class OutboxRelay:
         # went out is always recorded and a refund decided is never lost.
         self.fence = fence or true
         self.transitions = JobTransitions(Ledger(is_sqlite=database.is_sqlite))
-        # claimed, as the lease's UPDATE returned them, with their jobs
-        self._leased: dict[int, tuple[Outbox, Job | None]] = {}
+        # claimed, as the lease's UPDATE returned them, with their jobs (and a result's files)
+        self._leased: dict[int, tuple[Outbox, Job | None, list[JobResult] | None]] = {}
         self.loop: LeasedLoop[int] = LeasedLoop(
             claim=self.claim,
             handle=self.deliver,
@@ -150,8 +174,19 @@ class OutboxRelay:
             jobs = {
                 job.id: job for job in await session.scalars(select(Job).where(Job.id.in_(job_ids)))
             }
+            # A result's files too: its send starts from them (no read of its own).
+            results: dict[str, list[JobResult]] = {
+                row.job_id: [] for row in rows if row.kind == "result"
+            }
+            if results:
+                for result in await session.scalars(
+                    select(JobResult)
+                    .where(JobResult.job_id.in_(results))
+                    .order_by(JobResult.job_id, JobResult.position)
+                ):
+                    results[result.job_id].append(result)
         for row in rows:
-            self._leased[row.id] = (row, jobs.get(row.job_id))
+            self._leased[row.id] = (row, jobs.get(row.job_id), results.get(row.job_id))
         return [row.id for row in rows]
 
     async def reclaim(self) -> int:
@@ -187,18 +222,19 @@ class OutboxRelay:
 
     async def deliver(self, row_id: int) -> None:
         leased = self._leased.pop(row_id, None)
+        results = None
         if leased is None:  # not claimed by this loop (a test, a tool): read it
             async with self.database.unit_of_work(readonly=True) as session:
                 row = await session.get(Outbox, row_id)
                 job = None if row is None else await session.get(Job, row.job_id)
         else:
-            row, job = leased
+            row, job, results = leased
         if row is None or job is None or row.sent_at is not None:
             return
         with structlog.contextvars.bound_contextvars(cid=row.cid or job.cid, job_id=job.id):
-            await self._deliver(row, job)
+            await self._deliver(row, job, results)
 
-    async def _deliver(self, row: Outbox, job: Job) -> None:
+    async def _deliver(self, row: Outbox, job: Job, results: list[JobResult] | None) -> None:
         wait = self.sender.wait_s(row.chat_id)
         if wait > PACING_SLACK_S:
             # The chat's next slot is later: give the row back rather than hold a worker.
@@ -206,7 +242,7 @@ class OutboxRelay:
             return
         try:
             if row.kind == "result":
-                await self._deliver_result(row, job)
+                await self._deliver_result(row, job, results)
                 return
             markup = (
                 self.failure_keyboard(job.lang, job.id, job.model_slug)
@@ -238,13 +274,16 @@ class OutboxRelay:
                 await self._settle_result(job, row, delivered=refused.blocked)
             log.info("outbox_undeliverable", outbox_id=row.id, job_id=job.id, reason=refused.reason)
 
-    async def _deliver_result(self, row: Outbox, job: Job) -> None:
-        async with self.database.unit_of_work(readonly=True) as session:
-            results = list(
-                await session.scalars(
-                    select(JobResult).where(JobResult.job_id == job.id).order_by(JobResult.position)
+    async def _deliver_result(self, row: Outbox, job: Job, results: list[JobResult] | None) -> None:
+        if results is None:
+            async with self.database.unit_of_work(readonly=True) as session:
+                results = list(
+                    await session.scalars(
+                        select(JobResult)
+                        .where(JobResult.job_id == job.id)
+                        .order_by(JobResult.position)
+                    )
                 )
-            )
         items = [
             OutgoingFile(
                 r.data if r.telegram_file_id is None else None,
@@ -275,15 +314,16 @@ class OutboxRelay:
                 for result, file_id, kind, seconds in zip(
                     results, sent.file_ids, sent.sent_as, durations, strict=False
                 ):
-                    await session.execute(
-                        update(JobResult)
-                        .where(JobResult.job_id == job.id, JobResult.position == result.position)
-                        .values(
-                            telegram_file_id=file_id,
-                            sent_as=kind,
-                            duration_s=seconds,
-                            data=None if file_id else result.data,
-                        )
+                    await (await core(session)).execute(
+                        RESULT_SENT,
+                        {
+                            "of_job": job.id,
+                            "at": result.position,
+                            "file_id": file_id,
+                            "kind": kind,
+                            "seconds": seconds,
+                            "keep": None if file_id else result.data,
+                        },
                     )
                 if await self._mark_in(session, row, "sent", sent.message_id):
                     await self._job_delivered(session, job)
@@ -349,7 +389,7 @@ class OutboxRelay:
             return
         delay = outbox_retry_s(attempts, later.reason, later.after_s, self.retry_s)
         async with self.database.unit_of_work() as session:
-            await session.execute(
+            await (await core(session)).execute(
                 update(Outbox)
                 .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
                 .values(
@@ -362,7 +402,7 @@ class OutboxRelay:
 
     async def _postpone(self, row: Outbox, delay_s: float) -> None:
         async with self.database.unit_of_work() as session:
-            await session.execute(
+            await (await core(session)).execute(
                 update(Outbox)
                 .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
                 .values(lease_until=None, next_attempt_at=utcnow() + timedelta(seconds=delay_s))
@@ -380,12 +420,8 @@ class OutboxRelay:
     async def _mark_in(
         self, session: AsyncSession, row: Outbox, outcome: str, message_id: int | None = None
     ) -> bool:
-        marked = await session.execute(
-            update(Outbox)
-            .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
-            .values(
-                sent_at=utcnow(), outcome=outcome, telegram_message_id=message_id, lease_until=None
-            )
-            .returning(Outbox.id)
+        marked = await (await core(session)).execute(
+            MARK_SENT,
+            {"row_id": row.id, "now": utcnow(), "how": outcome, "message_id": message_id},
         )
         return marked.scalar_one_or_none() is not None

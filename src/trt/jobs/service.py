@@ -235,9 +235,23 @@ class JobService:
             )
         if self.wake is not None:
             self.wake.set()
-        created = await self.get(job_id)
-        assert created is not None
-        return Created(created, True)
+        # The row as inserted, from the values written (no read back).
+        view = JobView(
+            job_id,
+            user_id,
+            model.slug,
+            JobStatus.CONFIRMED,
+            price,
+            is_free,
+            dict(checked.params),
+            model.output.value,
+            now,
+            None,
+            None,
+            cid,
+            prompt_original,
+        )
+        return Created(view, True)
 
     async def _check_limits(self, session: AsyncSession, user_id: int) -> None:
         active = [s.value for s in ACTIVE]

@@ -23,14 +23,24 @@ from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
 
-from sqlalchemy import ColumnElement, delete, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    bindparam,
+    delete,
+    insert,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import ClauseElement
 
 from trt.billing.ledger import REVENUE, Ledger, hold_id_for
 from trt.catalog.schema import Family
-from trt.db.database import Database
+from trt.db.database import Database, core
 from trt.db.models import FreeUsage, HoldResolution, Job, JobResult, KieCallback, utcnow
 from trt.jobs.state import ACTIVE, TRANSITIONS, JobStatus, sources_of
 from trt.kie.callbacks import callback_task_id
@@ -42,6 +52,13 @@ log = get_logger(__name__)
 Fence = Callable[[], ColumnElement[bool]]
 FINISHING = frozenset({JobStatus.SUCCEEDED, JobStatus.FAILED, JobStatus.TIMED_OUT})
 UNDELIVERED = "the result could not be delivered"
+# The callback receiver's statements, built once.
+CALLBACK_JOB = select(
+    Job.id, Job.cid, Job.family, Job.kie_task_id, Job.callback_payload, Job.status
+).where(Job.callback_token == bindparam("token"))
+INSERT_CALLBACK = insert(KieCallback)
+UPDATE_JOB = update(Job).where(Job.id == bindparam("of_job"))
+MOVE_SHAPES = 256  # cached move statements (a handful of shapes per epoch in practice)
 
 
 def refund_key(job_id: str) -> str:
@@ -64,6 +81,7 @@ class JobTransitions:
         # The leader's fence (trt.leadership): a stale leader moves nothing it was not
         # already sending (the relay's writes after a send pass `fenced=False`).
         self.fence = fence or true
+        self._moves: dict[tuple[Any, ...], ReturningUpdate[tuple[str]]] = {}  # by shape
 
     # -- state ------------------------------------------------------------------------------
     async def move(
@@ -90,18 +108,62 @@ class JobTransitions:
             values.update(lease_owner=None, lease_until=None)
         if to in FINISHING:
             values.setdefault("finished_at", now)
-        conditions = [Job.id == job.id, Job.status.in_([s.value for s in sources]), *where]
+        fence = self.fence() if fenced else None
+        params: dict[str, Any] = {"job_id": job.id, "now": now, "to": to.value}
         if owner is not None:
-            conditions.append(Job.lease_owner == owner)
-        if fenced:
-            conditions.append(self.fence())
-        moved = await session.execute(
+            params["owner"] = owner
+        statement = None
+        if not where and not any(isinstance(v, ClauseElement) for v in values.values()):
+            # The move's statement, built once per shape and reused with new values: building
+            # and keying an UPDATE costs more CPU than running it (docs/performance.md).
+            # The fence by identity (a clause's == builds SQL); the statement cached keeps
+            # it alive, so its id names no other clause while the entry is there.
+            shape = (sources, owner is not None, id(fence), tuple(sorted(values)))
+            statement = self._moves.get(shape)
+            if statement is None:
+                if len(self._moves) >= MOVE_SHAPES:
+                    self._moves.clear()  # an epoch change leaves old shapes behind
+                statement = self._move_statement(sources, owner is not None, fence, values, ())
+                self._moves[shape] = statement
+            params.update({f"v_{key}": value for key, value in values.items()})
+        if statement is None:
+            statement = self._move_statement(sources, owner is not None, fence, values, where)
+            params.update(
+                {f"v_{k}": v for k, v in values.items() if not isinstance(v, ClauseElement)}
+            )
+        moved = await (await core(session)).execute(statement, params)
+        return moved.scalar_one_or_none() is not None
+
+    @staticmethod
+    def _move_statement(
+        sources: tuple[JobStatus, ...],
+        owned: bool,
+        fence: ColumnElement[bool] | None,
+        values: dict[str, Any],
+        where: tuple[ColumnElement[bool], ...],
+    ) -> ReturningUpdate[tuple[str]]:
+        """The compare-and-set UPDATE of a move: values bound by name (`v_<column>`), the
+        job as `job_id`, the lease holder as `owner`, the time as `now`, the status as `to`
+        (SQL expressions among `values` are built in)."""
+        conditions = [
+            Job.id == bindparam("job_id"),
+            Job.status.in_([s.value for s in sources]),
+            *where,
+        ]
+        if owned:
+            conditions.append(Job.lease_owner == bindparam("owner"))
+        if fence is not None:
+            conditions.append(fence)
+        sets: dict[str, Any] = {
+            key: value if isinstance(value, ClauseElement) else bindparam(f"v_{key}")
+            for key, value in values.items()
+        }
+        return (
             update(Job)
             .where(*conditions)
-            .values(status=to.value, updated_at=now, **values)
+            .values(status=bindparam("to"), updated_at=bindparam("now"), **sets)
             .returning(Job.id)
         )
-        return moved.scalar_one_or_none() is not None
 
     # -- money with the move ------------------------------------------------------------------
     async def reserve(
@@ -135,12 +197,12 @@ class JobTransitions:
             return False
         day = today_utc()
         insert = sqlite_insert if is_sqlite else pg_insert
-        await session.execute(
+        await (await core(session)).execute(
             insert(FreeUsage)
             .values(user_id=user_id, day=day, used=0)
             .on_conflict_do_nothing(index_elements=[FreeUsage.user_id, FreeUsage.day])
         )
-        taken = await session.execute(
+        taken = await (await core(session)).execute(
             update(FreeUsage)
             .where(FreeUsage.user_id == user_id, FreeUsage.day == day, FreeUsage.used < quota)
             .values(used=FreeUsage.used + 1)
@@ -172,7 +234,7 @@ class JobTransitions:
             await self.ledger.release(session, job.hold_id, expired=to is JobStatus.TIMED_OUT)
         if job.is_free:
             await self._return_free_slot(session, job)
-        await session.execute(delete(JobResult).where(JobResult.job_id == job.id))
+        await (await core(session)).execute(delete(JobResult).where(JobResult.job_id == job.id))
         return True
 
     async def delivered(self, session: AsyncSession, job: Job) -> bool:
@@ -249,7 +311,7 @@ class JobTransitions:
         return posted.created
 
     async def _return_free_slot(self, session: AsyncSession, job: Job) -> None:
-        await session.execute(
+        await (await core(session)).execute(
             update(FreeUsage)
             .where(
                 FreeUsage.user_id == job.user_id,
@@ -267,8 +329,8 @@ async def record_callback(database: Database, token: str, body: dict[str, Any]) 
     confirms the outcome with recordInfo before any money moves); the job's id, or None when
     no job has this token (nothing is stored for it)."""
     task_id = callback_task_id(body)[:128] or None
-    async with database.unit_of_work() as session:
-        job = await session.scalar(select(Job).where(Job.callback_token == token))
+    async with database.transaction() as connection:
+        job = (await connection.execute(CALLBACK_JOB, {"token": token})).one_or_none()
         if job is None:
             log.warning(
                 "kie_callback_orphan",
@@ -277,10 +339,13 @@ async def record_callback(database: Database, token: str, body: dict[str, Any]) 
                 task_id=task_id,
             )
             return None
-        session.add(KieCallback(job_id=job.id, task_id=task_id, payload=body, received_at=utcnow()))
+        await connection.execute(
+            INSERT_CALLBACK,
+            {"job_id": job.id, "task_id": task_id, "payload": body, "received_at": utcnow()},
+        )
         if job.kie_task_id and task_id and task_id != job.kie_task_id:
             log.warning("kie_callback_mismatch", job_id=job.id, task_id=task_id)
-            return job.id
+            return str(job.id)
         _task, final = parse_callback(Family(job.family), body)
         keep_earlier = (
             job.callback_payload is not None
@@ -292,9 +357,9 @@ async def record_callback(database: Database, token: str, body: dict[str, Any]) 
             values["callback_payload"] = body
         if job.status in {s.value for s in ACTIVE}:
             values["next_run_at"] = utcnow()
-        if values:
-            await session.execute(update(Job).where(Job.id == job.id).values(**values))
+        if values:  # the columns set are the parameters named after them
+            await connection.execute(UPDATE_JOB, {"of_job": job.id, **values})
         telemetry.emit(
             Event.KIE_CALLBACK, cid=job.cid, job_id=job.id, task_id=task_id, final=final is not None
         )
-        return job.id
+        return str(job.id)
