@@ -52,7 +52,6 @@ from trt.pipeline import UnifiedModelPipeline
 from trt.sandbox.demo import sandbox_env, start_sandbox
 from trt.sandbox.kie import Script
 
-
 # Users confirming at the same moment in the throughput run: one sequential creator in the
 # benchmark's process (≈ 9 ms a confirm) would cap the figure near 100 jobs/s by itself.
 CONFIRMING = 8

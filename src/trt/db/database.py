@@ -163,10 +163,12 @@ async def core(session: AsyncSession) -> AsyncConnection:
     sync = session.sync_session
     if sync._new or sync._deleted or sync.dirty:  # the private maps: cheap, no copies
         await session.flush()
-    connection: AsyncConnection | None = session.info.get(_CORE)
-    if connection is None:
-        connection = await session.connection()
-        session.info[_CORE] = connection
+    transaction = sync.get_transaction()
+    held: tuple[object, AsyncConnection] | None = session.info.get(_CORE)
+    if held is not None and held[0] is transaction:
+        return held[1]
+    connection = await session.connection()
+    session.info[_CORE] = (sync.get_transaction(), connection)  # this transaction's
     return connection
 
 
