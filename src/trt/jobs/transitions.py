@@ -61,6 +61,11 @@ UPDATE_JOB = update(Job).where(Job.id == bindparam("of_job"))
 MOVE_SHAPES = 256  # cached move statements (a handful of shapes per epoch in practice)
 
 
+def _is_sql(value: Any) -> bool:
+    """A SQL expression (`case(...)`, a column such as `Job.finished_at`), not a value."""
+    return isinstance(value, ClauseElement) or hasattr(value, "__clause_element__")
+
+
 def refund_key(job_id: str) -> str:
     """The one idempotency key of giving a job's captured price back."""
     return f"refund:{job_id}"
@@ -113,7 +118,7 @@ class JobTransitions:
         if owner is not None:
             params["owner"] = owner
         statement = None
-        if not where and not any(isinstance(v, ClauseElement) for v in values.values()):
+        if not where and not any(_is_sql(v) for v in values.values()):
             # The move's statement, built once per shape and reused with new values: building
             # and keying an UPDATE costs more CPU than running it (docs/performance.md).
             # The fence by identity (a clause's == builds SQL); the statement cached keeps
@@ -128,9 +133,7 @@ class JobTransitions:
             params.update({f"v_{key}": value for key, value in values.items()})
         if statement is None:
             statement = self._move_statement(sources, owner is not None, fence, values, where)
-            params.update(
-                {f"v_{k}": v for k, v in values.items() if not isinstance(v, ClauseElement)}
-            )
+            params.update({f"v_{k}": v for k, v in values.items() if not _is_sql(v)})
         moved = await (await core(session)).execute(statement, params)
         return moved.scalar_one_or_none() is not None
 
@@ -155,8 +158,7 @@ class JobTransitions:
         if fence is not None:
             conditions.append(fence)
         sets: dict[str, Any] = {
-            key: value if isinstance(value, ClauseElement) else bindparam(f"v_{key}")
-            for key, value in values.items()
+            key: value if _is_sql(value) else bindparam(f"v_{key}") for key, value in values.items()
         }
         return (
             update(Job)
