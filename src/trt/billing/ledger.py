@@ -103,6 +103,15 @@ class HoldOutcome:
     first_time: bool
 
 
+@dataclass(frozen=True, slots=True)
+class Held:
+    """What resolving a hold reads of it."""
+
+    id: str
+    account_id: int
+    amount_kop: int
+
+
 def hold_id_for(job_id: str) -> str:
     """The hold id derived from a job, stored before any retryable call (reliability §1.2)."""
     return str(uuid.uuid5(HOLD_NAMESPACE, f"job:{job_id}"))
@@ -134,6 +143,7 @@ UNRESERVE = (
     .where(LedgerAccount.id == bindparam("account"))
     .values(pending_debit_kop=LedgerAccount.pending_debit_kop - bindparam("amount"))
 )
+READ_HOLD = select(Hold.id, Hold.account_id, Hold.amount_kop).where(Hold.id == bindparam("hold"))
 RESOLUTION_POSTING = (
     update(HoldResolution)
     .where(HoldResolution.hold_id == bindparam("hold"))
@@ -488,14 +498,14 @@ class Ledger:
         await self._unreserve(session, hold)
         return HoldOutcome(hold.id, outcome, hold.amount_kop, 0, True)
 
-    async def _hold(self, session: AsyncSession, hold_id: str) -> Hold:
-        hold = await session.get(Hold, hold_id)
-        if hold is None:
+    async def _hold(self, session: AsyncSession, hold_id: str) -> Held:
+        row = (await (await core(session)).execute(READ_HOLD, {"hold": hold_id})).one_or_none()
+        if row is None:
             raise HoldNotFoundError(hold_id)
-        return hold
+        return Held(str(row.id), int(row.account_id), int(row.amount_kop))
 
     async def _resolve(
-        self, session: AsyncSession, hold: Hold, outcome: str, captured_kop: int
+        self, session: AsyncSession, hold: Held, outcome: str, captured_kop: int
     ) -> HoldOutcome | None:
         """Claim the hold's single resolution; the earlier outcome if it was already taken."""
         claimed = await (await core(session)).scalar(
@@ -513,7 +523,7 @@ class Ledger:
         assert earlier is not None
         return HoldOutcome(hold.id, earlier.outcome, hold.amount_kop, earlier.captured_kop, False)
 
-    async def _unreserve(self, session: AsyncSession, hold: Hold) -> None:
+    async def _unreserve(self, session: AsyncSession, hold: Held) -> None:
         await (await core(session)).execute(
             UNRESERVE, {"account": hold.account_id, "amount": hold.amount_kop}
         )

@@ -116,6 +116,7 @@ class JobEngine:
         )
         self._downloads = asyncio.Semaphore(PARALLEL_DOWNLOADS)
         self._leased: dict[str, Job] = {}  # claimed, as the lease's UPDATE returned them
+        self._started: set[str] = set()  # claimed CONFIRMED and moved to SUBMITTING in the claim
 
     @property
     def callbacks_enabled(self) -> bool:
@@ -155,6 +156,7 @@ class JobEngine:
             return
         for job_id in job_ids:
             self._leased.pop(job_id, None)
+            self._started.discard(job_id)
         await self.database.best_effort(
             update(Job)
             .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
@@ -240,14 +242,35 @@ class JobEngine:
                     execution_options={"synchronize_session": False},
                 )
             )
+            # A new job moves to SUBMITTING in the claim's own transaction (one transaction
+            # less per job); its step then calls createTask. Committed before the call, as
+            # ever: a worker lost from here on leaves it SUBMITTING, reconciled, never sent
+            # twice.
+            started = []
+            for job in leased:
+                if (
+                    job.status == JobStatus.CONFIRMED.value
+                    and now < job.deadline_at
+                    and await self._move(
+                        session,
+                        job,
+                        JobStatus.SUBMITTING,
+                        keep_lease=True,
+                        attempts=job.attempts + 1,
+                    )
+                ):
+                    started.append(job.id)
         for job in leased:
             self._leased[job.id] = job
+        self._started.update(started)
         return [job.id for job in leased]
 
     # -- one step -----------------------------------------------------------------------------
     async def step(self, job_id: str) -> None:
         """Advance one leased job by what its state calls for."""
         job = self._leased.pop(job_id, None)
+        started = job_id in self._started
+        self._started.discard(job_id)
         if job is None:  # not claimed by this loop (a test, a tool): read it
             async with self.database.unit_of_work(readonly=True) as session:
                 job = await session.get(Job, job_id)
@@ -255,12 +278,12 @@ class JobEngine:
             return
         # Every line logged while advancing the job (KIE calls included) carries its cid.
         with structlog.contextvars.bound_contextvars(cid=job.cid, job_id=job.id):
-            await self._advance(job)
+            await self._advance(job, started=started)
 
-    async def _advance(self, job: Job) -> None:
+    async def _advance(self, job: Job, *, started: bool = False) -> None:
         status = JobStatus(job.status)
         if status is JobStatus.CONFIRMED:
-            await self._submit(job)
+            await self._submit(job, started=started)
         elif status is JobStatus.SUBMITTING:
             # Found leased-out in SUBMITTING: a worker died around createTask. The task may
             # exist; never send it twice (README §3.1).
@@ -313,17 +336,22 @@ class JobEngine:
             )
 
     # -- CONFIRMED → SUBMITTED ------------------------------------------------------------
-    async def _submit(self, job: Job) -> None:
-        if utcnow() >= job.deadline_at:
-            await self._fail(
-                job, JobStatus.TIMED_OUT, kind_of("deadline").code, "deadline before submission"
-            )
-            return
-        async with self.database.unit_of_work() as session:
-            if not await self._move(
-                session, job, JobStatus.SUBMITTING, keep_lease=True, attempts=job.attempts + 1
-            ):
+    async def _submit(self, job: Job, *, started: bool = False) -> None:
+        """createTask for a CONFIRMED job; `started`: the claim moved it to SUBMITTING."""
+        if not started:
+            if utcnow() >= job.deadline_at:
+                await self._fail(
+                    job,
+                    JobStatus.TIMED_OUT,
+                    kind_of("deadline").code,
+                    "deadline before submission",
+                )
                 return
+            async with self.database.unit_of_work() as session:
+                if not await self._move(
+                    session, job, JobStatus.SUBMITTING, keep_lease=True, attempts=job.attempts + 1
+                ):
+                    return
         try:
             params = await self._resolved_media(job)
         except MediaFetchError as error:

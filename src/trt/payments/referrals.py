@@ -12,11 +12,12 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import func, select, update
+from sqlalchemy import bindparam, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import BONUS, Ledger
 from trt.config import PaymentsSettings
+from trt.db.database import core
 from trt.db.models import LedgerEntry, LedgerPosting, Payment, Referral, utcnow
 
 STANDING_TOPUPS = ("succeeded",)  # a refunded or refunding top-up does not count
@@ -26,6 +27,13 @@ STANDING_TOPUPS = ("succeeded",)  # a refunded or refunding top-up does not coun
 class ReferralBonus:
     inviter_id: int
     amount_kop: int
+
+
+# Asked at every capture (whether the spender was invited and the bonus is still unpaid): built
+# once.
+UNPAID_INVITER = select(Referral.inviter_id).where(
+    Referral.invited_id == bindparam("invited"), Referral.credited_at.is_(None)
+)
 
 
 class Referrals:
@@ -41,11 +49,7 @@ class Referrals:
         amount = self.settings.referral_bonus_rub * 100
         if amount <= 0:
             return None
-        inviter = await session.scalar(
-            select(Referral.inviter_id).where(
-                Referral.invited_id == invited_id, Referral.credited_at.is_(None)
-            )
-        )
+        inviter = await (await core(session)).scalar(UNPAID_INVITER, {"invited": invited_id})
         if inviter is None:
             return None
         if not await self._qualifies(session, invited_id):
