@@ -52,6 +52,17 @@ class UserService:
         # user → (when the row was last written, what it said, the username written)
         self._seen: dict[int, tuple[float, UserInfo, str | None]] = {}
         self._insert = sqlite_insert if database.is_sqlite else pg_insert
+        # Every update's first write (when the cache above has no fresh row): built once.
+        inserted = self._insert(User)
+        self._upsert = inserted.on_conflict_do_update(
+            index_elements=[User.id],
+            # Writing again means the bot is not blocked any more (broadcasts include them).
+            set_={
+                "username": inserted.excluded.username,
+                "last_seen_at": inserted.excluded.last_seen_at,
+                "blocked_bot": False,
+            },
+        ).returning(User.language, User.is_blocked, User.created_at)
 
     def forget(self, user_id: int | None = None) -> None:
         """Read the user (every user, with None) from the database at the next touch."""
@@ -71,21 +82,16 @@ class UserService:
             self._seen[user_id] = seen
             return seen[1]
         now = utcnow()
-        statement = self._insert(User).values(
-            id=user_id,
-            username=username,
-            language=normalize_lang(language_code),
-            created_at=now,
-            last_seen_at=now,
-            is_blocked=False,
-        )
-        upsert = statement.on_conflict_do_update(
-            index_elements=[User.id],
-            # Writing again means the bot is not blocked any more (broadcasts include them).
-            set_={"username": username, "last_seen_at": now, "blocked_bot": False},
-        ).returning(User.language, User.is_blocked, User.created_at)
+        row = {
+            "id": user_id,
+            "username": username,
+            "language": normalize_lang(language_code),
+            "created_at": now,
+            "last_seen_at": now,
+            "is_blocked": False,
+        }
         async with self.database.transaction() as connection:
-            language, is_blocked, created_at = (await connection.execute(upsert)).one()
+            language, is_blocked, created_at = (await connection.execute(self._upsert, row)).one()
         info = UserInfo(user_id, normalize_lang(language), bool(is_blocked), created_at == now)
         self._remember(user_id, clock, replace(info, is_new=False), username)
         return info

@@ -143,6 +143,19 @@ UNRESERVE = (
     .where(LedgerAccount.id == bindparam("account"))
     .values(pending_debit_kop=LedgerAccount.pending_debit_kop - bindparam("amount"))
 )
+# The balance screen's reads (every tap on it), built once.
+READ_BALANCE = select(LedgerAccount.posted_kop, LedgerAccount.pending_debit_kop).where(
+    LedgerAccount.code == bindparam("code")
+)
+READ_STATEMENT = (
+    select(LedgerPosting.created_at, LedgerPosting.kind, LedgerEntry.amount_kop, LedgerPosting.memo)
+    .join(LedgerEntry, LedgerEntry.posting_id == LedgerPosting.id)
+    .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
+    .where(LedgerAccount.code == bindparam("code"))
+    .order_by(LedgerPosting.id.desc())
+    .offset(bindparam("offset"))
+    .limit(bindparam("limit"))
+)
 READ_HOLD = select(Hold.id, Hold.account_id, Hold.amount_kop).where(Hold.id == bindparam("hold"))
 RESOLUTION_POSTING = (
     update(HoldResolution)
@@ -234,13 +247,7 @@ class Ledger:
         return await self.account(session, wallet_code(user_id), user_id)
 
     async def balance(self, session: Executor, user_id: int) -> Balance:
-        row = (
-            await session.execute(
-                select(LedgerAccount.posted_kop, LedgerAccount.pending_debit_kop).where(
-                    LedgerAccount.code == wallet_code(user_id)
-                )
-            )
-        ).one_or_none()
+        row = (await session.execute(READ_BALANCE, {"code": wallet_code(user_id)})).one_or_none()
         if row is None:
             return Balance(0, 0)
         return Balance(int(row[0]), int(row[1]))
@@ -251,18 +258,8 @@ class Ledger:
         """The wallet's postings, newest first (for the balance screen)."""
         rows = (
             await session.execute(
-                select(
-                    LedgerPosting.created_at,
-                    LedgerPosting.kind,
-                    LedgerEntry.amount_kop,
-                    LedgerPosting.memo,
-                )
-                .join(LedgerEntry, LedgerEntry.posting_id == LedgerPosting.id)
-                .join(LedgerAccount, LedgerAccount.id == LedgerEntry.account_id)
-                .where(LedgerAccount.code == wallet_code(user_id))
-                .order_by(LedgerPosting.id.desc())
-                .offset(offset)
-                .limit(limit)
+                READ_STATEMENT,
+                {"code": wallet_code(user_id), "offset": offset, "limit": limit},
             )
         ).all()
         return [StatementLine(at, kind, int(amount), memo) for at, kind, amount, memo in rows]

@@ -18,7 +18,7 @@ from typing import Any
 
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
-from sqlalchemy import select
+from sqlalchemy import bindparam, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
@@ -42,11 +42,26 @@ def _key(key: StorageKey) -> str:
     )
 
 
+READ_STATE = select(FsmState.state, FsmState.data).where(FsmState.key == bindparam("name"))
+
+
 class SqlStorage(BaseStorage):
     def __init__(self, database: Database) -> None:
         self.database = database
         self._insert = sqlite_insert if database.is_sqlite else pg_insert
         self._cache: dict[str, tuple[str | None, str]] = {}  # key → (state, data as JSON)
+        # The writes (one of the state, one of the data) and the read, built once.
+        inserted = self._insert(FsmState)
+        self._upserts = {
+            column: inserted.on_conflict_do_update(
+                index_elements=[FsmState.key],
+                set_={
+                    column: inserted.excluded[column],
+                    "updated_at": inserted.excluded.updated_at,
+                },
+            ).returning(FsmState.state, FsmState.data)
+            for column in ("state", "data")
+        }
 
     def forget(self) -> None:
         """Read every state from the database again (a new leadership)."""
@@ -54,18 +69,11 @@ class SqlStorage(BaseStorage):
 
     async def _upsert(self, key: StorageKey, **values: Any) -> None:
         name = _key(key)
+        (column,) = values
         row = {"key": name, "state": None, "data": {}, "updated_at": utcnow(), **values}
-        statement = (
-            self._insert(FsmState)
-            .values(**row)
-            .on_conflict_do_update(
-                index_elements=[FsmState.key], set_={**values, "updated_at": utcnow()}
-            )
-            .returning(FsmState.state, FsmState.data)
-        )
         self._cache.pop(name, None)  # unknown until the write is done (it may fail)
         async with self.database.transaction() as connection:
-            state, data = (await connection.execute(statement)).one()
+            state, data = (await connection.execute(self._upserts[column], row)).one()
         self._remember(name, state, data)
 
     async def _row(self, key: StorageKey) -> tuple[str | None, str]:
@@ -73,11 +81,7 @@ class SqlStorage(BaseStorage):
         cached = self._cache.pop(name, None)  # popped and put back: the newest stay last
         if cached is None:
             async with self.database.transaction(readonly=True) as connection:
-                found = (
-                    await connection.execute(
-                        select(FsmState.state, FsmState.data).where(FsmState.key == name)
-                    )
-                ).one_or_none()
+                found = (await connection.execute(READ_STATE, {"name": name})).one_or_none()
             state, data = (None, None) if found is None else found
             return self._remember(name, state, data)
         self._cache[name] = cached
