@@ -100,6 +100,13 @@ class UpdateInbox:
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False  # the processor runs: stored rows are claimed at once
         self._insert = sqlite_insert if database.is_sqlite else pg_insert
+        # The group commit's one statement, built once; its rows go as parameters (SQLAlchemy
+        # sends them as multi-row VALUES, RETURNING the ids that were new).
+        self._store = (
+            self._insert(InboxUpdate)
+            .on_conflict_do_nothing(index_elements=["update_id"])
+            .returning(InboxUpdate.update_id)
+        )
 
     async def answer_passive(self, payload: dict[str, Any]) -> None:
         """Handle an update without storing it: a PASSIVE instance's answer ("updating")."""
@@ -164,12 +171,7 @@ class UpdateInbox:
             async with self.database.transaction() as connection:
                 if self.check is not None:
                     await self.check(connection)
-                result = await connection.execute(
-                    self._insert(InboxUpdate)
-                    .values(rows)
-                    .on_conflict_do_nothing(index_elements=["update_id"])
-                    .returning(InboxUpdate.update_id)
-                )
+                result = await connection.execute(self._store, rows)
                 new = {int(row[0]) for row in result}
         except BaseException:
             self._queued.difference_update(claimed)
