@@ -100,6 +100,26 @@ async def test_success_charges_exactly_the_price_and_delivers_once(
     assert await bot.client.violations() == []
 
 
+async def test_a_result_faster_than_its_progress_note_comes_alone(
+    bot: RunningBot, user: SandboxUser, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The «Генерирую…» note is due a while after KIE took the task (here longer than the job
+    takes): the result arrives alone, and the job's ending settled the note as skipped."""
+    monkeypatch.setattr("trt.jobs.engine.PROGRESS_NOTE_AFTER_S", 60.0)
+    job_id = await start(bot, "a quick fox")
+    messages = await until_finished(bot, user)
+    assert [m.photo_file_id is not None for m in messages] == [True]
+    await settled_outbox(bot, job_id)
+    async with bot.services.database.unit_of_work(readonly=True) as session:
+        notes = list(
+            await session.scalars(
+                select(Outbox.outcome).where(Outbox.job_id == job_id, Outbox.kind == "running")
+            )
+        )
+    assert notes == ["skipped"]
+    assert (await job_row(bot, job_id)).status == JobStatus.DELIVERED.value
+
+
 @pytest.mark.parametrize(
     ("prompt", "reason"),
     [

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import pytest
+from sqlalchemy import select
 
 from trt.billing.ledger import (
     ADJUSTMENTS,
@@ -10,9 +11,10 @@ from trt.billing.ledger import (
     InsufficientFundsError,
     Ledger,
     check_invariants,
+    wallet_code,
 )
 from trt.db.database import Database
-from trt.db.models import User
+from trt.db.models import LedgerAccount, User
 
 USER = 7
 
@@ -150,3 +152,26 @@ async def test_unbalanced_posting_is_refused_before_any_write(
             await ledger.post(
                 session, kind="bad", idempotency_key="x", entries=[(wallet, 100), (wallet, -99)]
             )
+
+
+async def test_an_account_a_rolled_back_transaction_created_is_not_remembered(
+    database: Database, ledger: Ledger
+) -> None:
+    """Account ids are kept per process, but only ids of committed rows: a wallet created in a
+    transaction that rolled back is created again, under the id the database gives it then."""
+    other = USER + 1
+    with pytest.raises(RuntimeError):
+        async with database.unit_of_work() as session:
+            await ledger.ensure_user(session, other)
+            await ledger.wallet(session, other)
+            raise RuntimeError("rolled back")
+    async with database.unit_of_work() as session:
+        await ledger.ensure_user(session, other)
+        wallet = await ledger.wallet(session, other)
+    async with database.unit_of_work(readonly=True) as session:
+        stored = await session.scalar(
+            select(LedgerAccount.id).where(LedgerAccount.code == wallet_code(other))
+        )
+    assert stored == wallet
+    async with database.unit_of_work() as session:  # from here on, remembered: no read
+        assert await ledger.wallet(session, other) == wallet
