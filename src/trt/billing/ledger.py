@@ -138,6 +138,17 @@ DEBIT = (
     .values(posted_kop=LedgerAccount.posted_kop + bindparam("amount"))
     .returning(LedgerAccount.id)
 )
+# One conditional write: available (posted − held) must cover the amount.
+RESERVE = (
+    update(LedgerAccount)
+    .where(
+        LedgerAccount.id == bindparam("account"),
+        LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop >= bindparam("amount"),
+    )
+    .values(pending_debit_kop=LedgerAccount.pending_debit_kop + bindparam("amount"))
+    .returning(LedgerAccount.id)
+)
+INSERT_HOLD = insert(Hold)
 UNRESERVE = (
     update(LedgerAccount)
     .where(LedgerAccount.id == bindparam("account"))
@@ -203,6 +214,7 @@ class Ledger:
             .on_conflict_do_nothing(index_elements=[LedgerPosting.idempotency_key])
             .returning(LedgerPosting.id)
         )
+        self._new_user = self._insert(User).on_conflict_do_nothing(index_elements=[User.id])
         self._resolution = (
             self._insert(HoldResolution)
             .on_conflict_do_nothing(index_elements=[HoldResolution.hold_id])
@@ -367,9 +379,7 @@ class Ledger:
 
     async def ensure_user(self, session: AsyncSession, user_id: int) -> None:
         """The user's row (a wallet belongs to a user), created bare when it is missing."""
-        await session.execute(
-            self._insert(User).values(id=user_id).on_conflict_do_nothing(index_elements=[User.id])
-        )
+        await (await core(session)).execute(self._new_user, {"id": user_id})
 
     async def credit_wallet(
         self,
@@ -417,33 +427,27 @@ class Ledger:
         same `hold_id` again returns it without reserving twice.
         """
         assert amount_kop > 0
-        existing = await session.get(Hold, hold_id)
-        if existing is not None:
+        connection = await core(session)
+        if (await connection.execute(READ_HOLD, {"hold": hold_id})).first() is not None:
             return hold_id
         wallet_id = await self.wallet(session, user_id)
-        reserved = await (await core(session)).execute(
-            update(LedgerAccount)
-            .where(LedgerAccount.id == wallet_id)
-            .where(LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop >= amount_kop)
-            .values(pending_debit_kop=LedgerAccount.pending_debit_kop + amount_kop)
-            .returning(LedgerAccount.id)
-        )
+        reserved = await connection.execute(RESERVE, {"account": wallet_id, "amount": amount_kop})
         if reserved.scalar_one_or_none() is None:
             balance = await self.balance(session, user_id)
             raise InsufficientFundsError(amount_kop, balance.available_kop)
         now = utcnow()
-        session.add(
-            Hold(
-                id=hold_id,
-                account_id=wallet_id,
-                amount_kop=amount_kop,
-                reason=reason,
-                cid=cid,
-                created_at=now,
-                expires_at=now + timedelta(seconds=ttl_s),
-            )
+        await connection.execute(
+            INSERT_HOLD,
+            {
+                "id": hold_id,
+                "account_id": wallet_id,
+                "amount_kop": amount_kop,
+                "reason": reason,
+                "cid": cid,
+                "created_at": now,
+                "expires_at": now + timedelta(seconds=ttl_s),
+            },
         )
-        await session.flush()
         return hold_id
 
     async def capture(

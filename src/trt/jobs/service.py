@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import Row, bindparam, func, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,7 +22,7 @@ from trt.billing.ledger import Ledger
 from trt.catalog.rules import telegram_reference
 from trt.catalog.schema import ModelSpec
 from trt.config import EngineSettings
-from trt.db.database import Database
+from trt.db.database import Database, core
 from trt.db.models import FreeUsage, Job, JobResult, User, utcnow
 from trt.errors import TrtError
 from trt.jobs.state import ACTIVE, JobStatus
@@ -30,6 +30,32 @@ from trt.jobs.transitions import JobTransitions, today_utc
 from trt.media import result_file_name
 from trt.pipeline import UnifiedModelPipeline
 from trt.telemetry.events import Event, new_cid, telemetry
+
+_ACTIVE = [s.value for s in ACTIVE]
+# What a confirm asks every time, built once (the limits, the draft's job).
+LOCK_USER = select(User.id).where(User.id == bindparam("user")).with_for_update()
+ACTIVE_OF_USER = (
+    select(func.count())
+    .select_from(Job)
+    .where(Job.user_id == bindparam("user"), Job.status.in_(_ACTIVE))
+)
+ACTIVE_JOBS = select(func.count()).select_from(Job).where(Job.status.in_(_ACTIVE))
+VIEW_COLUMNS = (
+    Job.id,
+    Job.user_id,
+    Job.model_slug,
+    Job.status,
+    Job.price_kop,
+    Job.is_free,
+    Job.params,
+    Job.output_kind,
+    Job.created_at,
+    Job.error_code,
+    Job.kie_task_id,
+    Job.cid,
+    Job.prompt_original,
+)
+BY_DRAFT = select(*VIEW_COLUMNS).where(Job.draft_key == bindparam("draft"))
 
 
 class JobLimitError(TrtError):
@@ -70,7 +96,8 @@ class JobView:
     prompt_original: str | None = None  # what the user typed, when the assistant's text went
 
     @classmethod
-    def of(cls, job: Job) -> JobView:
+    def of(cls, job: Job | Row[Any]) -> JobView:
+        """From the ORM row or a row of `VIEW_COLUMNS`."""
         return cls(
             job.id,
             job.user_id,
@@ -254,22 +281,16 @@ class JobService:
         return Created(view, True)
 
     async def _check_limits(self, session: AsyncSession, user_id: int) -> None:
-        active = [s.value for s in ACTIVE]
         # The user's row is locked first: two confirms of one user on two instances count one
         # after the other, so neither can pass the limit on a count the other is about to
         # change (SQLite has one writer anyway).
         await self.ledger.ensure_user(session, user_id)
-        await session.execute(select(User.id).where(User.id == user_id).with_for_update())
-        mine = await session.scalar(
-            select(func.count())
-            .select_from(Job)
-            .where(Job.user_id == user_id, Job.status.in_(active))
-        )
+        connection = await core(session)
+        await connection.execute(LOCK_USER, {"user": user_id})
+        mine = await connection.scalar(ACTIVE_OF_USER, {"user": user_id})
         if int(mine or 0) >= self.settings.max_active_per_user:
             raise JobLimitError("user", int(mine or 0))
-        everyone = await session.scalar(
-            select(func.count()).select_from(Job).where(Job.status.in_(active))
-        )
+        everyone = await connection.scalar(ACTIVE_JOBS)
         if int(everyone or 0) >= self.settings.max_in_flight:
             raise JobLimitError("global", int(everyone or 0))
 
@@ -288,9 +309,9 @@ class JobService:
             return None if job is None else JobView.of(job)
 
     async def by_draft(self, draft_key: str) -> JobView | None:
-        async with self.database.unit_of_work(readonly=True) as session:
-            job = await session.scalar(select(Job).where(Job.draft_key == draft_key))
-            return None if job is None else JobView.of(job)
+        async with self.database.transaction(readonly=True) as connection:
+            row = (await connection.execute(BY_DRAFT, {"draft": draft_key})).one_or_none()
+        return None if row is None else JobView.of(row)
 
     async def result_files(self, job_id: str) -> list[StoredResult]:
         """A job's results, in order, as they can be sent again."""
