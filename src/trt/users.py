@@ -15,8 +15,6 @@ import time
 from dataclasses import dataclass, replace
 
 from sqlalchemy import select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from trt.db.database import Database
 from trt.db.models import User, utcnow
@@ -51,9 +49,8 @@ class UserService:
         self.touch_every_s = touch_every_s
         # user → (when the row was last written, what it said, the username written)
         self._seen: dict[int, tuple[float, UserInfo, str | None]] = {}
-        self._insert = sqlite_insert if database.is_sqlite else pg_insert
         # Every update's first write (when the cache above has no fresh row): built once.
-        inserted = self._insert(User)
+        inserted = database.insert(User)
         self._upsert = inserted.on_conflict_do_update(
             index_elements=[User.id],
             # Writing again means the bot is not blocked any more (broadcasts include them).

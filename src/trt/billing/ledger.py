@@ -128,16 +128,11 @@ CREDIT = (
 )
 # Wallets never go below their holds; system accounts may be negative (they are where money
 # enters from outside).
-DEBIT = (
-    update(LedgerAccount)
-    .where(
-        LedgerAccount.id == bindparam("account"),
-        (LedgerAccount.user_id.is_(None))
-        | (LedgerAccount.posted_kop + bindparam("amount") - LedgerAccount.pending_debit_kop >= 0),
-    )
-    .values(posted_kop=LedgerAccount.posted_kop + bindparam("amount"))
-    .returning(LedgerAccount.id)
+DEBIT = CREDIT.where(
+    (LedgerAccount.user_id.is_(None))
+    | (LedgerAccount.posted_kop + bindparam("amount") - LedgerAccount.pending_debit_kop >= 0)
 )
+ACCOUNT_ID = select(LedgerAccount.id).where(LedgerAccount.code == bindparam("code"))
 # One conditional write: available (posted − held) must cover the amount.
 RESERVE = (
     update(LedgerAccount)
@@ -236,7 +231,7 @@ class Ledger:
         if known is not None:
             return known
         connection = await core(session)
-        found = await connection.scalar(select(LedgerAccount.id).where(LedgerAccount.code == code))
+        found = await connection.scalar(ACCOUNT_ID, {"code": code})
         created: set[str] = session.info.setdefault(_CREATED_ACCOUNTS, set())
         if found is not None and code not in created:
             self._ids[(database, code)] = int(found)
@@ -247,9 +242,7 @@ class Ledger:
                 .values(code=code, user_id=user_id, posted_kop=0, pending_debit_kop=0)
                 .on_conflict_do_nothing(index_elements=[LedgerAccount.code])
             )
-            found = await connection.scalar(
-                select(LedgerAccount.id).where(LedgerAccount.code == code)
-            )
+            found = await connection.scalar(ACCOUNT_ID, {"code": code})
             assert found is not None
         if user_id is None and not code.startswith(WALLET_PREFIX):
             self._system.add((database, int(found)))
@@ -342,12 +335,11 @@ class Ledger:
             moves: dict[int, int] = session.info.setdefault(_SYSTEM_MOVES, {})
             moves[account_id] = moves.get(account_id, 0) + amount
             return
+        connection = await core(session)
         statement = DEBIT if amount < 0 else CREDIT
-        moved = await (await core(session)).execute(
-            statement, {"account": account_id, "amount": amount}
-        )
+        moved = await connection.execute(statement, {"account": account_id, "amount": amount})
         if moved.scalar_one_or_none() is None:
-            available = await (await core(session)).scalar(
+            available = await connection.scalar(
                 select(LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop).where(
                     LedgerAccount.id == account_id
                 )

@@ -19,8 +19,6 @@ from typing import Any
 from aiogram.fsm.state import State
 from aiogram.fsm.storage.base import BaseStorage, StateType, StorageKey
 from sqlalchemy import bindparam, select
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from trt.db.database import Database
 from trt.db.models import FsmState, utcnow
@@ -48,10 +46,9 @@ READ_STATE = select(FsmState.state, FsmState.data).where(FsmState.key == bindpar
 class SqlStorage(BaseStorage):
     def __init__(self, database: Database) -> None:
         self.database = database
-        self._insert = sqlite_insert if database.is_sqlite else pg_insert
         self._cache: dict[str, tuple[str | None, str]] = {}  # key → (state, data as JSON)
         # The writes (one of the state, one of the data) and the read, built once.
-        inserted = self._insert(FsmState)
+        inserted = database.insert(FsmState)
         self._upserts = {
             column: inserted.on_conflict_do_update(
                 index_elements=[FsmState.key],

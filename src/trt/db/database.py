@@ -16,6 +16,8 @@ from contextlib import asynccontextmanager
 from typing import Any, TypeVar
 
 from sqlalchemy import event, text
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.engine import Connection, ExceptionContext
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
@@ -55,6 +57,8 @@ class Database:
             # every transaction; `_ping_idle_connections` pings only a connection that sat idle.
             kwargs.update(pool_size=pool_size, max_overflow=pool_size)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
+        # The dialect's INSERT (with its ON CONFLICT clauses) for statements built once.
+        self.insert = sqlite_insert if self.is_sqlite else pg_insert
         if self.is_sqlite:
             _tune_sqlite(self.engine)
         else:

@@ -17,8 +17,6 @@ from typing import Any
 
 import structlog
 from sqlalchemy import ColumnElement, bindparam, case, delete, insert, select, true, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
@@ -98,7 +96,13 @@ class JobEngine:
         # ACTIVE-only writes carry the leader's fence (trt.leadership); none in tools and tests.
         self.fence: Fence = fence or true
         self.ledger = Ledger(is_sqlite=database.is_sqlite)
-        self._insert = sqlite_insert if database.is_sqlite else pg_insert
+        # A result file, stored or replaced (a retried download), built once.
+        stored = database.insert(JobResult)
+        fields = ("url", "mime_type", "size_bytes", "data")
+        self._store_result = stored.on_conflict_do_update(
+            index_elements=[JobResult.job_id, JobResult.position],
+            set_={**{name: stored.excluded[name] for name in fields}, **UNSENT},
+        )
         self.transitions = JobTransitions(self.ledger, fence=self.fence)
         # A failing step must not stop the engine; the job is retried shortly (every
         # transition is idempotent), and if even the release fails, when the lease lapses.
@@ -581,21 +585,18 @@ class JobEngine:
         for position, url in enumerate(urls):
             async with self._downloads:
                 item = await self.kie.download(url)
-                fields = {
-                    "url": item.url,
-                    "mime_type": item.mime_type,
-                    "size_bytes": item.size_bytes,
-                    "data": item.data,  # None: too big to send, it goes as a link
-                }
                 async with self.database.transaction() as connection:
                     # A retried download replaces what an earlier attempt stored.
                     await connection.execute(
-                        self._insert(JobResult)
-                        .values(job_id=job.id, position=position, **fields)
-                        .on_conflict_do_update(
-                            index_elements=[JobResult.job_id, JobResult.position],
-                            set_={**fields, **UNSENT},
-                        )
+                        self._store_result,
+                        {
+                            "job_id": job.id,
+                            "position": position,
+                            "url": item.url,
+                            "mime_type": item.mime_type,
+                            "size_bytes": item.size_bytes,
+                            "data": item.data,  # None: too big to send, it goes as a link
+                        },
                     )
         return len(urls)
 

@@ -117,23 +117,23 @@ class JobTransitions:
         params: dict[str, Any] = {"job_id": job.id, "now": now, "to": to.value}
         if owner is not None:
             params["owner"] = owner
-        statement = None
-        if not where and not any(_is_sql(v) for v in values.values()):
-            # The move's statement, built once per shape and reused with new values: building
-            # and keying an UPDATE costs more CPU than running it (docs/performance.md).
-            # The fence by identity (a clause's == builds SQL); the statement cached keeps
-            # it alive, so its id names no other clause while the entry is there.
+        params.update({f"v_{k}": v for k, v in values.items() if not _is_sql(v)})
+        if where or any(_is_sql(v) for v in values.values()):
+            # Extra conditions or SQL among the values: built for this move alone.
+            statement = self._move_statement(sources, owner is not None, fence, values, where)
+        else:
+            # Built once per shape and reused with new values: building and keying an UPDATE
+            # costs more CPU than running it (docs/performance.md). The fence by identity (a
+            # clause's == builds SQL); the statement cached keeps it alive, so its id names
+            # no other clause while the entry is there.
             shape = (sources, owner is not None, id(fence), tuple(sorted(values)))
-            statement = self._moves.get(shape)
-            if statement is None:
+            cached = self._moves.get(shape)
+            if cached is None:
                 if len(self._moves) >= MOVE_SHAPES:
                     self._moves.clear()  # an epoch change leaves old shapes behind
-                statement = self._move_statement(sources, owner is not None, fence, values, ())
-                self._moves[shape] = statement
-            params.update({f"v_{key}": value for key, value in values.items()})
-        if statement is None:
-            statement = self._move_statement(sources, owner is not None, fence, values, where)
-            params.update({f"v_{k}": v for k, v in values.items() if not _is_sql(v)})
+                cached = self._move_statement(sources, owner is not None, fence, values, ())
+                self._moves[shape] = cached
+            statement = cached
         moved = await (await core(session)).execute(statement, params)
         return moved.scalar_one_or_none() is not None
 

@@ -38,8 +38,6 @@ from aiogram import Bot, Dispatcher
 from aiogram.exceptions import TelegramConflictError, TelegramNetworkError, TelegramServerError
 from aiogram.methods import GetUpdates
 from sqlalchemy import ColumnElement, and_, delete, select, true, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from trt.concurrency import finish, first
 from trt.db.database import Database, Executor
@@ -99,11 +97,10 @@ class UpdateInbox:
         self._pending: list[tuple[list[dict[str, Any]], asyncio.Future[int]]] = []
         self._writer: asyncio.Task[None] | None = None
         self._accepting = False  # the processor runs: stored rows are claimed at once
-        self._insert = sqlite_insert if database.is_sqlite else pg_insert
         # The group commit's one statement, built once; its rows go as parameters (SQLAlchemy
         # sends them as multi-row VALUES, RETURNING the ids that were new).
         self._store = (
-            self._insert(InboxUpdate)
+            database.insert(InboxUpdate)
             .on_conflict_do_nothing(index_elements=["update_id"])
             .returning(InboxUpdate.update_id)
         )
