@@ -18,7 +18,7 @@ from typing import Any, TypeVar
 from sqlalchemy import event, text
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
-from sqlalchemy.engine import Connection, ExceptionContext
+from sqlalchemy.engine import Connection, ExceptionContext, make_url
 from sqlalchemy.exc import DBAPIError, DisconnectionError, InterfaceError, OperationalError
 from sqlalchemy.ext.asyncio import (
     AsyncConnection,
@@ -30,6 +30,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.base import Executable
 
+from trt.db import sqlite_inline
 from trt.logs import get_logger
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -51,7 +52,7 @@ class Database:
         self.is_sqlite = url.startswith("sqlite")
         kwargs: dict[str, Any] = {"echo": echo}
         if self.is_sqlite:
-            kwargs["connect_args"] = {"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}
+            kwargs["async_creator"] = _sqlite_connector(url)
         else:
             # Not `pool_pre_ping`: it costs three round trips (BEGIN, a ping, ROLLBACK) before
             # every transaction; `_ping_idle_connections` pings only a connection that sat idle.
@@ -228,6 +229,15 @@ def _ping_idle_connections(engine: AsyncEngine) -> None:
             raise DisconnectionError(str(error)[:200]) from error
 
 
+def _sqlite_connector(url: str) -> Callable[[], Awaitable[Any]]:
+    """Connections that run statements on the event loop's thread (`trt.db.sqlite_inline`)."""
+    parsed = make_url(url)
+    uri = parsed.query.get("uri") in ("true", "1")
+    return sqlite_inline.connector(
+        parsed.database or ":memory:", uri=uri, busy_timeout_ms=SQLITE_BUSY_TIMEOUT_MS
+    )
+
+
 def _tune_sqlite(engine: AsyncEngine) -> None:
     sync_engine = engine.sync_engine
 
@@ -237,7 +247,6 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         dbapi_connection.isolation_level = None
         cursor = dbapi_connection.cursor()
         cursor.execute("PRAGMA journal_mode=WAL")
-        cursor.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
         cursor.execute("PRAGMA foreign_keys=ON")
         cursor.execute("PRAGMA synchronous=NORMAL")
         cursor.close()
