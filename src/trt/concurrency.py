@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from typing import Any, Generic, TypeVar
 
 
@@ -27,6 +29,73 @@ async def first(*awaitables: Awaitable[Any], timeout_s: float | None = None) -> 
         for waiter in waiters:
             waiter.cancel()
         await asyncio.gather(*waiters, return_exceptions=True)
+
+
+class MemoryBudget:
+    """Bytes that many tasks may hold in memory at once (result files between their download
+    and their write to the database).
+
+    A task reserves the most it may need before it knows what it will get, then keeps only
+    what it got (`Reservation.keep`): large bodies still queue for the budget, while a small
+    file waiting for its database write does not hold a large one's share. Waiters are served
+    in order; a cancelled waiter takes nothing."""
+
+    def __init__(self, total_bytes: int) -> None:
+        self.total = total_bytes
+        self.free = total_bytes
+        self._waiters: deque[tuple[int, asyncio.Future[None]]] = deque()
+
+    @asynccontextmanager
+    async def reserve(self, nbytes: int) -> AsyncIterator[Reservation]:
+        nbytes = min(nbytes, self.total)
+        if self._waiters or self.free < nbytes:
+            granted: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+            self._waiters.append((nbytes, granted))
+            try:
+                await granted
+            except asyncio.CancelledError:
+                if granted.done() and not granted.cancelled():
+                    self._give(nbytes)  # granted as it was cancelled: hand it on
+                else:
+                    self._give(0)  # its place in the queue may have held others back
+                raise
+        else:
+            self.free -= nbytes
+        reservation = Reservation(self, nbytes)
+        try:
+            yield reservation
+        finally:
+            self._give(reservation.held)
+            reservation.held = 0
+
+    def _give(self, nbytes: int) -> None:
+        self.free += nbytes
+        while self._waiters:
+            need, granted = self._waiters[0]
+            if granted.done():  # cancelled while waiting
+                self._waiters.popleft()
+                continue
+            if need > self.free:
+                break
+            self._waiters.popleft()
+            self.free -= need
+            granted.set_result(None)
+
+
+class Reservation:
+    """A task's share of a `MemoryBudget`."""
+
+    __slots__ = ("budget", "held")
+
+    def __init__(self, budget: MemoryBudget, held: int) -> None:
+        self.budget = budget
+        self.held = held
+
+    def keep(self, nbytes: int) -> None:
+        """Hold only `nbytes` from now on (the rest goes back to the budget at once)."""
+        if 0 <= nbytes < self.held:
+            spare, self.held = self.held - nbytes, nbytes
+            self.budget._give(spare)
 
 
 K = TypeVar("K")

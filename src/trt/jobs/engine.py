@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from trt.billing.ledger import Ledger
 from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
-from trt.concurrency import LeasedLoop
+from trt.concurrency import LeasedLoop, MemoryBudget
 from trt.config import EngineSettings
 from trt.db.database import Database, core
 from trt.db.models import Job, JobResult, KieCallback, Outbox, User, utcnow
@@ -46,7 +46,9 @@ SWEEP_INTERVAL_S = 60.0
 CALLBACKS_KEEP_DAYS = 14  # received KIE callbacks are kept this long, for support
 CRASH_RETRY_S = 1.0  # a step that crashed (say, its database connection was cut) runs again
 DOWNLOAD_ATTEMPTS = 3  # a result whose download fails this often is refunded
-PARALLEL_DOWNLOADS = 4  # result files in memory at once (each ≤ the download cap)
+# Result files in memory at once, counted at the download cap: while a file downloads it may
+# be that large; once read it holds its own size until it is stored.
+PARALLEL_DOWNLOADS = 4
 # The "generating…" note is due this long after KIE took the task: a job that ends sooner
 # shows its result alone (its ending settles the note as skipped), not an edit the result
 # overtakes a moment later.
@@ -118,7 +120,8 @@ class JobEngine:
             crash_retry_s=CRASH_RETRY_S,
             name="job",
         )
-        self._downloads = asyncio.Semaphore(PARALLEL_DOWNLOADS)
+        self._download_cap = kie.limits.max_download_bytes
+        self._memory = MemoryBudget(PARALLEL_DOWNLOADS * self._download_cap)
         self._leased: dict[str, Job] = {}  # claimed, as the lease's UPDATE returned them
         self._started: set[str] = set()  # claimed CONFIRMED and moved to SUBMITTING in the claim
 
@@ -583,8 +586,9 @@ class JobEngine:
     async def _store_results(self, job: Job, urls: tuple[str, ...]) -> int:
         """Download each result and store it on its own (one file in memory at a time)."""
         for position, url in enumerate(urls):
-            async with self._downloads:
+            async with self._memory.reserve(self._download_cap) as held:
                 item = await self.kie.download(url)
+                held.keep(0 if item.data is None else len(item.data))
                 async with self.database.transaction() as connection:
                     # A retried download replaces what an earlier attempt stored.
                     await connection.execute(
