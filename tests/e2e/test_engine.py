@@ -86,6 +86,8 @@ async def test_success_charges_exactly_the_price_and_delivers_once(
     assert result.photo_file_id is not None
     assert result.text == "✅ Готово: Nano Banana 2"
     assert any("Генерирую" in m.text for m in messages[:-1])
+    # No chat action before the note: the note's arrival would clear it at once.
+    assert not [r for r in bot.sandbox.telegram.requests if r.method == "sendChatAction"]
     await settled_outbox(bot, job_id)
     job = await job_row(bot, job_id)
     assert job.status == JobStatus.DELIVERED.value

@@ -39,7 +39,6 @@ log = get_logger(__name__)
 PACING_SLACK_S = 0.05
 CRASH_RETRY_S = 1.0  # a send that crashed (say, its database connection was cut) runs again
 RUNNING_STATES = frozenset({JobStatus.SUBMITTED.value, JobStatus.RUNNING.value})
-CHAT_ACTIONS = {"image": "upload_photo", "video": "upload_video", "audio": "upload_voice"}
 
 # The statements every message takes, built once (building one costs more than running it;
 # a parameter may not be named after a column the statement sets).
@@ -253,10 +252,9 @@ class OutboxRelay:
                 # The job finished before its progress note went out: the result says it all.
                 await self._mark(row, "skipped")
                 return
-            if row.kind == "running":
-                await self.sender.chat_action(
-                    row.chat_id, CHAT_ACTIONS.get(job.output_kind, "typing")
-                )
+            # No chat action before the note: Telegram clears one when a message from the bot
+            # arrives, so "sending photo…" would vanish as the note lands (Bot API,
+            # sendChatAction).
             sent = await self.sender.text(
                 row.chat_id,
                 self.notices.text(job.lang, job.model_slug, row.payload),

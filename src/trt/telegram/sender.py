@@ -168,18 +168,6 @@ class Sender:
         message = await self.bot.send_message(chat_id, text, reply_markup=markup)
         return Sent(message.message_id)
 
-    async def chat_action(self, chat_id: int, action: str) -> None:
-        try:
-            await self.bot.send_chat_action(chat_id, action)
-        except (
-            TelegramBadRequest,
-            TelegramForbiddenError,
-            TelegramNetworkError,
-            TelegramRetryAfter,
-            TelegramServerError,
-        ):
-            return  # purely cosmetic
-
     async def files(
         self,
         chat_id: int,
