@@ -1,8 +1,9 @@
 """The database handle: engine, session factory and the unit of work services use.
 
 SQLite is tuned for one process with many coroutines: WAL (readers never block the writer),
-a busy timeout, foreign keys on, and `BEGIN IMMEDIATE` for write transactions so a transaction
-never fails half-way when it upgrades its read lock to a write lock (SQLITE_BUSY). SQLite has
+statements run on the event loop's thread with another process's lock waited for off it
+(`trt.db.sqlite_inline`), foreign keys on, and `BEGIN IMMEDIATE` for write transactions so a
+transaction never fails half-way when it upgrades its read lock to a write lock. SQLite has
 one writer at a time; within the process the write transactions queue on an asyncio lock
 instead of in SQLite's busy handler, which sleeps (up to 100 ms a turn) and wakes in no order.
 """
