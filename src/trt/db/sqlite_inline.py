@@ -28,10 +28,7 @@ BUSY = sqlite3.SQLITE_BUSY
 
 
 def _busy(error: sqlite3.OperationalError) -> bool:
-    code = getattr(error, "sqlite_errorcode", None)
-    if code is None:
-        return "database is locked" in str(error)
-    return bool(code & 0xFF == BUSY)
+    return error.sqlite_errorcode & 0xFF == BUSY  # the primary code of an extended one
 
 
 class InlineCursor:
@@ -121,10 +118,6 @@ class InlineConnection:
     def isolation_level(self) -> str | None:
         return self._conn.isolation_level
 
-    @property
-    def in_transaction(self) -> bool:
-        return self._conn.in_transaction
-
     async def run(self, function: Callable[..., T], *args: Any) -> T:
         """`function(*args)` now; on SQLITE_BUSY, once more on a thread that may wait."""
         try:
@@ -143,9 +136,6 @@ class InlineConnection:
 
     def cursor(self) -> InlineCursor:
         return InlineCursor(self)
-
-    async def execute(self, sql: str, parameters: Any = ()) -> InlineCursor:
-        return await self.cursor().execute(sql, parameters)
 
     async def commit(self) -> None:
         await self.run(self._conn.commit)

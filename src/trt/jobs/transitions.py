@@ -117,8 +117,9 @@ class JobTransitions:
         params: dict[str, Any] = {"job_id": job.id, "now": now, "to": to.value}
         if owner is not None:
             params["owner"] = owner
-        params.update({f"v_{k}": v for k, v in values.items() if not _is_sql(v)})
-        if where or any(_is_sql(v) for v in values.values()):
+        bound = {f"v_{k}": v for k, v in values.items() if not _is_sql(v)}
+        params.update(bound)
+        if where or len(bound) < len(values):
             # Extra conditions or SQL among the values: built for this move alone.
             statement = self._move_statement(sources, owner is not None, fence, values, where)
         else:
