@@ -2,13 +2,17 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+import asyncio
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
+from typing import Any, TypeVar
 
 import pytest
 
-from tests.e2e_support import RunningBot, running_bot
+from tests.e2e_support import RunningBot, open_model, prompt_sent, running_bot
 from trt.telemetry.events import Event
+
+T = TypeVar("T")
 
 
 @pytest.fixture
@@ -91,6 +95,29 @@ async def test_text_outside_a_flow_gets_a_hint_and_help_works(bot: RunningBot) -
     await dave.send("/help")
     help_text = await dave.next_message()
     assert "Поддержка: @trt_support" in help_text.text
+    assert await bot.client.violations() == []
+
+
+async def test_filters_run_on_the_event_loop_not_on_worker_threads(
+    bot: RunningBot, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # aiogram sends a plain-function filter (a State, F.text) through asyncio.to_thread; a text
+    # outside a flow crosses every flow's state filters on its way to the fallback, and a text
+    # inside a flow matches one. None of it may leave the event loop (trt.bot.app).
+    crossings: list[str] = []
+    to_thread = asyncio.to_thread
+
+    async def recorded(function: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+        crossings.append(repr(function)[:120])
+        return await to_thread(function, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio, "to_thread", recorded)
+    erin = await bot.client.user(5005, "Erin")
+    await erin.send("нарисуй кота")
+    assert "/start" in (await erin.next_message()).text
+    await open_model(erin, "🎨 Картинки и дизайн", "Nano Banana 2")
+    await prompt_sent(erin, "a cat in a hat")  # matched by Flow.collecting and F.text
+    assert crossings == []
     assert await bot.client.violations() == []
 
 

@@ -5,7 +5,7 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import insert, select, text
+from sqlalchemy import event, insert, select, text
 
 from trt.db import sqlite_inline
 from trt.db.database import Database
@@ -118,3 +118,32 @@ async def test_a_write_waits_for_another_process_lock_without_stalling_the_loop(
 
 async def test_ping_reaches_the_database(database: Database) -> None:
     await database.ping()
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_a_burst_reuses_the_pools_connections_instead_of_reconnecting(
+    database: Database,
+) -> None:
+    # A burst of taps holds a few dozen transactions at once; a connection beyond the pool's
+    # size is closed when it comes back, so a pool smaller than that working set connects and
+    # disconnects all through every burst (the profile in docs/performance.md, item 17).
+    connects = 0
+
+    def counted(*_args: Any) -> None:
+        nonlocal connects
+        connects += 1
+
+    event.listen(database.engine.sync_engine, "connect", counted)
+    many = 24  # above the old 10 + 10, within today's pool
+    held = asyncio.Barrier(many)
+
+    async def one_transaction() -> None:
+        async with database.transaction() as connection:
+            await connection.execute(text("SELECT 1"))
+            await held.wait()  # all of them open at once
+
+    await asyncio.gather(*(one_transaction() for _ in range(many)))
+    first = connects
+    assert 0 < first <= many
+    await asyncio.gather(*(one_transaction() for _ in range(many)))
+    assert connects == first  # the second burst found every connection still in the pool

@@ -4,10 +4,11 @@ from __future__ import annotations
 
 from collections.abc import Callable
 
-from aiogram import Bot, Dispatcher, methods
+from aiogram import Bot, Dispatcher, Router, methods
 from aiogram.client.default import DefaultBotProperties
 from aiogram.client.session.aiohttp import AiohttpSession
 from aiogram.client.telegram import TelegramAPIServer
+from aiogram.dispatcher.event.handler import FilterObject
 from aiogram.enums import ParseMode
 from aiogram.exceptions import TelegramAPIError
 from aiogram.methods.base import Response
@@ -165,7 +166,39 @@ def create_dispatcher(
         jobs_router.build(),
         fallback.build(),
     )
+    run_filters_inline(dispatcher)
     return dispatcher
+
+
+def run_filters_inline(router: Router) -> int:
+    """Make every plain-function filter under `router` a coroutine; returns how many were.
+
+    aiogram runs a filter that is not a coroutine (a `State` such as `Flow.collecting`, a
+    magic filter such as `F.text`) through `asyncio.to_thread`: a text message that falls
+    through the flows to the fallback crossed to a worker thread and back about ten times,
+    each crossing paying for the GIL while the event loop is busy. TRT's filters are cheap
+    pure checks of the event and the FSM state, so they run on the loop. The callback keeps
+    its signature (aiogram picks the arguments it passes by it).
+    """
+    count = 0
+    for each in router.chain_tail:
+        for observer in each.observers.values():
+            for handler in [observer._handler, *observer.handlers]:  # router-wide filters too
+                for check in handler.filters or ():
+                    if not check.awaitable:
+                        _inline(check)
+                        count += 1
+    return count
+
+
+def _inline(check: FilterObject) -> None:
+    plain = check.callback
+
+    async def inline(*args: object, **kwargs: object) -> object:
+        return plain(*args, **kwargs)
+
+    check.callback = inline
+    check.awaitable = True
 
 
 async def set_commands(bot: Bot) -> None:
