@@ -124,7 +124,14 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
     root.addHandler(handler)
     root.setLevel(level)
     # Third-party chatter at INFO would drown the event stream; their warnings still show.
-    for noisy in ("aiohttp.access", "sqlalchemy.engine", "alembic.runtime.migration"):
+    # aiogram.event writes «Update id=… is handled. Duration …» for every update: the
+    # DISPATCH_OK event carries the same (and the cid), one line less per update.
+    for noisy in (
+        "aiohttp.access",
+        "sqlalchemy.engine",
+        "alembic.runtime.migration",
+        "aiogram.event",
+    ):
         logging.getLogger(noisy).setLevel(max(logging.WARNING, logging.getLevelName(level)))
 
 

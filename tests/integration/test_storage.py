@@ -6,9 +6,11 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, insert, select, text
+from sqlalchemy.exc import OperationalError
 
+from trt.db import database as db_module
 from trt.db import sqlite_inline
-from trt.db.database import Database
+from trt.db.database import Database, connection_lost
 from trt.db.models import User
 
 
@@ -114,6 +116,31 @@ async def test_a_write_waits_for_another_process_lock_without_stalling_the_loop(
         await other.dispose()
     async with database.unit_of_work(readonly=True) as session:
         assert {u.id for u in (await session.scalars(select(User))).all()} == {1, 2}
+
+
+@pytest.mark.parametrize("backend", ["sqlite"], indirect=True)
+async def test_a_lock_that_outlasts_the_busy_timeout_is_a_retryable_database_error(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """BEGIN IMMEDIATE runs on the driver's connection (not as a SQLAlchemy statement): a lock
+    held past the busy timeout still arrives as SQLAlchemy's OperationalError, the error
+    `Database.retrying` knows as a passing one."""
+    monkeypatch.setattr(db_module, "SQLITE_BUSY_TIMEOUT_MS", 50)
+    impatient = Database(database.url)
+    other = Database(database.url)
+    try:
+        async with other.transaction() as holder:  # the write lock, held past 50 ms
+            await holder.execute(insert(User).values(id=1, username="holder", language="ru"))
+            with pytest.raises(OperationalError) as raised:
+                async with impatient.transaction():
+                    pass
+        assert connection_lost(raised.value)
+        assert "locked" in str(raised.value.orig)
+        async with impatient.transaction() as connection:  # the lock is free: it begins
+            await connection.execute(insert(User).values(id=2, username="w", language="ru"))
+    finally:
+        await impatient.dispose()
+        await other.dispose()
 
 
 async def test_ping_reaches_the_database(database: Database) -> None:

@@ -11,6 +11,7 @@ instead of in SQLite's busy handler, which sleeps (up to 100 ms a turn) and wake
 from __future__ import annotations
 
 import asyncio
+import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable
 from contextlib import asynccontextmanager
@@ -30,6 +31,7 @@ from sqlalchemy.ext.asyncio import (
 )
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.util.concurrency import await_
 
 from trt.db import sqlite_inline
 from trt.logs import get_logger
@@ -264,5 +266,15 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
 
     @event.listens_for(sync_engine, "begin")
     def _on_begin(connection: Connection) -> None:
+        # On the driver's connection, not through `exec_driver_sql`: a statement's whole
+        # execution context for a BEGIN was a tenth of every transaction's instructions
+        # (docs/performance.md, item 19). A lock that outlasts the busy timeout is raised as
+        # SQLAlchemy's OperationalError, as a statement's would be (`connection_lost`).
         readonly = connection.get_execution_options().get(_READONLY, False)
-        connection.exec_driver_sql("BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE")
+        begin = "BEGIN DEFERRED" if readonly else "BEGIN IMMEDIATE"
+        inline = connection.connection.driver_connection
+        assert isinstance(inline, sqlite_inline.InlineConnection)
+        try:
+            await_(inline.execute(begin))
+        except sqlite3.Error as error:
+            raise OperationalError(begin, None, error) from error
