@@ -12,9 +12,10 @@ library's loggers (aiogram, SQLAlchemy, …) reach the same renderer through a
 
 from __future__ import annotations
 
+import json
 import logging
 import sys
-from collections.abc import Iterable, MutableMapping
+from collections.abc import Iterable, Mapping, MutableMapping
 from typing import Any
 
 import structlog
@@ -23,6 +24,8 @@ from trt.config import LogFormat
 
 _REDACTED = "[REDACTED]"
 _secrets: tuple[str, ...] = ()
+_line_forms: tuple[str, ...] = ()  # the secrets as a rendered line holds them
+_info_chain: list[Any] | None = None  # the configured processors, for `log_info` (INFO on)
 
 
 def resolve_format(configured: LogFormat | None, *, command: str) -> LogFormat:
@@ -58,15 +61,24 @@ def _scrub_secrets(
 
 def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
     # The last word: whatever a nested value, a traceback or a third-party message carried
-    # into the rendered line, no secret leaves the process.
-    return scrub(line) if isinstance(line, str) and _secrets else line
+    # into the rendered line, no secret leaves the process. A JSON line holds a secret as
+    # the string escapes it (escaping is per character, so the escaped secret is a part of
+    # the escaped text): both forms are looked for.
+    if not isinstance(line, str):
+        return line
+    for form in _line_forms:
+        if form in line:
+            line = line.replace(form, _REDACTED)
+    return line
 
 
 def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -> None:
     """Route structlog and the standard library through one chain; idempotent."""
-    global _secrets
+    global _secrets, _line_forms
     # Short values would redact ordinary words; real secrets are long.
     _secrets = tuple(sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True))
+    escaped = {json.dumps(s, ensure_ascii=False)[1:-1] for s in _secrets}
+    _line_forms = tuple(sorted({*_secrets, *escaped}, key=len, reverse=True))
 
     shared: list[structlog.types.Processor] = [
         structlog.contextvars.merge_contextvars,
@@ -83,7 +95,8 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
             structlog.processors.ExceptionRenderer(
                 structlog.tracebacks.ExceptionDictTransformer(show_locals=False)
             ),
-            _scrub_secrets,
+            # No `_scrub_secrets` pass over the values: `_scrub_rendered` finds a secret in
+            # the JSON line wherever it sits (a nested value too), in either form.
         ]
     else:
         renderer = structlog.dev.ConsoleRenderer(
@@ -91,17 +104,20 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
         )
         tail = [_scrub_secrets]
 
+    chain: list[Any] = [
+        structlog.contextvars.merge_contextvars,
+        _named,
+        structlog.processors.add_log_level,
+        structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
+        *tail,
+        renderer,
+        _scrub_rendered,
+    ]
+    global _info_chain
+    _info_chain = chain if _level_number(level) <= logging.INFO else None
     structlog.configure(
-        processors=[
-            structlog.contextvars.merge_contextvars,
-            _named,
-            structlog.processors.add_log_level,
-            structlog.processors.TimeStamper(fmt="iso", utc=True, key="ts"),
-            *tail,
-            renderer,
-            _scrub_rendered,
-        ],
-        logger_factory=structlog.WriteLoggerFactory(file=_Stderr()),  # type: ignore[arg-type]
+        processors=chain,
+        logger_factory=structlog.WriteLoggerFactory(file=_STDERR),  # type: ignore[arg-type]
         wrapper_class=structlog.make_filtering_bound_logger(_level_number(level)),
         # Loggers bound at import keep this chain; a later call changes the secrets and the
         # level of the standard library's loggers, and where stderr is (see `_Stderr`).
@@ -159,6 +175,25 @@ class _Stderr:
 
     def flush(self) -> None:
         sys.stderr.flush()
+
+
+def log_info(name: str, event: str, fields: Mapping[str, Any]) -> None:
+    """`get_logger(name).info(event, **fields)`: the same line through the same processors,
+    without structlog's per-call plumbing (a bound logger and a writer built for every call,
+    since loggers are not cached: about a third of an event's cost; docs/performance.md,
+    item 20). For the lines every update writes several of: the event chain."""
+    chain = _info_chain
+    if chain is None:  # not configured yet, or INFO is filtered out
+        get_logger(name).info(event, **fields)
+        return
+    line: Any = {"logger_name": name, **fields, "event": event}
+    for processor in chain:
+        line = processor(None, "info", line)
+    _WRITER.msg(line)  # a line of its own, under the lock structlog's writes to stderr take
+
+
+_STDERR = _Stderr()
+_WRITER = structlog.WriteLogger(file=_STDERR)  # type: ignore[arg-type]
 
 
 def get_logger(name: str) -> structlog.typing.FilteringBoundLogger:

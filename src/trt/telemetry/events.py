@@ -19,9 +19,10 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from trt.logs import get_logger, scrub
+from trt.logs import get_logger, log_info, scrub
 
-log = get_logger("trt.events")
+LOGGER = "trt.events"
+log = get_logger(LOGGER)
 
 
 class Event(StrEnum):
@@ -272,7 +273,7 @@ class Telemetry:
             # exception's text can carry a URL with the bot token.
             fields = {k: scrub(v) if isinstance(v, str) else v for k, v in fields.items()}
             record = {"event": name, "ts": time.time(), **fields}
-            log.info(name, **{k: v for k, v in fields.items() if k != "event"})
+            log_info(LOGGER, name, {k: v for k, v in fields.items() if k != "event"})
         except Exception as error:
             self._failed(error)
             return None

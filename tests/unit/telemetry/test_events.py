@@ -233,7 +233,7 @@ def test_a_broken_log_call_is_counted_not_raised(monkeypatch: pytest.MonkeyPatch
     def explode(*_args: Any, **_kwargs: Any) -> None:
         raise ValueError("renderer bug")
 
-    monkeypatch.setattr(events.log, "info", explode)
+    monkeypatch.setattr(events, "log_info", explode)  # the event line's writer
     assert recorder.emit(Event.UPDATE_RECEIVED, cid="c", update_id=1) is None
     assert recorder.failures == 1
     assert records == []
