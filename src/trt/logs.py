@@ -74,7 +74,7 @@ def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
 
 def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -> None:
     """Route structlog and the standard library through one chain; idempotent."""
-    global _secrets, _line_forms
+    global _secrets, _line_forms, _info_chain
     # Short values would redact ordinary words; real secrets are long.
     _secrets = tuple(sorted({s for s in secrets if len(s) >= 8}, key=len, reverse=True))
     escaped = {json.dumps(s, ensure_ascii=False)[1:-1] for s in _secrets}
@@ -113,7 +113,6 @@ def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -
         renderer,
         _scrub_rendered,
     ]
-    global _info_chain
     _info_chain = chain if _level_number(level) <= logging.INFO else None
     structlog.configure(
         processors=chain,

@@ -275,6 +275,6 @@ def _tune_sqlite(engine: AsyncEngine) -> None:
         inline = connection.connection.driver_connection
         assert isinstance(inline, sqlite_inline.InlineConnection)
         try:
-            await_(inline.execute(begin))
+            await_(inline.begin(begin))
         except sqlite3.Error as error:
             raise OperationalError(begin, None, error) from error

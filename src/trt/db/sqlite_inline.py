@@ -137,9 +137,10 @@ class InlineConnection:
     def cursor(self) -> InlineCursor:
         return InlineCursor(self)
 
-    async def execute(self, sql: str) -> None:
-        """One statement without parameters or rows (a BEGIN), SQLITE_BUSY handled as above."""
-        await self.run(self._conn.execute, sql)
+    async def begin(self, statement: str) -> None:
+        """`BEGIN IMMEDIATE` or `BEGIN DEFERRED`, SQLITE_BUSY handled as above. Not aiosqlite's
+        `execute` (which returns a cursor): the engine's `begin` hook calls it."""
+        await self.run(self._conn.execute, statement)
 
     async def commit(self) -> None:
         await self.run(self._conn.commit)
