@@ -8,14 +8,17 @@ tests skip with the reason, except under CI=true, where they fail.
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 
 import asyncpg
 import pytest
+import structlog
 
+from trt import logs
 from trt.config import SETTINGS_CLASSES
 from trt.db import migrate
 from trt.db.database import Database
@@ -47,6 +50,19 @@ def isolated_environment(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> Non
     for name in contract_variables():
         monkeypatch.delenv(name, raising=False)
     monkeypatch.chdir(tmp_path)
+
+
+@pytest.fixture
+def json_logs(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+    """For a test that calls `configure_logging` itself: structlog, the root logger's handlers
+    and trt.logs' own state (secrets, the event lines' chain) are put back afterwards."""
+    for name in ("_secrets", "_line_forms", "_info_chain"):
+        monkeypatch.setattr(logs, name, getattr(logs, name))
+    yield
+    structlog.reset_defaults()
+    root = logging.getLogger()
+    for handler in list(root.handlers):
+        root.removeHandler(handler)
 
 
 def _asyncpg_dsn(sqlalchemy_url: str) -> str:

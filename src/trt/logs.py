@@ -40,9 +40,13 @@ def resolve_format(configured: LogFormat | None, *, command: str) -> LogFormat:
 def scrub(text: str) -> str:
     """`text` with every known secret replaced (for anything stored or shown that may hold
     an exception's text or a URL: logs, events, job errors)."""
-    for secret in _secrets:
-        if secret in text:
-            text = text.replace(secret, _REDACTED)
+    return _redact(text, _secrets)
+
+
+def _redact(text: str, forms: tuple[str, ...]) -> str:
+    for form in forms:  # longest first: a secret inside a longer one is not half-replaced
+        if form in text:
+            text = text.replace(form, _REDACTED)
     return text
 
 
@@ -64,12 +68,7 @@ def _scrub_rendered(_logger: Any, _method: str, line: Any) -> Any:
     # into the rendered line, no secret leaves the process. A JSON line holds a secret as
     # the string escapes it (escaping is per character, so the escaped secret is a part of
     # the escaped text): both forms are looked for.
-    if not isinstance(line, str):
-        return line
-    for form in _line_forms:
-        if form in line:
-            line = line.replace(form, _REDACTED)
-    return line
+    return _redact(line, _line_forms) if isinstance(line, str) else line
 
 
 def configure_logging(fmt: LogFormat, level: str, secrets: Iterable[str] = ()) -> None:

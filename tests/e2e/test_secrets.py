@@ -4,12 +4,9 @@ the stored events, the job's error and `/debug` are searched for every secret.""
 
 from __future__ import annotations
 
-import logging
-from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import structlog
 from sqlalchemy import select
 
 from tests.e2e_support import running_bot
@@ -21,15 +18,6 @@ from trt.sandbox.telegram import MethodFault
 from trt.telemetry.events import Event
 
 USER = 5151
-
-
-@pytest.fixture
-def json_logs() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
 
 
 @pytest.mark.dispatch_errors_expected

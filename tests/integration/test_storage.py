@@ -153,7 +153,7 @@ async def test_a_burst_reuses_the_pools_connections_instead_of_reconnecting(
 ) -> None:
     # A burst of taps holds a few dozen transactions at once; a connection beyond the pool's
     # size is closed when it comes back, so a pool smaller than that working set connects and
-    # disconnects all through every burst (the profile in docs/performance.md, item 17).
+    # disconnects all through every burst (the profile in docs/performance.md, item 18).
     connects = 0
 
     def counted(*_args: Any) -> None:

@@ -1,25 +1,15 @@
-"""The log chain's routing of third-party loggers."""
+"""The log chain: third-party loggers, secret scrubbing, the event lines' writer."""
 
 from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Iterator
 
 import pytest
 import structlog
 
 from trt.config import LogFormat
 from trt.logs import configure_logging, get_logger, log_info
-
-
-@pytest.fixture
-def json_logs() -> Iterator[None]:
-    yield
-    structlog.reset_defaults()
-    root = logging.getLogger()
-    for handler in list(root.handlers):
-        root.removeHandler(handler)
 
 
 def test_aiogram_per_update_line_is_left_to_dispatch_ok(

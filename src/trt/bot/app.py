@@ -170,8 +170,8 @@ def create_dispatcher(
     return dispatcher
 
 
-def run_filters_inline(router: Router) -> int:
-    """Make every plain-function filter under `router` a coroutine; returns how many were.
+def run_filters_inline(router: Router) -> None:
+    """Make every plain-function filter under `router` a coroutine.
 
     aiogram runs a filter that is not a coroutine (a `State` such as `Flow.collecting`, a
     magic filter such as `F.text`) through `asyncio.to_thread`: a text message that falls
@@ -180,15 +180,12 @@ def run_filters_inline(router: Router) -> int:
     pure checks of the event and the FSM state, so they run on the loop. The callback keeps
     its signature (aiogram picks the arguments it passes by it).
     """
-    count = 0
     for each in router.chain_tail:
         for observer in each.observers.values():
             for handler in [observer._handler, *observer.handlers]:  # router-wide filters too
                 for check in handler.filters or ():
                     if not check.awaitable:
                         _inline(check)
-                        count += 1
-    return count
 
 
 def _inline(check: FilterObject) -> None:
