@@ -6,7 +6,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import event, insert, select, text
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import IntegrityError, OperationalError
 
 from trt.db import database as db_module
 from trt.db import sqlite_inline
@@ -153,7 +153,8 @@ async def test_a_burst_reuses_the_pools_connections_instead_of_reconnecting(
 ) -> None:
     # A burst of taps holds a few dozen transactions at once; a connection beyond the pool's
     # size is closed when it comes back, so a pool smaller than that working set connects and
-    # disconnects all through every burst (the profile in docs/performance.md, item 18).
+    # disconnects all through every burst (the profile in docs/performance.md, items 18 and
+    # 21: the engine's run at 30 + 10 still opened 183 connections for 500 jobs).
     connects = 0
 
     def counted(*_args: Any) -> None:
@@ -161,7 +162,7 @@ async def test_a_burst_reuses_the_pools_connections_instead_of_reconnecting(
         connects += 1
 
     event.listen(database.engine.sync_engine, "connect", counted)
-    many = 24  # above the old 10 + 10, within today's pool
+    many = 36  # above the 30 kept of the old 30 + 10, within today's 40
     held = asyncio.Barrier(many)
 
     async def one_transaction() -> None:
@@ -174,3 +175,58 @@ async def test_a_burst_reuses_the_pools_connections_instead_of_reconnecting(
     assert 0 < first <= many
     await asyncio.gather(*(one_transaction() for _ in range(many)))
     assert connects == first  # the second burst found every connection still in the pool
+
+
+async def test_a_single_write_is_its_own_transaction_without_begin_on_postgres(
+    database: Database, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # `write` saves BEGIN and COMMIT on Postgres (docs/performance.md, item 21): the statement
+    # runs outside a transaction block, atomic on its own. Counted where asyncpg sends BEGIN.
+    from asyncpg.transaction import Transaction
+
+    begun = 0
+    opening = Transaction.start
+
+    async def counted(self: Transaction) -> None:
+        nonlocal begun
+        begun += 1
+        await opening(self)
+
+    monkeypatch.setattr(Transaction, "start", counted)
+    await database.ping()  # the pool's first connection (the dialect's own BEGIN on connect)
+    before = begun
+    written = await database.write(text("SELECT 1 AS one"))
+    assert [row.one for row in written.rows] == [1]
+    alone = begun - before
+    async with database.transaction() as connection:
+        await connection.execute(text("SELECT 1"))
+    if not database.is_sqlite:
+        assert (alone, begun - before) == (0, 1)  # the transaction opened a block, not the write
+    # A write's RETURNING rows and its row count come back; a failure changes nothing.
+    added = await database.write(insert(User).values(id=77, language="ru").returning(User.id))
+    assert [row.id for row in added.rows] == [77]
+    assert added.rowcount == 1
+    with pytest.raises(IntegrityError):
+        await database.write(insert(User).values(id=77, language="en"))
+    async with database.transaction(readonly=True) as connection:
+        assert await connection.scalar(select(User.language).where(User.id == 77)) == "ru"
+
+
+async def test_among_is_one_statement_text_for_any_number_of_values(database: Database) -> None:
+    # asyncpg prepares every new statement text once per connection: an IN list whose text
+    # grows with its values made a claim of 1 to 32 rows re-prepare on nearly every claim.
+    async with database.transaction() as connection:
+        await connection.execute(insert(User), [{"id": i, "language": "ru"} for i in range(1, 6)])
+    sent: set[str] = set()
+
+    def seen(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        sent.add(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
+    for values in ([2], [1, 3, 5], [4, 5, 6, 7, 8, 9]):
+        query = select(User.id).where(database.among(User.id, values)).order_by(User.id)
+        async with database.transaction(readonly=True) as connection:
+            found = list(await connection.scalars(query))
+        assert found == [v for v in values if v <= 5]
+    if not database.is_sqlite:
+        assert len(sent) == 1, sent  # the text the driver prepares, whatever the count

@@ -166,7 +166,7 @@ class JobEngine:
             self._started.discard(job_id)
         await self.database.best_effort(
             update(Job)
-            .where(Job.id.in_(job_ids), Job.lease_owner == self.owner)
+            .where(self.database.among(Job.id, job_ids), Job.lease_owner == self.owner)
             .values(
                 lease_owner=None,
                 lease_until=None,
@@ -240,7 +240,7 @@ class JobEngine:
             leased = list(
                 await session.scalars(
                     update(Job)
-                    .where(Job.id.in_(ids), self.fence())
+                    .where(self.database.among(Job.id, ids), self.fence())
                     .values(
                         lease_owner=self.owner,
                         lease_until=now + timedelta(seconds=self.settings.lease_s),
@@ -320,8 +320,8 @@ class JobEngine:
     ) -> None:
         """Give the job back (lease released) to be picked up again in `delay_s`; with
         `status`, moved there too (a transition)."""
-        async with self.database.unit_of_work() as session:
-            if status is not None:
+        if status is not None:
+            async with self.database.unit_of_work() as session:
                 await self._move(
                     session,
                     job,
@@ -329,18 +329,18 @@ class JobEngine:
                     next_run_at=utcnow() + timedelta(seconds=delay_s),
                     **values,
                 )
-                return
-            await (await core(session)).execute(
-                update(Job)
-                .where(Job.id == job.id, Job.lease_owner == self.owner, self.fence())
-                .values(
-                    next_run_at=utcnow() + timedelta(seconds=delay_s),
-                    lease_owner=None,
-                    lease_until=None,
-                    updated_at=utcnow(),
-                    **values,
-                )
+            return
+        await self.database.write(
+            update(Job)
+            .where(Job.id == job.id, Job.lease_owner == self.owner, self.fence())
+            .values(
+                next_run_at=utcnow() + timedelta(seconds=delay_s),
+                lease_owner=None,
+                lease_until=None,
+                updated_at=utcnow(),
+                **values,
             )
+        )
 
     # -- CONFIRMED → SUBMITTED ------------------------------------------------------------
     async def _submit(self, job: Job, *, started: bool = False) -> None:
@@ -433,10 +433,7 @@ class JobEngine:
         if self.files is None:
             raise MediaFetchError("no Telegram file access configured")
         resolved = await upload_media(model, params, self.files, self.kie, job.id)
-        async with self.database.unit_of_work() as session:
-            await (await core(session)).execute(
-                update(Job).where(Job.id == job.id).values(params=resolved)
-            )
+        await self.database.write(update(Job).where(Job.id == job.id).values(params=resolved))
         return resolved
 
     def _first_poll_s(self) -> float:
@@ -589,19 +586,18 @@ class JobEngine:
             async with self._memory.reserve(self._download_cap) as held:
                 item = await self.kie.download(url)
                 held.keep(0 if item.data is None else len(item.data))
-                async with self.database.transaction() as connection:
-                    # A retried download replaces what an earlier attempt stored.
-                    await connection.execute(
-                        self._store_result,
-                        {
-                            "job_id": job.id,
-                            "position": position,
-                            "url": item.url,
-                            "mime_type": item.mime_type,
-                            "size_bytes": item.size_bytes,
-                            "data": item.data,  # None: too big to send, it goes as a link
-                        },
-                    )
+                # A retried download replaces what an earlier attempt stored.
+                await self.database.write(
+                    self._store_result,
+                    {
+                        "job_id": job.id,
+                        "position": position,
+                        "url": item.url,
+                        "mime_type": item.mime_type,
+                        "size_bytes": item.size_bytes,
+                        "data": item.data,  # None: too big to send, it goes as a link
+                    },
+                )
         return len(urls)
 
     async def _succeed(self, job: Job, status: TaskStatus) -> None:

@@ -163,7 +163,7 @@ class OutboxRelay:
             rows = list(
                 await session.scalars(
                     update(Outbox)
-                    .where(Outbox.id.in_(ids), self.fence())
+                    .where(self.database.among(Outbox.id, ids), self.fence())
                     .values(lease_until=now + timedelta(seconds=self.lease_s))
                     .returning(Outbox),
                     execution_options={"synchronize_session": False},
@@ -171,7 +171,10 @@ class OutboxRelay:
             )
             job_ids = {row.job_id for row in rows}
             jobs = {
-                job.id: job for job in await session.scalars(select(Job).where(Job.id.in_(job_ids)))
+                job.id: job
+                for job in await session.scalars(
+                    select(Job).where(self.database.among(Job.id, job_ids))
+                )
             }
             # A result's files too: its send starts from them (no read of its own).
             results: dict[str, list[JobResult]] = {
@@ -180,7 +183,7 @@ class OutboxRelay:
             if results:
                 for result in await session.scalars(
                     select(JobResult)
-                    .where(JobResult.job_id.in_(results))
+                    .where(self.database.among(JobResult.job_id, results))
                     .order_by(JobResult.job_id, JobResult.position)
                 ):
                     results[result.job_id].append(result)
@@ -214,7 +217,7 @@ class OutboxRelay:
             self._leased.pop(row_id, None)
         await self.database.best_effort(
             update(Outbox)
-            .where(Outbox.id.in_(row_ids), Outbox.sent_at.is_(None))
+            .where(self.database.among(Outbox.id, row_ids), Outbox.sent_at.is_(None))
             .values(lease_until=utcnow() + timedelta(seconds=after_s)),
             what="outbox_lease_release",
         )
@@ -386,30 +389,27 @@ class OutboxRelay:
             log.error("outbox_gave_up", outbox_id=row.id, job_id=job.id, reason=later.reason)
             return
         delay = outbox_retry_s(attempts, later.reason, later.after_s, self.retry_s)
-        async with self.database.unit_of_work() as session:
-            await (await core(session)).execute(
-                update(Outbox)
-                .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
-                .values(
-                    attempts=attempts,
-                    lease_until=None,
-                    next_attempt_at=utcnow() + timedelta(seconds=delay),
-                )
+        await self.database.write(
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
+            .values(
+                attempts=attempts,
+                lease_until=None,
+                next_attempt_at=utcnow() + timedelta(seconds=delay),
             )
+        )
         log.info("outbox_retry", outbox_id=row.id, after_s=delay, reason=later.reason)
 
     async def _postpone(self, row: Outbox, delay_s: float) -> None:
-        async with self.database.unit_of_work() as session:
-            await (await core(session)).execute(
-                update(Outbox)
-                .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
-                .values(lease_until=None, next_attempt_at=utcnow() + timedelta(seconds=delay_s))
-            )
+        await self.database.write(
+            update(Outbox)
+            .where(Outbox.id == row.id, Outbox.sent_at.is_(None))
+            .values(lease_until=None, next_attempt_at=utcnow() + timedelta(seconds=delay_s))
+        )
 
     async def _mark(self, row: Outbox, outcome: str, message_id: int | None = None) -> None:
         async def mark() -> None:
-            async with self.database.unit_of_work() as session:
-                await self._mark_in(session, row, outcome, message_id)
+            await self.database.write(MARK_SENT, self._mark_values(row, outcome, message_id))
 
         # After a send the mark is the only record of it: a cut connection must not turn it
         # into a repeated message.
@@ -419,7 +419,10 @@ class OutboxRelay:
         self, session: AsyncSession, row: Outbox, outcome: str, message_id: int | None = None
     ) -> bool:
         marked = await (await core(session)).execute(
-            MARK_SENT,
-            {"row_id": row.id, "now": utcnow(), "how": outcome, "message_id": message_id},
+            MARK_SENT, self._mark_values(row, outcome, message_id)
         )
         return marked.scalar_one_or_none() is not None
+
+    @staticmethod
+    def _mark_values(row: Outbox, outcome: str, message_id: int | None) -> dict[str, Any]:
+        return {"row_id": row.id, "now": utcnow(), "how": outcome, "message_id": message_id}

@@ -283,7 +283,10 @@ class UpdateInbox:
                 # Counted before handling: an update that kills its instance is seen next time.
                 await connection.execute(
                     update(InboxUpdate)
-                    .where(InboxUpdate.update_id.in_([r.update_id for r in taken]), self.fence())
+                    .where(
+                        self.database.among(InboxUpdate.update_id, [r.update_id for r in taken]),
+                        self.fence(),
+                    )
                     .values(attempts=InboxUpdate.attempts + 1)
                 )
         self._queued.update(r.update_id for r in taken)
@@ -332,7 +335,7 @@ class UpdateInbox:
     async def _mark(self, connection: Executor, update_ids: list[int]) -> None:
         await connection.execute(
             update(InboxUpdate)
-            .where(and_(InboxUpdate.update_id.in_(update_ids), self.fence()))
+            .where(and_(self.database.among(InboxUpdate.update_id, update_ids), self.fence()))
             .values(processed_at=utcnow())
         )
 
