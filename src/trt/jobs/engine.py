@@ -223,7 +223,7 @@ class JobEngine:
         due = [s.value for s in (*ACTIVE,)]
         async with self.database.unit_of_work() as session:
             candidates = (
-                select(Job.id)
+                select(Job.id, Job.status)
                 .where(
                     Job.status.in_(due),
                     Job.next_run_at <= now,
@@ -234,39 +234,33 @@ class JobEngine:
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
-            ids = list(await session.scalars(candidates))
-            if not ids:
+            found = {row.id: row.status for row in await session.execute(candidates)}
+            if not found:
                 return []
+            # A new job moves to SUBMITTING in the lease's own UPDATE (no transaction, nor
+            # statement, of its own); its step then calls createTask. Committed before the
+            # call, as ever: a worker lost from here on leaves it SUBMITTING, reconciled, never
+            # sent twice. The rows are locked since the SELECT (SQLite: the write lock), so the
+            # status read there is the one the UPDATE moved from.
             leased = list(
                 await session.scalars(
                     update(Job)
-                    .where(self.database.among(Job.id, ids), self.fence())
+                    .where(self.database.among(Job.id, found), self.fence())
                     .values(
                         lease_owner=self.owner,
                         lease_until=now + timedelta(seconds=self.settings.lease_s),
+                        **self.transitions.start_on_lease(now),
                     )
                     .returning(Job),
                     execution_options={"synchronize_session": False},
                 )
             )
-            # A new job moves to SUBMITTING in the claim's own transaction (one transaction
-            # less per job); its step then calls createTask. Committed before the call, as
-            # ever: a worker lost from here on leaves it SUBMITTING, reconciled, never sent
-            # twice.
-            started = []
-            for job in leased:
-                if (
-                    job.status == JobStatus.CONFIRMED.value
-                    and now < job.deadline_at
-                    and await self._move(
-                        session,
-                        job,
-                        JobStatus.SUBMITTING,
-                        keep_lease=True,
-                        attempts=job.attempts + 1,
-                    )
-                ):
-                    started.append(job.id)
+        started = [
+            job.id
+            for job in leased
+            if found[job.id] == JobStatus.CONFIRMED.value
+            and job.status == JobStatus.SUBMITTING.value
+        ]
         for job in leased:
             self._leased[job.id] = job
         self._started.update(started)
@@ -289,7 +283,7 @@ class JobEngine:
 
     async def _advance(self, job: Job, *, started: bool = False) -> None:
         status = JobStatus(job.status)
-        if status is JobStatus.CONFIRMED:
+        if started or status is JobStatus.CONFIRMED:  # started: the claim moved it to SUBMITTING
             await self._submit(job, started=started)
         elif status is JobStatus.SUBMITTING:
             # Found leased-out in SUBMITTING: a worker died around createTask. The task may

@@ -25,7 +25,9 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    and_,
     bindparam,
+    case,
     delete,
     insert,
     select,
@@ -167,6 +169,20 @@ class JobTransitions:
             .values(status=bindparam("to"), updated_at=bindparam("now"), **sets)
             .returning(Job.id)
         )
+
+    @staticmethod
+    def start_on_lease(now: datetime) -> dict[str, Any]:
+        """The SET that starts, in the engine's lease UPDATE itself, the CONFIRMED jobs among
+        those leased whose deadline is ahead (→ SUBMITTING, one attempt more): one statement
+        for the claim, none per job. A CONFIRMED job past its deadline stays as it is (its step
+        times it out); every other job keeps its state. Each CASE reads the row as it was."""
+        assert JobStatus.SUBMITTING in TRANSITIONS[JobStatus.CONFIRMED]
+        starting = and_(Job.status == JobStatus.CONFIRMED.value, Job.deadline_at > now)
+        return {
+            "status": case((starting, JobStatus.SUBMITTING.value), else_=Job.status),
+            "attempts": case((starting, Job.attempts + 1), else_=Job.attempts),
+            "updated_at": case((starting, now), else_=Job.updated_at),
+        }
 
     # -- money with the move ------------------------------------------------------------------
     async def reserve(

@@ -1,0 +1,69 @@
+"""The engine's claim: one lease UPDATE that also starts new jobs (docs/performance.md, item 22)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import timedelta
+from decimal import Decimal
+
+from sqlalchemy import select, update
+
+from trt.billing.wallets import WalletService
+from trt.catalog.loader import default_catalog
+from trt.catalog.pricing import Rates
+from trt.config import EngineSettings
+from trt.db.database import Database
+from trt.db.models import Job, utcnow
+from trt.jobs.engine import JobEngine
+from trt.jobs.service import JobService
+from trt.jobs.state import JobStatus
+from trt.kie.client import KieClient
+from trt.pipeline import UnifiedModelPipeline
+
+
+async def test_a_claim_starts_new_jobs_in_its_lease_and_leaves_the_rest_as_they_were(
+    database: Database,
+) -> None:
+    pipeline = UnifiedModelPipeline(default_catalog(), Rates(Decimal(95), Decimal(2)))
+    settings = EngineSettings(max_active_per_user=10, max_in_flight=10)
+    jobs = JobService(database, pipeline, settings, free_daily_quota=0)
+    await WalletService(database).credit(7, 100_000, source="topup:test", idempotency_key="t:7")
+    ids = []
+    for n in range(3):
+        created = await jobs.create(
+            user_id=7,
+            chat_id=7,
+            lang="ru",
+            model_slug="nb2",
+            params={"prompt": f"fox {n}"},
+            draft_key=uuid.uuid4().hex,
+        )
+        ids.append(created.job.id)
+    fresh, late, lost = ids
+    async with database.transaction() as connection:
+        # One past its deadline before any worker took it; one a dead worker left in
+        # SUBMITTING (its createTask may have reached KIE).
+        await connection.execute(
+            update(Job).where(Job.id == late).values(deadline_at=utcnow() - timedelta(seconds=1))
+        )
+        await connection.execute(
+            update(Job).where(Job.id == lost).values(status=JobStatus.SUBMITTING.value, attempts=1)
+        )
+    kie = KieClient("key", "http://127.0.0.1:9", "http://127.0.0.1:9")  # never called here
+    engine = JobEngine(database, pipeline, kie, settings, owner="me", public_base_url=None)
+
+    assert sorted(await engine.claim(10)) == sorted(ids)
+
+    async with database.transaction(readonly=True) as connection:
+        rows = {
+            row.id: row
+            for row in await connection.execute(
+                select(Job.id, Job.status, Job.attempts, Job.lease_owner)
+            )
+        }
+    assert (rows[fresh].status, rows[fresh].attempts) == (JobStatus.SUBMITTING.value, 1)
+    assert (rows[late].status, rows[late].attempts) == (JobStatus.CONFIRMED.value, 0)
+    assert (rows[lost].status, rows[lost].attempts) == (JobStatus.SUBMITTING.value, 1)
+    assert {row.lease_owner for row in rows.values()} == {"me"}
+    # Only the job this claim moved is submitted by its step; the lost one is reconciled.
+    assert engine._started == {fresh}
