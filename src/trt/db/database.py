@@ -70,14 +70,14 @@ class Database:
         else:
             # Not `pool_pre_ping`: it costs three round trips (BEGIN, a ping, ROLLBACK) before
             # every transaction; `_ping_idle_connections` pings only a connection that sat idle.
-            # The pool keeps what a burst of taps holds at once (up to 64 handlers, the engine's
-            # workers): an overflow connection is closed when it comes back, so a pool smaller
-            # than the working set connects and disconnects all through a burst (10 + 10 did:
-            # 7 % of the bot's samples in connect, close and re-preparing statements in
-            # docs/performance.md's profile). Two instances during a deploy overlap hold at most
-            # 2 × 40 of Postgres's default 100. Last in, first out: a light load keeps reusing
-            # the few connections it needs (their statements prepared, no idle ping), and the
-            # rest wait idle for the next burst.
+            # The pool keeps every connection it may open (no overflow): an overflow connection
+            # is closed when it comes back, so a pool that keeps fewer than the working set
+            # connects and disconnects all through a burst of taps or jobs, preparing its
+            # statements again each time (10 + 10 did in the intake burst, 30 + 10 under the
+            # engine's workers: 183 connections for 500 jobs; docs/performance.md, items 18 and
+            # 21). Two instances during a deploy overlap hold at most 2 × 40 of Postgres's
+            # default 100. Last in, first out: a light load keeps reusing the few connections it
+            # needs (their statements prepared, no idle ping), and the rest wait idle.
             kwargs.update(pool_size=pool_size, max_overflow=max_overflow, pool_use_lifo=True)
         self.engine: AsyncEngine = create_async_engine(url, **kwargs)
         # The dialect's INSERT (with its ON CONFLICT clauses) for statements built once.
