@@ -148,9 +148,12 @@ async def test_telegram_5xx_in_a_handler_still_answers_the_tap(bot: RunningBot) 
 async def test_postgres_connections_terminated_mid_transaction_lose_nothing(
     tmp_path: Path, database_url: str
 ) -> None:
-    """For three seconds, every connection of the bot's that is inside a transaction is
-    terminated, ten times a second, while 20 paid jobs run: each cut transaction rolls back,
-    the work is retried, and every job ends delivered and charged once."""
+    """For three seconds (longer, up to fifteen, until at least five were cut), every
+    connection of the bot's that is inside a transaction or a statement is terminated, ten
+    times a second, while 20 paid jobs run: each cut transaction rolls back, the work is
+    retried, and every job ends delivered and charged once. (Since a statement that stands
+    alone runs without a transaction block, docs/performance.md item 21, fewer connections
+    sit inside one at any moment: three seconds alone once cut only four.)"""
     users = list(range(6000, 6020))
     async with running_bot(tmp_path, database_url=database_url, kie_generate_s=0.5) as bot:
         for user_id in users:
@@ -161,8 +164,8 @@ async def test_postgres_connections_terminated_mid_transaction_lose_nothing(
         terminated = 0
         try:
             loop = asyncio.get_running_loop()
-            until = loop.time() + 3.0
-            while loop.time() < until:
+            started = loop.time()
+            while loop.time() < started + 3.0 or (terminated < 5 and loop.time() < started + 15):
                 killed = await admin.fetch(
                     "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
                     "WHERE datname = current_database() AND pid <> pg_backend_pid() "

@@ -159,8 +159,20 @@ class Database:
 
         For a write that stands alone: a compare-and-set, a mark, a stored file. Several
         writes that must land together take `transaction()` or `unit_of_work()`."""
+        return await self._alone(statement, parameters, readonly=False)
+
+    async def read(
+        self, statement: Executable, parameters: dict[str, Any] | None = None
+    ) -> list[Row[Any]]:
+        """The rows of one query that stands alone (`write`'s reading twin: one round trip on
+        Postgres; SQLite reads in a read transaction, outside the write turn)."""
+        return (await self._alone(statement, parameters, readonly=True)).rows
+
+    async def _alone(
+        self, statement: Executable, parameters: dict[str, Any] | None, *, readonly: bool
+    ) -> Written:
         if self.is_sqlite:
-            async with self.transaction() as connection:
+            async with self.transaction(readonly=readonly) as connection:
                 result = await connection.execute(statement, parameters)
                 rows = list(result.all()) if result.returns_rows else []
                 return Written(rows, int(result.rowcount or 0))

@@ -34,12 +34,12 @@ from trt.telemetry.events import Event, new_cid, telemetry
 _ACTIVE = [s.value for s in ACTIVE]
 # What a confirm asks every time, built once (the limits, the draft's job).
 LOCK_USER = select(User.id).where(User.id == bindparam("user")).with_for_update()
-ACTIVE_OF_USER = (
-    select(func.count())
+# The user's active jobs and everyone's, in one read.
+ACTIVE_COUNTS = (
+    select(func.count().filter(Job.user_id == bindparam("user")), func.count())
     .select_from(Job)
-    .where(Job.user_id == bindparam("user"), Job.status.in_(_ACTIVE))
+    .where(Job.status.in_(_ACTIVE))
 )
-ACTIVE_JOBS = select(func.count()).select_from(Job).where(Job.status.in_(_ACTIVE))
 VIEW_COLUMNS = (
     Job.id,
     Job.user_id,
@@ -287,10 +287,9 @@ class JobService:
         await self.ledger.ensure_user(session, user_id)
         connection = await core(session)
         await connection.execute(LOCK_USER, {"user": user_id})
-        mine = await connection.scalar(ACTIVE_OF_USER, {"user": user_id})
+        mine, everyone = (await connection.execute(ACTIVE_COUNTS, {"user": user_id})).one()
         if int(mine or 0) >= self.settings.max_active_per_user:
             raise JobLimitError("user", int(mine or 0))
-        everyone = await connection.scalar(ACTIVE_JOBS)
         if int(everyone or 0) >= self.settings.max_in_flight:
             raise JobLimitError("global", int(everyone or 0))
 
@@ -309,9 +308,8 @@ class JobService:
             return None if job is None else JobView.of(job)
 
     async def by_draft(self, draft_key: str) -> JobView | None:
-        async with self.database.transaction(readonly=True) as connection:
-            row = (await connection.execute(BY_DRAFT, {"draft": draft_key})).one_or_none()
-        return None if row is None else JobView.of(row)
+        rows = await self.database.read(BY_DRAFT, {"draft": draft_key})
+        return JobView.of(rows[0]) if rows else None
 
     async def result_files(self, job_id: str) -> list[StoredResult]:
         """A job's results, in order, as they can be sent again."""

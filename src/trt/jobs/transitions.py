@@ -19,6 +19,7 @@ job service (confirm), admin operations (a refund by hand). KIE's callbacks only
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from datetime import UTC, datetime
 from typing import Any
@@ -37,7 +38,7 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 from sqlalchemy.sql.elements import ClauseElement
 
 from trt.billing.ledger import REVENUE, Ledger, hold_id_for
@@ -58,8 +59,14 @@ UNDELIVERED = "the result could not be delivered"
 CALLBACK_JOB = select(
     Job.id, Job.cid, Job.family, Job.kie_task_id, Job.callback_payload, Job.status
 ).where(Job.callback_token == bindparam("token"))
-INSERT_CALLBACK = insert(KieCallback)
-UPDATE_JOB = update(Job).where(Job.id == bindparam("of_job"))
+INSERT_CALLBACK = insert(KieCallback).values(
+    job_id=bindparam("of_job"),
+    task_id=bindparam("task"),
+    payload=bindparam("body"),
+    received_at=bindparam("at"),
+)
+# The job's columns a callback may set, each bound as v_<column>.
+CALLBACK_SETS = ("callback_payload", "next_run_at")
 MOVE_SHAPES = 256  # cached move statements (a handful of shapes per epoch in practice)
 
 
@@ -346,39 +353,67 @@ class JobTransitions:
 async def record_callback(database: Database, token: str, body: dict[str, Any]) -> str | None:
     """KIE's callback recorded and attached to its job, which is made due now (the engine
     confirms the outcome with recordInfo before any money moves); the job's id, or None when
-    no job has this token (nothing is stored for it)."""
+    no job has this token (nothing is stored for it).
+
+    Two round trips on Postgres: the job read on its own, then the callback's row and the
+    job's update in one statement (docs/performance.md, item 23). The read takes no lock, as
+    it never did: two callbacks of one job race only over which payload the job keeps, and
+    the engine confirms either with recordInfo."""
     task_id = callback_task_id(body)[:128] or None
-    async with database.transaction() as connection:
-        job = (await connection.execute(CALLBACK_JOB, {"token": token})).one_or_none()
-        if job is None:
-            log.warning(
-                "kie_callback_orphan",
-                reason_code="ACCESS_DENIED",
-                reason_detail="unknown token",
-                task_id=task_id,
-            )
-            return None
-        await connection.execute(
-            INSERT_CALLBACK,
-            {"job_id": job.id, "task_id": task_id, "payload": body, "received_at": utcnow()},
+    found = await database.read(CALLBACK_JOB, {"token": token})
+    if not found:
+        log.warning(
+            "kie_callback_orphan",
+            reason_code="ACCESS_DENIED",
+            reason_detail="unknown token",
+            task_id=task_id,
         )
-        if job.kie_task_id and task_id and task_id != job.kie_task_id:
-            log.warning("kie_callback_mismatch", job_id=job.id, task_id=task_id)
-            return str(job.id)
-        _task, final = parse_callback(Family(job.family), body)
-        keep_earlier = (
-            job.callback_payload is not None
-            and parse_callback(Family(job.family), job.callback_payload)[1] is not None
-            and final is None
-        )
-        values: dict[str, Any] = {}
-        if not keep_earlier:
-            values["callback_payload"] = body
-        if job.status in {s.value for s in ACTIVE}:
-            values["next_run_at"] = utcnow()
-        if values:  # the columns set are the parameters named after them
-            await connection.execute(UPDATE_JOB, {"of_job": job.id, **values})
-        telemetry.emit(
-            Event.KIE_CALLBACK, cid=job.cid, job_id=job.id, task_id=task_id, final=final is not None
-        )
+        return None
+    job = found[0]
+    recorded = {"of_job": job.id, "task": task_id, "body": body, "at": utcnow()}
+    if job.kie_task_id and task_id and task_id != job.kie_task_id:
+        log.warning("kie_callback_mismatch", job_id=job.id, task_id=task_id)
+        await database.write(INSERT_CALLBACK, recorded)
         return str(job.id)
+    _task, final = parse_callback(Family(job.family), body)
+    keep_earlier = (
+        job.callback_payload is not None
+        and parse_callback(Family(job.family), job.callback_payload)[1] is not None
+        and final is None
+    )
+    values: dict[str, Any] = {}
+    if not keep_earlier:
+        values["callback_payload"] = body
+    if job.status in {s.value for s in ACTIVE}:
+        values["next_run_at"] = utcnow()
+    if not values:
+        await database.write(INSERT_CALLBACK, recorded)
+    elif database.is_sqlite:  # no data-modifying WITH: two statements, one transaction
+        async with database.transaction() as connection:
+            await connection.execute(INSERT_CALLBACK, recorded)
+            await connection.execute(
+                _callback_update(tuple(values), with_insert=False),
+                {"of_job": job.id, **{f"v_{k}": v for k, v in values.items()}},
+            )
+    else:
+        await database.write(
+            _callback_update(tuple(values), with_insert=True),
+            {**recorded, **{f"v_{k}": v for k, v in values.items()}},
+        )
+    telemetry.emit(
+        Event.KIE_CALLBACK, cid=job.cid, job_id=job.id, task_id=task_id, final=final is not None
+    )
+    return str(job.id)
+
+
+@functools.cache
+def _callback_update(columns: tuple[str, ...], *, with_insert: bool) -> Update:
+    """The job's update a callback makes (the `columns` of CALLBACK_SETS it sets, bound as
+    v_<column>), on Postgres with the callback's INSERT in its WITH: one statement."""
+    assert set(columns) <= set(CALLBACK_SETS)
+    statement = (
+        update(Job)
+        .where(Job.id == bindparam("of_job"))
+        .values({column: bindparam(f"v_{column}") for column in columns})
+    )
+    return statement.add_cte(INSERT_CALLBACK.cte("recorded")) if with_insert else statement
