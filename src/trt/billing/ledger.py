@@ -27,7 +27,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, event, func, insert, select, update
+from sqlalchemy import bindparam, delete, event, func, insert, select, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -143,7 +143,7 @@ RESERVE = (
     .values(pending_debit_kop=LedgerAccount.pending_debit_kop + bindparam("amount"))
     .returning(LedgerAccount.id)
 )
-INSERT_HOLD = insert(Hold)
+DELETE_HOLD = delete(Hold).where(Hold.id == bindparam("hold"))
 UNRESERVE = (
     update(LedgerAccount)
     .where(LedgerAccount.id == bindparam("account"))
@@ -210,6 +210,9 @@ class Ledger:
             .returning(LedgerPosting.id)
         )
         self._new_user = self._insert(User).on_conflict_do_nothing(index_elements=[User.id])
+        self._new_hold = (
+            self._insert(Hold).on_conflict_do_nothing(index_elements=[Hold.id]).returning(Hold.id)
+        )
         self._resolution = (
             self._insert(HoldResolution)
             .on_conflict_do_nothing(index_elements=[HoldResolution.hold_id])
@@ -416,20 +419,17 @@ class Ledger:
         """Reserve `amount_kop` on the user's wallet in one conditional write.
 
         Raises `InsufficientFundsError` when available < amount (nothing changes). Placing the
-        same `hold_id` again returns it without reserving twice.
+        same `hold_id` again returns it without reserving twice: the hold's row is written
+        first, and only the write that created it reserves (a concurrent second placing waits
+        for the first's row, then finds it). Two statements where a placing read the hold
+        first (docs/performance.md, item 24).
         """
         assert amount_kop > 0
         connection = await core(session)
-        if (await connection.execute(READ_HOLD, {"hold": hold_id})).first() is not None:
-            return hold_id
         wallet_id = await self.wallet(session, user_id)
-        reserved = await connection.execute(RESERVE, {"account": wallet_id, "amount": amount_kop})
-        if reserved.scalar_one_or_none() is None:
-            balance = await self.balance(session, user_id)
-            raise InsufficientFundsError(amount_kop, balance.available_kop)
         now = utcnow()
-        await connection.execute(
-            INSERT_HOLD,
+        placed = await connection.scalar(
+            self._new_hold,
             {
                 "id": hold_id,
                 "account_id": wallet_id,
@@ -440,6 +440,13 @@ class Ledger:
                 "expires_at": now + timedelta(seconds=ttl_s),
             },
         )
+        if placed is None:
+            return hold_id  # placed before: reserved then
+        reserved = await connection.execute(RESERVE, {"account": wallet_id, "amount": amount_kop})
+        if reserved.scalar_one_or_none() is None:
+            await connection.execute(DELETE_HOLD, {"hold": hold_id})  # nothing changes
+            balance = await self.balance(session, user_id)
+            raise InsufficientFundsError(amount_kop, balance.available_kop)
         return hold_id
 
     async def capture(

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import Row, bindparam, func, select
+from sqlalchemy import Row, bindparam, func, insert, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -35,6 +35,7 @@ _ACTIVE = [s.value for s in ACTIVE]
 # What a confirm asks every time, built once (the limits, the draft's job).
 LOCK_USER = select(User.id).where(User.id == bindparam("user")).with_for_update()
 # The user's active jobs and everyone's, in one read.
+INSERT_JOB = insert(Job)
 ACTIVE_COUNTS = (
     select(func.count().filter(Job.user_id == bindparam("user")), func.count())
     .select_from(Job)
@@ -213,34 +214,35 @@ class JobService:
                     cid=cid,
                 )
                 now = utcnow()
-                session.add(
-                    Job(
-                        id=job_id,
-                        draft_key=draft_key,
-                        user_id=user_id,
-                        chat_id=chat_id,
-                        lang=lang,
-                        model_slug=model.slug,
-                        family=model.family.value,
-                        kie_model=model.kie_id,
-                        output_kind=model.output.value,
-                        params=checked.params,
-                        price_kop=price,
-                        is_free=is_free,
-                        free_day=today_utc() if is_free else None,
-                        hold_id=hold_id,
-                        status=JobStatus.CONFIRMED.value,
-                        callback_token=secrets.token_urlsafe(24),
-                        next_run_at=now,
-                        deadline_at=now + deadline,
-                        status_message_id=status_message_id,
-                        cid=cid,
-                        prompt_original=prompt_original,
-                        created_at=now,
-                        updated_at=now,
-                    )
+                # Core, not the ORM's unit of work: the row is written, never read back here.
+                await (await core(session)).execute(
+                    INSERT_JOB,
+                    {
+                        "id": job_id,
+                        "draft_key": draft_key,
+                        "user_id": user_id,
+                        "chat_id": chat_id,
+                        "lang": lang,
+                        "model_slug": model.slug,
+                        "family": model.family.value,
+                        "kie_model": model.kie_id,
+                        "output_kind": model.output.value,
+                        "params": checked.params,
+                        "price_kop": price,
+                        "is_free": is_free,
+                        "free_day": today_utc() if is_free else None,
+                        "hold_id": hold_id,
+                        "status": JobStatus.CONFIRMED.value,
+                        "callback_token": secrets.token_urlsafe(24),
+                        "next_run_at": now,
+                        "deadline_at": now + deadline,
+                        "status_message_id": status_message_id,
+                        "cid": cid,
+                        "prompt_original": prompt_original,
+                        "created_at": now,
+                        "updated_at": now,
+                    },
                 )
-                await session.flush()
         except IntegrityError:
             # The same draft confirmed concurrently: the other transaction won.
             found = await self.by_draft(draft_key)

@@ -14,7 +14,7 @@ from trt.billing.ledger import (
     wallet_code,
 )
 from trt.db.database import Database
-from trt.db.models import LedgerAccount, User
+from trt.db.models import Hold, LedgerAccount, User
 
 USER = 7
 
@@ -105,6 +105,23 @@ async def test_hold_fails_at_once_when_funds_are_short(database: Database, ledge
     assert (caught.value.needed_kop, caught.value.available_kop) == (1_001, 1_000)
     async with database.unit_of_work(readonly=True) as session:
         assert (await ledger.balance(session, USER)).held_kop == 0
+
+
+async def test_a_refused_hold_leaves_nothing_even_in_a_transaction_that_goes_on(
+    database: Database, ledger: Ledger
+) -> None:
+    # The hold's row is written before the reservation (item 24): a refusal takes it back, so
+    # a caller that catches the refusal and commits leaves no hold without its reservation.
+    await top_up(database, ledger, 1_000)
+    async with database.unit_of_work() as session:
+        with pytest.raises(InsufficientFundsError):
+            await ledger.place_hold(
+                session, user_id=USER, amount_kop=1_001, hold_id="short", reason="job", ttl_s=60
+            )
+    async with database.unit_of_work(readonly=True) as session:
+        assert await session.get(Hold, "short") is None
+        assert (await ledger.balance(session, USER)).held_kop == 0
+        assert await check_invariants(session) == []
 
 
 async def test_placing_the_same_hold_twice_reserves_once(
