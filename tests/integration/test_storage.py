@@ -5,13 +5,13 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
-from sqlalchemy import event, insert, select, text
+from sqlalchemy import bindparam, event, insert, select, text, update
 from sqlalchemy.exc import IntegrityError, OperationalError
 
 from trt.db import database as db_module
 from trt.db import sqlite_inline
-from trt.db.database import Database, connection_lost
-from trt.db.models import User
+from trt.db.database import Database, connection_lost, insert_after
+from trt.db.models import FreeUsage, User
 
 
 async def test_unit_of_work_commits_on_success(database: Database) -> None:
@@ -230,3 +230,25 @@ async def test_among_is_one_statement_text_for_any_number_of_values(database: Da
         assert found == [v for v in values if v <= 5]
     if not database.is_sqlite:
         assert len(sent) == 1, sent  # the text the driver prepares, whatever the count
+
+
+@pytest.mark.parametrize("backend", ["postgres"], indirect=True)
+async def test_insert_after_inserts_only_when_the_update_moved_a_row(database: Database) -> None:
+    # One statement for a move and the row that goes with it (the engine's task id and its
+    # progress note, docs/performance.md item 25): the row only when the move happened.
+    async with database.transaction() as connection:
+        await connection.execute(insert(User).values(id=5, language="ru"))
+    move = (
+        update(User)
+        .where(User.id == bindparam("user"), User.language == "ru")
+        .values(language="en")
+        .returning(User.id)
+    )
+    for _ in range(2):  # the second finds nothing to move
+        await database.write(
+            insert_after(move, FreeUsage, {"user_id": 5, "day": "2026-12-06", "used": 1}),
+            {"user": 5},
+        )
+    async with database.transaction(readonly=True) as connection:
+        assert await connection.scalar(select(User.language).where(User.id == 5)) == "en"
+        assert list(await connection.scalars(select(FreeUsage.used))) == [1]

@@ -17,7 +17,18 @@ from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, NamedTuple, TypeVar
 
-from sqlalchemy import ColumnElement, Row, any_, bindparam, event, text
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    Row,
+    any_,
+    bindparam,
+    event,
+    exists,
+    insert,
+    select,
+    text,
+)
 from sqlalchemy.dialects.postgresql import ARRAY
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
@@ -30,9 +41,10 @@ from sqlalchemy.ext.asyncio import (
     async_sessionmaker,
     create_async_engine,
 )
-from sqlalchemy.orm import QueryableAttribute
+from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.base import Executable
+from sqlalchemy.sql.dml import ReturningUpdate
 from sqlalchemy.util.concurrency import await_
 
 from trt.db import sqlite_inline
@@ -214,6 +226,25 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def insert_after(
+    first: ReturningUpdate[Any], model: type[DeclarativeBase], values: dict[str, Any]
+) -> Insert:
+    """One statement for Postgres (`Database.write`): `first`, an UPDATE … RETURNING, in a
+    WITH, and one row of `model` (its column `values`) inserted only when `first` changed a
+    row. Atomic as one statement; what it inserted is its RETURNING of the row's columns (add
+    `.returning(...)` to learn whether it did). SQLite has no data-modifying WITH: there the
+    two statements run in one transaction."""
+    done = first.cte("first_done")
+    columns = model.__table__.c
+    row = select(
+        *(
+            bindparam(f"row_{name}", value, type_=columns[name].type)
+            for name, value in values.items()
+        )
+    ).where(exists(select(done)))
+    return insert(model).from_select(list(values), row).add_cte(done)
 
 
 _CORE = "trt_core_connection"

@@ -24,7 +24,7 @@ from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
 from trt.concurrency import LeasedLoop, MemoryBudget
 from trt.config import EngineSettings
-from trt.db.database import Database, core
+from trt.db.database import Database, core, insert_after
 from trt.db.models import Job, JobResult, KieCallback, Outbox, User, utcnow
 from trt.errors import MediaFetchError
 from trt.faults import failpoint
@@ -376,32 +376,32 @@ class JobEngine:
         # KIE has the task and only this process knows its id: a cut connection must not
         # lose it (the job would end refunded with the work done at KIE).
         async def store_task_id() -> None:
-            async with self.database.unit_of_work() as session:
-                adopted = await self.transitions.move(
-                    session,
-                    job,
-                    JobStatus.SUBMITTED,
-                    sources=(JobStatus.SUBMITTING, JobStatus.RECONCILING),
-                    where=(Job.kie_task_id.is_(None),),
-                    kie_task_id=task_id,
-                    # A fast task's callback can arrive before createTask's answer: then the
-                    # job is due at once, not at the first poll.
-                    next_run_at=case(
-                        (
-                            Job.callback_payload.is_(None),
-                            utcnow() + timedelta(seconds=self._first_poll_s()),
-                        ),
-                        else_=utcnow(),
+            moved, params = self.transitions.move_statement(
+                job,
+                JobStatus.SUBMITTED,
+                sources=(JobStatus.SUBMITTING, JobStatus.RECONCILING),
+                where=(Job.kie_task_id.is_(None),),
+                kie_task_id=task_id,
+                # A fast task's callback can arrive before createTask's answer: then the job
+                # is due at once, not at the first poll.
+                next_run_at=case(
+                    (
+                        Job.callback_payload.is_(None),
+                        utcnow() + timedelta(seconds=self._first_poll_s()),
                     ),
-                )
-                if adopted:
-                    await self._outbox(
-                        session,
-                        job,
-                        "running",
-                        {"notice": "running"},
-                        after_s=PROGRESS_NOTE_AFTER_S,
-                    )
+                    else_=utcnow(),
+                ),
+            )
+            # The progress note goes with the move, only if the job moved.
+            note = self._outbox_fields(
+                job, "running", {"notice": "running"}, after_s=PROGRESS_NOTE_AFTER_S
+            )
+            if not self.database.is_sqlite:  # one statement (docs/performance.md, item 25)
+                await self.database.write(insert_after(moved, Outbox, note), params)
+                return
+            async with self.database.transaction() as connection:
+                if (await connection.execute(moved, params)).first() is not None:
+                    await connection.execute(INSERT_OUTBOX, note)
 
         await self.database.retrying(store_task_id, what="store_task_id")
         self.told.set()
@@ -720,7 +720,14 @@ class JobEngine:
         *,
         after_s: float = 0.0,
     ) -> None:
-        payload = {**payload, "edit_message_id": job.status_message_id}
         await (await core(session)).execute(
-            INSERT_OUTBOX, Outbox.fields_for_job(job, kind, payload, after_s=after_s)
+            INSERT_OUTBOX, self._outbox_fields(job, kind, payload, after_s=after_s)
         )
+
+    @staticmethod
+    def _outbox_fields(
+        job: Job, kind: str, payload: dict[str, Any], *, after_s: float = 0.0
+    ) -> dict[str, Any]:
+        """A message of the job's to its chat, as an outbox row's columns."""
+        payload = {**payload, "edit_message_id": job.status_message_id}
+        return Outbox.fields_for_job(job, kind, payload, after_s=after_s)

@@ -113,6 +113,34 @@ class JobTransitions:
     ) -> bool:
         """Compare-and-set `job` to `to` if it is in one of `sources` (by default every state
         that may move to `to`), still leased by `owner` when given, and the leader's."""
+        statement, params = self.move_statement(
+            job,
+            to,
+            owner=owner,
+            sources=sources,
+            keep_lease=keep_lease,
+            fenced=fenced,
+            where=where,
+            **values,
+        )
+        moved = await (await core(session)).execute(statement, params)
+        return moved.scalar_one_or_none() is not None
+
+    def move_statement(
+        self,
+        job: Job,
+        to: JobStatus,
+        *,
+        owner: str | None = None,
+        sources: tuple[JobStatus, ...] | None = None,
+        keep_lease: bool = False,
+        fenced: bool = True,
+        where: tuple[ColumnElement[bool], ...] = (),
+        **values: Any,
+    ) -> tuple[ReturningUpdate[tuple[str]], dict[str, Any]]:
+        """`move`'s compare-and-set as a statement and its parameters, not run: for a caller
+        that runs it with more in the same statement (`insert_after`). It returns the job's
+        id when the job moved."""
         sources = sources or sources_of(to)
         illegal = [s.value for s in sources if to not in TRANSITIONS[s]]
         if illegal:
@@ -144,8 +172,7 @@ class JobTransitions:
                 cached = self._move_statement(sources, owner is not None, fence, values, ())
                 self._moves[shape] = cached
             statement = cached
-        moved = await (await core(session)).execute(statement, params)
-        return moved.scalar_one_or_none() is not None
+        return statement, params
 
     @staticmethod
     def _move_statement(
