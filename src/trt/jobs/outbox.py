@@ -19,7 +19,7 @@ from datetime import timedelta
 from typing import Any, Protocol
 
 import structlog
-from sqlalchemy import ColumnElement, bindparam, select, true, update
+from sqlalchemy import ColumnElement, Executable, bindparam, exists, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from trt.billing.ledger import Ledger
@@ -46,7 +46,7 @@ MARK_SENT = (
     update(Outbox)
     .where(Outbox.id == bindparam("row_id"), Outbox.sent_at.is_(None))
     .values(
-        sent_at=bindparam("now"),
+        sent_at=bindparam("marked_at"),
         outcome=bindparam("how"),
         telegram_message_id=bindparam("message_id"),
         lease_until=None,
@@ -58,11 +58,30 @@ RESULT_SENT = (
     .where(JobResult.job_id == bindparam("of_job"), JobResult.position == bindparam("at"))
     .values(
         telegram_file_id=bindparam("file_id"),
-        sent_as=bindparam("kind"),
+        sent_as=bindparam("sent_kind"),
         duration_s=bindparam("seconds"),
         data=bindparam("keep"),
     )
 )
+
+# The same two as WITH-parts of Postgres's one-statement record of a one-file result
+# (`_deliver_result`). Every parameter of that statement is named after no column of the
+# tables it updates (the move's are moving, now, to, v_…): SQLAlchemy adds a parameter named
+# after a column to an UPDATE's SET, a WITH-part's too.
+RESULT_SENT_PART = RESULT_SENT.cte("result_sent")
+MARKED_PART = MARK_SENT.cte("marked")
+
+
+def recorded_alone(
+    transitions: JobTransitions, job: Job, file: dict[str, Any], mark: dict[str, Any]
+) -> tuple[Executable, dict[str, Any]]:
+    """A one-file result's record after its send as one statement for Postgres: the file's
+    Telegram id (RESULT_SENT's parameters), the row's mark (MARK_SENT's) and, only if this
+    mark was the one, the job delivered."""
+    delivered, params = transitions.delivered_statement(job)
+    statement = delivered.where(exists(select(MARKED_PART))).add_cte(RESULT_SENT_PART, MARKED_PART)
+    return statement, {**params, **file, **mark}
+
 
 # (lang, job id, model slug): the buttons under a result or a failure notice
 Keyboards = Callable[[str, str, str], Markup | None]
@@ -309,23 +328,37 @@ class OutboxRelay:
             return
         failpoint("outbox.sent")
 
+        durations = sent.durations or (None,) * len(sent.file_ids)
+        files = [
+            {
+                "of_job": job.id,
+                "at": result.position,
+                "file_id": file_id,
+                "sent_kind": kind,
+                "seconds": seconds,
+                "keep": None if file_id else result.data,
+            }
+            for result, file_id, kind, seconds in zip(
+                results, sent.file_ids, sent.sent_as, durations, strict=False
+            )
+        ]
+
         async def record() -> None:
-            async with self.database.unit_of_work() as session:
-                durations = sent.durations or (None,) * len(sent.file_ids)
-                for result, file_id, kind, seconds in zip(
-                    results, sent.file_ids, sent.sent_as, durations, strict=False
-                ):
-                    await (await core(session)).execute(
-                        RESULT_SENT,
-                        {
-                            "of_job": job.id,
-                            "at": result.position,
-                            "file_id": file_id,
-                            "kind": kind,
-                            "seconds": seconds,
-                            "keep": None if file_id else result.data,
-                        },
+            if not self.database.is_sqlite and len(files) == 1:
+                # One statement (docs/performance.md, item 26): the file's Telegram id, the
+                # row's mark and, only if this mark was the one, the job delivered.
+                await self.database.write(
+                    *recorded_alone(
+                        self.transitions,
+                        job,
+                        files[0],
+                        self._mark_values(row, "sent", sent.message_id),
                     )
+                )
+                return
+            async with self.database.unit_of_work() as session:
+                for file in files:
+                    await (await core(session)).execute(RESULT_SENT, file)
                 if await self._mark_in(session, row, "sent", sent.message_id):
                     await self._job_delivered(session, job)
 
@@ -425,4 +458,9 @@ class OutboxRelay:
 
     @staticmethod
     def _mark_values(row: Outbox, outcome: str, message_id: int | None) -> dict[str, Any]:
-        return {"row_id": row.id, "now": utcnow(), "how": outcome, "message_id": message_id}
+        return {
+            "row_id": row.id,
+            "marked_at": utcnow(),
+            "how": outcome,
+            "message_id": message_id,
+        }

@@ -151,7 +151,11 @@ class JobTransitions:
         if to in FINISHING:
             values.setdefault("finished_at", now)
         fence = self.fence() if fenced else None
-        params: dict[str, Any] = {"job_id": job.id, "now": now, "to": to.value}
+        params: dict[str, Any] = {
+            "moving": job.id,
+            "now": now,
+            "to": to.value,
+        }  # no column is named so (a WITH-part may share them)
         if owner is not None:
             params["owner"] = owner
         bound = {f"v_{k}": v for k, v in values.items() if not _is_sql(v)}
@@ -183,10 +187,10 @@ class JobTransitions:
         where: tuple[ColumnElement[bool], ...],
     ) -> ReturningUpdate[tuple[str]]:
         """The compare-and-set UPDATE of a move: values bound by name (`v_<column>`), the
-        job as `job_id`, the lease holder as `owner`, the time as `now`, the status as `to`
+        job as `moving`, the lease holder as `owner`, the time as `now`, the status as `to`
         (SQL expressions among `values` are built in)."""
         conditions = [
-            Job.id == bindparam("job_id"),
+            Job.id == bindparam("moving"),
             Job.status.in_([s.value for s in sources]),
             *where,
         ]
@@ -293,6 +297,10 @@ class JobTransitions:
     async def delivered(self, session: AsyncSession, job: Job) -> bool:
         """SUCCEEDED → DELIVERED (after a send: unfenced, the send happened either way)."""
         return await self.move(session, job, JobStatus.DELIVERED, keep_lease=True, fenced=False)
+
+    def delivered_statement(self, job: Job) -> tuple[ReturningUpdate[tuple[str]], dict[str, Any]]:
+        """`delivered` as a statement and its parameters, not run (`move_statement`)."""
+        return self.move_statement(job, JobStatus.DELIVERED, keep_lease=True, fenced=False)
 
     async def undeliverable(self, session: AsyncSession, job: Job, *, memo: str) -> bool:
         """SUCCEEDED → FAILED: a result nobody can receive, its captured price given back.
