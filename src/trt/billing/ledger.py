@@ -27,7 +27,19 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import bindparam, delete, event, func, insert, select, update
+from sqlalchemy import (
+    BigInteger,
+    String,
+    bindparam,
+    delete,
+    event,
+    func,
+    insert,
+    literal_column,
+    or_,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -41,6 +53,7 @@ from trt.db.models import (
     LedgerEntry,
     LedgerPosting,
     User,
+    UtcDateTime,
     utcnow,
 )
 from trt.errors import TrtError
@@ -163,6 +176,23 @@ READ_STATEMENT = (
     .limit(bindparam("limit"))
 )
 READ_HOLD = select(Hold.id, Hold.account_id, Hold.amount_kop).where(Hold.id == bindparam("hold"))
+# A capture's one write to the wallet: the posted debit and the hold's reservation released
+# together (a wallet never ends below its holds; docs/performance.md, item 27).
+SETTLE = (
+    update(LedgerAccount)
+    .where(
+        LedgerAccount.id == bindparam("account"),
+        LedgerAccount.posted_kop
+        + bindparam("amount")
+        - (LedgerAccount.pending_debit_kop - bindparam("held"))
+        >= 0,
+    )
+    .values(
+        posted_kop=LedgerAccount.posted_kop + bindparam("amount"),
+        pending_debit_kop=LedgerAccount.pending_debit_kop - bindparam("held"),
+    )
+    .returning(LedgerAccount.id)
+)
 RESOLUTION_POSTING = (
     update(HoldResolution)
     .where(HoldResolution.hold_id == bindparam("hold"))
@@ -213,10 +243,33 @@ class Ledger:
         self._new_hold = (
             self._insert(Hold).on_conflict_do_nothing(index_elements=[Hold.id]).returning(Hold.id)
         )
-        self._resolution = (
+        # The hold's single resolution claimed from its row, in one statement that also
+        # returns what resolving it needs (the hold's wallet and amount): nothing when the
+        # hold is missing, resolved before, or smaller than the amount to capture — the slow
+        # path (`_settled_before`) tells which.
+        amount = bindparam("captured", type_=BigInteger)
+        # The inserted row's hold. Named by hand: SQLAlchemy does not correlate a subquery in
+        # RETURNING, and would read every hold joined to every resolution.
+        of_hold = select(Hold.id).where(Hold.id == literal_column("hold_resolutions.hold_id"))
+        self._claim = (
             self._insert(HoldResolution)
+            .from_select(
+                ["hold_id", "outcome", "captured_kop", "created_at"],
+                select(
+                    Hold.id,
+                    bindparam("outcome", type_=String),
+                    func.coalesce(amount, Hold.amount_kop),
+                    bindparam("at", type_=UtcDateTime),
+                ).where(
+                    Hold.id == bindparam("hold"), or_(amount.is_(None), amount <= Hold.amount_kop)
+                ),
+            )
             .on_conflict_do_nothing(index_elements=[HoldResolution.hold_id])
-            .returning(HoldResolution.hold_id)
+            .returning(
+                HoldResolution.captured_kop,
+                of_hold.with_only_columns(Hold.account_id).scalar_subquery(),
+                of_hold.with_only_columns(Hold.amount_kop).scalar_subquery(),
+            )
         )
         # (database, account id) of the system accounts seen: their moves wait for COMMIT.
         self._system: set[tuple[str, int]] = set()
@@ -282,11 +335,14 @@ class Ledger:
         entries: list[tuple[int, int]],
         memo: str = "",
         cid: str | None = None,
+        releasing: tuple[int, int] | None = None,
     ) -> PostingResult:
         """Apply one balanced posting (account id, signed kopecks) exactly once per key.
 
         A debit that would take a wallet's available balance below zero raises
         `InsufficientFundsError` (the caller's unit of work rolls everything back).
+        `releasing` (account id, kopecks): a reservation on that account given back in the
+        same write as its entry (a capture); a replayed posting releases nothing.
         """
         assert len(entries) >= 2, "a posting has at least two entries"
         assert sum(amount for _, amount in entries) == 0, "a posting must sum to zero"
@@ -312,7 +368,8 @@ class Ledger:
             ],
         )
         for account_id, amount in entries:
-            await self._move_posted(session, account_id, amount)
+            held = releasing[1] if releasing and releasing[0] == account_id else None
+            await self._move_posted(session, account_id, amount, releasing=held)
         return PostingResult(int(inserted), True)
 
     async def _replay(
@@ -333,7 +390,17 @@ class Ledger:
             raise IdempotencyConflictError(f"key {key!r} was used for a different posting")
         return PostingResult(int(posting_id), False)
 
-    async def _move_posted(self, session: AsyncSession, account_id: int, amount: int) -> None:
+    async def _move_posted(
+        self, session: AsyncSession, account_id: int, amount: int, *, releasing: int | None = None
+    ) -> None:
+        if releasing is not None:  # a wallet's debit with its hold's reservation released
+            connection = await core(session)
+            settled = await connection.execute(
+                SETTLE, {"account": account_id, "amount": amount, "held": releasing}
+            )
+            if settled.scalar_one_or_none() is None:
+                raise InsufficientFundsError(-amount, 0)  # never for a capture: it was held
+            return
         if (_database_of(session), account_id) in self._system:
             moves: dict[int, int] = session.info.setdefault(_SYSTEM_MOVES, {})
             moves[account_id] = moves.get(account_id, 0) + amount
@@ -459,69 +526,78 @@ class Ledger:
         cid: str | None = None,
     ) -> HoldOutcome:
         """Turn the hold into a payment (all of it, or less: the rest returns to the user)."""
-        hold = await self._hold(session, hold_id)
-        captured = hold.amount_kop if amount_kop is None else amount_kop
-        if not 0 <= captured <= hold.amount_kop:
-            raise LedgerError(f"cannot capture {captured} of a {hold.amount_kop} hold")
-        first = await self._resolve(session, hold, "captured", captured)
-        if first is not None:
-            return first
-        await self._unreserve(session, hold)
+        if amount_kop is not None and amount_kop < 0:
+            raise LedgerError(f"cannot capture {amount_kop}")
+        claimed = await self._claim_resolution(session, hold_id, "captured", amount_kop)
+        if claimed is None:
+            return await self._settled_before(session, hold_id, amount_kop)
+        captured, account_id, held = claimed
         posting_id = None
         if captured > 0:
             revenue = await self.account(session, REVENUE)
-            result = await self.transfer(
+            result = await self.post(
                 session,
                 kind="capture",
-                idempotency_key=f"capture:{hold.id}",
-                debit=hold.account_id,
-                credit=revenue,
-                amount_kop=captured,
+                idempotency_key=f"capture:{hold_id}",
+                entries=[(account_id, -captured), (revenue, captured)],
                 memo=memo,
                 cid=cid,
+                releasing=(account_id, held),
             )
             posting_id = result.posting_id
+            if not result.created:  # posted before: its reservation is still to give back
+                await self._unreserve(session, Held(hold_id, account_id, held))
+        else:
+            await self._unreserve(session, Held(hold_id, account_id, held))
         await (await core(session)).execute(
-            RESOLUTION_POSTING, {"hold": hold.id, "posting": posting_id}
+            RESOLUTION_POSTING, {"hold": hold_id, "posting": posting_id}
         )
-        return HoldOutcome(hold.id, "captured", hold.amount_kop, captured, True)
+        return HoldOutcome(hold_id, "captured", held, captured, True)
 
     async def release(
         self, session: AsyncSession, hold_id: str, *, expired: bool = False
     ) -> HoldOutcome:
         """Give the held money back (a failure, a timeout, or the sweeper's expiry)."""
-        hold = await self._hold(session, hold_id)
         outcome = "expired" if expired else "released"
-        first = await self._resolve(session, hold, outcome, 0)
-        if first is not None:
-            return first
-        await self._unreserve(session, hold)
-        return HoldOutcome(hold.id, outcome, hold.amount_kop, 0, True)
+        claimed = await self._claim_resolution(session, hold_id, outcome, 0)
+        if claimed is None:
+            return await self._settled_before(session, hold_id, 0)
+        _captured, account_id, held = claimed
+        await self._unreserve(session, Held(hold_id, account_id, held))
+        return HoldOutcome(hold_id, outcome, held, 0, True)
+
+    async def _claim_resolution(
+        self, session: AsyncSession, hold_id: str, outcome: str, captured_kop: int | None
+    ) -> tuple[int, int, int] | None:
+        """Claim the hold's single resolution (`captured_kop` None: all of it): (captured,
+        the hold's account, the hold's amount), or None when it could not be claimed."""
+        row = (
+            await (await core(session)).execute(
+                self._claim,
+                {"hold": hold_id, "outcome": outcome, "captured": captured_kop, "at": utcnow()},
+            )
+        ).one_or_none()
+        return None if row is None else (int(row[0]), int(row[1]), int(row[2]))
+
+    async def _settled_before(
+        self, session: AsyncSession, hold_id: str, captured_kop: int | None
+    ) -> HoldOutcome:
+        """Why a resolution could not be claimed: the hold is missing (`HoldNotFoundError`),
+        the amount is more than it holds (`LedgerError`), or it was resolved before (that
+        earlier outcome, nothing changed)."""
+        hold = await self._hold(session, hold_id)
+        captured = hold.amount_kop if captured_kop is None else captured_kop
+        if not 0 <= captured <= hold.amount_kop:
+            raise LedgerError(f"cannot capture {captured} of a {hold.amount_kop} hold")
+        earlier = await session.get(HoldResolution, hold.id)
+        assert earlier is not None
+        return HoldOutcome(hold.id, earlier.outcome, hold.amount_kop, earlier.captured_kop, False)
 
     async def _hold(self, session: AsyncSession, hold_id: str) -> Held:
         row = (await (await core(session)).execute(READ_HOLD, {"hold": hold_id})).one_or_none()
         if row is None:
             raise HoldNotFoundError(hold_id)
         return Held(str(row.id), int(row.account_id), int(row.amount_kop))
-
-    async def _resolve(
-        self, session: AsyncSession, hold: Held, outcome: str, captured_kop: int
-    ) -> HoldOutcome | None:
-        """Claim the hold's single resolution; the earlier outcome if it was already taken."""
-        claimed = await (await core(session)).scalar(
-            self._resolution,
-            {
-                "hold_id": hold.id,
-                "outcome": outcome,
-                "captured_kop": captured_kop,
-                "created_at": utcnow(),
-            },
-        )
-        if claimed is not None:
-            return None
-        earlier = await session.get(HoldResolution, hold.id)
-        assert earlier is not None
-        return HoldOutcome(hold.id, earlier.outcome, hold.amount_kop, earlier.captured_kop, False)
 
     async def _unreserve(self, session: AsyncSession, hold: Held) -> None:
         await (await core(session)).execute(
