@@ -8,8 +8,8 @@ docs/reliability (shared/reference/reliability.md §1):
   move in the same transaction as its entries;
 - available = posted − open holds; placing a hold is one conditional UPDATE (never
   check-then-write), so concurrent holds cannot overdraw a wallet;
-- a hold resolves exactly once (a unique resolution row); a repeated capture or release
-  returns the first outcome and moves nothing;
+- a hold resolves exactly once (a unique resolution row, claimed from the hold's row in one
+  statement); a repeated capture or release returns the first outcome and moves nothing;
 - every posting carries an idempotency key; replaying it changes nothing, and the same key
   with other entries is refused.
 

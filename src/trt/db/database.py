@@ -183,12 +183,12 @@ class Database:
     async def _alone(
         self, statement: Executable, parameters: dict[str, Any] | None, *, readonly: bool
     ) -> Written:
-        if self.is_sqlite:
-            async with self.transaction(readonly=readonly) as connection:
-                result = await connection.execute(statement, parameters)
-                rows = list(result.all()) if result.returns_rows else []
-                return Written(rows, int(result.rowcount or 0))
-        async with self._autocommit_engine.connect() as connection:
+        alone = (
+            self.transaction(readonly=readonly)
+            if self.is_sqlite
+            else self._autocommit_engine.connect()
+        )
+        async with alone as connection:
             result = await connection.execute(statement, parameters)
             rows = list(result.all()) if result.returns_rows else []
             return Written(rows, int(result.rowcount or 0))
