@@ -11,6 +11,7 @@ from sqlalchemy.dialects import postgresql
 
 from trt.billing.ledger import Ledger
 from trt.db.models import Job, Outbox
+from trt.jobs.engine import ENDING_NOTICE
 from trt.jobs.outbox import recorded_alone
 from trt.jobs.transitions import JobTransitions, _callback_update
 
@@ -53,3 +54,15 @@ def test_a_callbacks_record_sets_only_its_own_columns() -> None:
     inserted = re.search(r"INSERT INTO kie_callbacks \((.*?)\)", sql)
     assert inserted is not None
     assert inserted.group(1).split(", ") == ["job_id", "task_id", "payload", "received_at"]
+
+
+def test_an_endings_message_and_the_notes_skip_set_only_their_own_columns() -> None:
+    job = Job(id="j1", chat_id=3, cid="c", status_message_id=None)
+    fields = Outbox.fields_for_job(job, "result", {"notice": "result"})
+    assert tuple(fields) == Outbox.JOB_FIELDS  # the statement binds exactly these
+    params = [f"row_{name}" for name in fields] + ["of_job", "now"]
+    sql = str(ENDING_NOTICE.compile(dialect=postgresql.asyncpg.dialect(), column_keys=params))
+    assert sets(sql) == {"outbox": {"sent_at", "outcome", "lease_until"}}
+    inserted = re.search(r"INSERT INTO outbox \((.*?)\)", sql)
+    assert inserted is not None
+    assert tuple(inserted.group(1).split(", ")) == Outbox.JOB_FIELDS

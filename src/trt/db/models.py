@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any
+from typing import Any, ClassVar
 
 from sqlalchemy import (
     JSON,
@@ -247,6 +247,17 @@ class Outbox(Base):
     )
 
     __table_args__ = (UniqueConstraint("job_id", "kind"),)
+    # The columns `fields_for_job` gives, in its order.
+    JOB_FIELDS: ClassVar[tuple[str, ...]] = (
+        "job_id",
+        "kind",
+        "chat_id",
+        "payload",
+        "attempts",
+        "next_attempt_at",
+        "cid",
+        "created_at",
+    )
 
     @classmethod
     def for_job(

@@ -285,10 +285,11 @@ class JobService:
     async def _check_limits(self, session: AsyncSession, user_id: int) -> None:
         # The user's row is locked first: two confirms of one user on two instances count one
         # after the other, so neither can pass the limit on a count the other is about to
-        # change (SQLite has one writer anyway).
-        await self.ledger.ensure_user(session, user_id)
+        # change (SQLite has one writer anyway). A user who is new here gets the row first.
         connection = await core(session)
-        await connection.execute(LOCK_USER, {"user": user_id})
+        if await connection.scalar(LOCK_USER, {"user": user_id}) is None:
+            await self.ledger.ensure_user(session, user_id)
+            await connection.execute(LOCK_USER, {"user": user_id})
         mine, everyone = (await connection.execute(ACTIVE_COUNTS, {"user": user_id})).one()
         if int(mine or 0) >= self.settings.max_active_per_user:
             raise JobLimitError("user", int(mine or 0))
