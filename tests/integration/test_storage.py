@@ -10,7 +10,7 @@ from sqlalchemy.exc import IntegrityError, OperationalError
 
 from trt.db import database as db_module
 from trt.db import sqlite_inline
-from trt.db.database import Database, connection_lost, insert_after
+from trt.db.database import Database, connection_lost, insert_after, row_values
 from trt.db.models import FreeUsage, User
 
 
@@ -245,10 +245,8 @@ async def test_insert_after_inserts_only_when_the_update_moved_a_row(database: D
         .returning(User.id)
     )
     for _ in range(2):  # the second finds nothing to move
-        await database.write(
-            insert_after(move, FreeUsage, {"user_id": 5, "day": "2026-12-06", "used": 1}),
-            {"user": 5},
-        )
+        row = {"user_id": 5, "day": "2026-12-06", "used": 1}
+        await database.write(insert_after(move, FreeUsage, row), {"user": 5, **row_values(row)})
     async with database.transaction(readonly=True) as connection:
         assert await connection.scalar(select(User.language).where(User.id == 5)) == "en"
         assert list(await connection.scalars(select(FreeUsage.used))) == [1]

@@ -45,6 +45,7 @@ from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util.concurrency import await_
 
 from trt.db import sqlite_inline
@@ -228,23 +229,33 @@ class Database:
         await self.engine.dispose()
 
 
+def row_parameters(
+    model: type[DeclarativeBase], names: Iterable[str]
+) -> dict[str, BindParameter[Any]]:
+    """Columns of `model` as parameters named row_<column>, for a row written in the same
+    statement as another write (`row_values` gives their values). Named after no column:
+    SQLAlchemy adds an execution parameter named after a column to an UPDATE's SET, a
+    WITH-part's too."""
+    columns = model.__table__.c
+    return {name: bindparam(f"row_{name}", type_=columns[name].type) for name in names}
+
+
+def row_values(fields: dict[str, Any]) -> dict[str, Any]:
+    """A row's column values as the parameters `row_parameters` names."""
+    return {f"row_{name}": value for name, value in fields.items()}
+
+
 def insert_after(
-    first: ReturningUpdate[Any], model: type[DeclarativeBase], values: dict[str, Any]
+    first: ReturningUpdate[Any], model: type[DeclarativeBase], names: Iterable[str]
 ) -> Insert:
     """One statement for Postgres (`Database.write`): `first`, an UPDATE … RETURNING, in a
-    WITH, and one row of `model` (its column `values`) inserted only when `first` changed a
-    row. Atomic as one statement; what it inserted is its RETURNING of the row's columns (add
-    `.returning(...)` to learn whether it did). SQLite has no data-modifying WITH: there the
-    two statements run in one transaction."""
+    WITH, and one row of `model` (its columns `names`, given as `row_values`) inserted only
+    when `first` changed a row. SQLite has no data-modifying WITH: there the two statements
+    run in one transaction."""
     done = first.cte("first_done")
-    columns = model.__table__.c
-    row = select(
-        *(
-            bindparam(f"row_{name}", value, type_=columns[name].type)
-            for name, value in values.items()
-        )
-    ).where(exists(select(done)))
-    return insert(model).from_select(list(values), row).add_cte(done)
+    row = row_parameters(model, names)
+    chosen = select(*row.values()).where(exists(select(done)))
+    return insert(model).from_select(list(row), chosen).add_cte(done)
 
 
 _CORE = "trt_core_connection"

@@ -24,7 +24,7 @@ from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
 from trt.concurrency import LeasedLoop, MemoryBudget
 from trt.config import EngineSettings
-from trt.db.database import Database, core, insert_after
+from trt.db.database import Database, core, insert_after, row_parameters, row_values
 from trt.db.models import Job, JobResult, KieCallback, Outbox, User, utcnow
 from trt.errors import MediaFetchError
 from trt.faults import failpoint
@@ -65,11 +65,10 @@ SKIP_NOTE = (
     .values(sent_at=bindparam("now"), outcome="skipped", lease_until=None)
 )
 UNSENT = {"telegram_file_id": None, "sent_as": None, "duration_s": None}  # a fresh result
-# An ending's message and the note's skip in one statement (Postgres): the row's values bound
-# as row_<column>, named after no column (SQLAlchemy would add them to the skip's SET).
+# An ending's message and the note's skip in one statement (Postgres; `row_parameters`).
 ENDING_NOTICE = (
     insert(Outbox)
-    .values({name: bindparam(f"row_{name}") for name in Outbox.JOB_FIELDS})
+    .values(row_parameters(Outbox, Outbox.JOB_FIELDS))
     .add_cte(SKIP_NOTE.cte("note_skipped"))
 )
 
@@ -404,7 +403,9 @@ class JobEngine:
                 job, "running", {"notice": "running"}, after_s=PROGRESS_NOTE_AFTER_S
             )
             if not self.database.is_sqlite:  # one statement (docs/performance.md, item 25)
-                await self.database.write(insert_after(moved, Outbox, note), params)
+                await self.database.write(
+                    insert_after(moved, Outbox, note), {**params, **row_values(note)}
+                )
                 return
             async with self.database.transaction() as connection:
                 if (await connection.execute(moved, params)).first() is not None:
@@ -724,9 +725,7 @@ class JobEngine:
             await connection.execute(INSERT_OUTBOX, fields)
             await connection.execute(SKIP_NOTE, skip)
             return
-        await connection.execute(
-            ENDING_NOTICE, {**{f"row_{name}": value for name, value in fields.items()}, **skip}
-        )
+        await connection.execute(ENDING_NOTICE, {**row_values(fields), **skip})
 
     @staticmethod
     def _outbox_fields(

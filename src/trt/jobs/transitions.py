@@ -151,11 +151,8 @@ class JobTransitions:
         if to in FINISHING:
             values.setdefault("finished_at", now)
         fence = self.fence() if fenced else None
-        params: dict[str, Any] = {
-            "moving": job.id,
-            "now": now,
-            "to": to.value,
-        }  # no column is named so (a WITH-part may share them)
+        # Named after no column: a WITH-part may share the statement (`row_parameters`).
+        params: dict[str, Any] = {"moving": job.id, "now": now, "to": to.value}
         if owner is not None:
             params["owner"] = owner
         bound = {f"v_{k}": v for k, v in values.items() if not _is_sql(v)}
