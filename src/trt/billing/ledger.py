@@ -25,7 +25,7 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, NoReturn
 
 from sqlalchemy import (
     BigInteger,
@@ -38,6 +38,7 @@ from sqlalchemy import (
     literal_column,
     or_,
     select,
+    text,
     update,
 )
 from sqlalchemy.dialects.postgresql import insert as pg_insert
@@ -199,6 +200,53 @@ RESOLUTION_POSTING = (
     .values(posting_id=bindparam("posting"))
 )
 
+# A posting in one statement on Postgres (docs/performance.md, item 29): the posting's row,
+# its entries, its wallets' counters (each wallet's move under its balance check; a capture's
+# reservation released in the same write) and, for a capture, the resolution it settles —
+# written only when the posting's row is new (a replayed key changes nothing). The result:
+# the new posting's id and the wallets that moved (one missing: its balance check refused,
+# and the caller's transaction rolls back). A data-modifying WITH: every part sees
+# the statement's start, the new posting through RETURNING; foreign keys are checked at its
+# end. System accounts are not in it: their moves wait for COMMIT (`_apply_system_moves`).
+POST_AT_ONCE = text(
+    """
+WITH posting AS (
+    INSERT INTO ledger_postings (kind, idempotency_key, memo, cid, created_at)
+    VALUES (:kind, :idempotency_key, :memo, :cid, :created_at)
+    ON CONFLICT (idempotency_key) DO NOTHING
+    RETURNING id
+), entries AS (
+    INSERT INTO ledger_entries (posting_id, account_id, amount_kop)
+    SELECT posting.id, entry.account, entry.amount
+    FROM posting,
+        unnest(CAST(:entry_accounts AS BIGINT[]), CAST(:entry_amounts AS BIGINT[]))
+        AS entry(account, amount)
+), moved AS (
+    UPDATE ledger_accounts
+    SET posted_kop = ledger_accounts.posted_kop + move.amount,
+        pending_debit_kop = ledger_accounts.pending_debit_kop - move.held
+    FROM posting,
+        unnest(
+            CAST(:move_accounts AS BIGINT[]),
+            CAST(:move_amounts AS BIGINT[]),
+            CAST(:move_held AS BIGINT[])
+        ) AS move(account, amount, held)
+    WHERE ledger_accounts.id = move.account
+        AND (
+            (move.held = 0 AND (move.amount >= 0 OR ledger_accounts.user_id IS NULL))
+            OR ledger_accounts.posted_kop + move.amount
+                - (ledger_accounts.pending_debit_kop - move.held) >= 0
+        )
+    RETURNING ledger_accounts.id
+), linked AS (
+    UPDATE hold_resolutions SET posting_id = posting.id
+    FROM posting
+    WHERE hold_resolutions.hold_id = CAST(:resolving AS VARCHAR)
+)
+SELECT posting.id, ARRAY(SELECT moved.id FROM moved) AS moved FROM posting
+"""
+)
+
 WALLET_PREFIX = "wallet:"
 _SYSTEM_MOVES = "trt_ledger_system_moves"  # session.info: system account id → kopecks
 _CREATED_ACCOUNTS = "trt_ledger_created_accounts"  # session.info: codes this session created
@@ -232,6 +280,7 @@ class Ledger:
 
     def __init__(self, *, is_sqlite: bool) -> None:
         self._insert = sqlite_insert if is_sqlite else pg_insert
+        self._at_once = not is_sqlite  # a posting in one statement (POST_AT_ONCE)
         # The dialect's statements of every posting and resolution, built once (values as
         # parameters: building and keying a statement costs more CPU than running it).
         self._post = (
@@ -336,6 +385,7 @@ class Ledger:
         memo: str = "",
         cid: str | None = None,
         releasing: tuple[int, int] | None = None,
+        resolving: str | None = None,
     ) -> PostingResult:
         """Apply one balanced posting (account id, signed kopecks) exactly once per key.
 
@@ -343,23 +393,30 @@ class Ledger:
         `InsufficientFundsError` (the caller's unit of work rolls everything back).
         `releasing` (account id, kopecks): a reservation on that account given back in the
         same write as its entry (a capture); a replayed posting releases nothing.
+        `resolving`: the hold whose resolution (claimed before) this posting settles; its row
+        names the posting, a replayed one too.
         """
         assert len(entries) >= 2, "a posting has at least two entries"
         assert sum(amount for _, amount in entries) == 0, "a posting must sum to zero"
         assert all(isinstance(amount, int) for _, amount in entries), "kopecks are integers"
         connection = await core(session)
-        inserted = await connection.scalar(
-            self._post,
-            {
-                "kind": kind,
-                "idempotency_key": idempotency_key,
-                "memo": memo[:255],
-                "cid": cid,
-                "created_at": utcnow(),
-            },
-        )
+        database = _database_of(session)
+        wallets = [account for account, _ in entries if (database, account) not in self._system]
+        posting = {
+            "kind": kind,
+            "idempotency_key": idempotency_key,
+            "memo": memo[:255],
+            "cid": cid,
+            "created_at": utcnow(),
+        }
+        # One statement on Postgres; a wallet twice in one posting moves entry by entry.
+        if self._at_once and len(set(wallets)) == len(wallets):
+            return await self._post_at_once(
+                session, posting, entries, wallets, releasing=releasing, resolving=resolving
+            )
+        inserted = await connection.scalar(self._post, posting)
         if inserted is None:
-            return await self._replay(session, idempotency_key, entries)
+            return await self._replay(session, idempotency_key, entries, resolving=resolving)
         await connection.execute(
             INSERT_ENTRY,
             [
@@ -370,10 +427,67 @@ class Ledger:
         for account_id, amount in entries:
             held = releasing[1] if releasing and releasing[0] == account_id else None
             await self._move_posted(session, account_id, amount, releasing=held)
+        if resolving is not None:
+            await connection.execute(RESOLUTION_POSTING, {"hold": resolving, "posting": inserted})
         return PostingResult(int(inserted), True)
 
+    async def _post_at_once(
+        self,
+        session: AsyncSession,
+        posting: dict[str, Any],
+        entries: list[tuple[int, int]],
+        wallets: list[int],
+        *,
+        releasing: tuple[int, int] | None,
+        resolving: str | None,
+    ) -> PostingResult:
+        """`post` as POST_AT_ONCE: one round trip where it took 3 to 6."""
+        moves = [(account, amount) for account, amount in entries if account in wallets]
+        held = [releasing[1] if releasing and releasing[0] == a else 0 for a, _ in moves]
+        row = (
+            await (await core(session)).execute(
+                POST_AT_ONCE,
+                {
+                    **posting,
+                    "entry_accounts": [account for account, _ in entries],
+                    "entry_amounts": [amount for _, amount in entries],
+                    "move_accounts": [account for account, _ in moves],
+                    "move_amounts": [amount for _, amount in moves],
+                    "move_held": held,
+                    "resolving": resolving,
+                },
+            )
+        ).first()
+        if row is None:  # the key was posted before: nothing was written
+            return await self._replay(
+                session, posting["idempotency_key"], entries, resolving=resolving
+            )
+        moved = set(row[1])
+        refused = [(account, amount) for account, amount in moves if account not in moved]
+        if refused:
+            await self._refuse(session, *refused[0])
+        for account, amount in entries:
+            if account not in wallets:
+                await self._move_posted(session, account, amount)  # waits for COMMIT
+        return PostingResult(int(row[0]), True)
+
+    async def _refuse(self, session: AsyncSession, account_id: int, amount: int) -> NoReturn:
+        """Raise `InsufficientFundsError` for the debit of `amount` a wallet's balance check
+        refused (the caller's transaction rolls back what the posting wrote)."""
+        available = await (await core(session)).scalar(
+            select(LedgerAccount.posted_kop - LedgerAccount.pending_debit_kop).where(
+                LedgerAccount.id == account_id
+            )
+        )
+        raise InsufficientFundsError(-amount, int(available or 0))
+
     async def _replay(
-        self, session: AsyncSession, key: str, entries: list[tuple[int, int]]
+        self,
+        session: AsyncSession,
+        key: str,
+        entries: list[tuple[int, int]],
+        *,
+        resolving: str | None = None,
     ) -> PostingResult:
         posting_id = await session.scalar(
             select(LedgerPosting.id).where(LedgerPosting.idempotency_key == key)
@@ -388,6 +502,10 @@ class Ledger:
         ).all()
         if sorted((int(a), int(b)) for a, b in stored) != sorted(entries):
             raise IdempotencyConflictError(f"key {key!r} was used for a different posting")
+        if resolving is not None:
+            await (await core(session)).execute(
+                RESOLUTION_POSTING, {"hold": resolving, "posting": posting_id}
+            )
         return PostingResult(int(posting_id), False)
 
     async def _move_posted(
@@ -532,7 +650,6 @@ class Ledger:
         if claimed is None:
             return await self._settled_before(session, hold_id, amount_kop)
         captured, account_id, held = claimed
-        posting_id = None
         if captured > 0:
             revenue = await self.account(session, REVENUE)
             result = await self.post(
@@ -543,15 +660,12 @@ class Ledger:
                 memo=memo,
                 cid=cid,
                 releasing=(account_id, held),
+                resolving=hold_id,
             )
-            posting_id = result.posting_id
             if not result.created:  # posted before: its reservation is still to give back
                 await self._unreserve(session, Held(hold_id, account_id, held))
-        else:
+        else:  # nothing captured: no posting to name
             await self._unreserve(session, Held(hold_id, account_id, held))
-        await (await core(session)).execute(
-            RESOLUTION_POSTING, {"hold": hold_id, "posting": posting_id}
-        )
         return HoldOutcome(hold_id, "captured", held, captured, True)
 
     async def release(

@@ -3,10 +3,11 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import select
+from sqlalchemy import delete, event, func, select, update
 
 from trt.billing.ledger import (
     ADJUSTMENTS,
+    REVENUE,
     IdempotencyConflictError,
     InsufficientFundsError,
     Ledger,
@@ -14,7 +15,14 @@ from trt.billing.ledger import (
     wallet_code,
 )
 from trt.db.database import Database
-from trt.db.models import Hold, LedgerAccount, User
+from trt.db.models import (
+    Hold,
+    HoldResolution,
+    LedgerAccount,
+    LedgerEntry,
+    LedgerPosting,
+    User,
+)
 
 USER = 7
 
@@ -192,3 +200,110 @@ async def test_an_account_a_rolled_back_transaction_created_is_not_remembered(
     assert stored == wallet
     async with database.unit_of_work() as session:  # from here on, remembered: no read
         assert await ledger.wallet(session, other) == wallet
+
+
+async def test_a_refused_debit_says_what_it_needs_and_what_is_available(
+    database: Database, ledger: Ledger
+) -> None:
+    # The figures reach the user (the refund screen shows both): on Postgres the posting is
+    # one statement (item 29) and the refused wallet is read back after it.
+    await top_up(database, ledger, 5_000)
+    async with database.unit_of_work() as session:
+        await ledger.place_hold(
+            session, user_id=USER, amount_kop=4_000, hold_id="h", reason="job", ttl_s=60
+        )
+    with pytest.raises(InsufficientFundsError) as caught:
+        async with database.unit_of_work() as session:
+            await ledger.transfer(
+                session,
+                kind="adjust",
+                idempotency_key="a1",
+                debit=await ledger.wallet(session, USER),
+                credit=await ledger.account(session, ADJUSTMENTS),
+                amount_kop=2_000,
+            )
+    assert (caught.value.needed_kop, caught.value.available_kop) == (2_000, 1_000)
+    async with database.unit_of_work(readonly=True) as session:
+        assert await session.scalar(select(LedgerPosting.id)) is not None  # the top-up's only
+        assert await check_invariants(session) == []
+
+
+async def test_a_capture_names_its_posting_on_its_resolution_also_when_replayed(
+    database: Database, ledger: Ledger
+) -> None:
+    await top_up(database, ledger, 5_000)
+    async with database.unit_of_work() as session:
+        await ledger.place_hold(
+            session, user_id=USER, amount_kop=3_000, hold_id="h", reason="job", ttl_s=60
+        )
+        await ledger.account(session, REVENUE)
+    async with database.unit_of_work() as session:  # its id read back is remembered
+        await ledger.account(session, REVENUE)
+    statements: list[str] = []
+
+    def seen(_c: object, _cu: object, statement: str, *_rest: object) -> None:
+        statements.append(statement)
+
+    event.listen(database.engine.sync_engine, "before_cursor_execute", seen)
+    try:
+        async with database.unit_of_work() as session:
+            await ledger.capture(session, "h", amount_kop=2_000)
+    finally:
+        event.remove(database.engine.sync_engine, "before_cursor_execute", seen)
+    if not database.is_sqlite:
+        # The claim, the posting with its entries, wallet and resolution, and the revenue's
+        # counter at COMMIT.
+        assert len(statements) == 3, [s[:60] for s in statements]
+    async with database.unit_of_work(readonly=True) as session:
+        posting = await session.scalar(
+            select(LedgerPosting.id).where(LedgerPosting.idempotency_key == "capture:h")
+        )
+        assert posting is not None
+        assert await session.scalar(select(HoldResolution.posting_id)) == posting
+        entries = sorted(
+            int(amount)
+            for (amount,) in await session.execute(
+                select(LedgerEntry.amount_kop).where(LedgerEntry.posting_id == posting)
+            )
+        )
+        assert entries == [-2_000, 2_000]
+        balance = await ledger.balance(session, USER)
+        assert (balance.posted_kop, balance.held_kop) == (3_000, 0)
+        assert await check_invariants(session) == []
+    # The resolution lost its posting's name (a crash between two writes of an older
+    # version): a replayed capture posts nothing and names the posting again.
+    async with database.unit_of_work() as session:
+        await session.execute(update(HoldResolution).values(posting_id=None))
+        await session.execute(delete(HoldResolution))
+    async with database.unit_of_work() as session:
+        await session.execute(
+            update(LedgerAccount)
+            .where(LedgerAccount.code == wallet_code(USER))
+            .values(pending_debit_kop=LedgerAccount.pending_debit_kop + 3_000)
+        )
+        again = await ledger.capture(session, "h", amount_kop=2_000)
+    assert again.first_time
+    async with database.unit_of_work(readonly=True) as session:
+        assert await session.scalar(select(HoldResolution.posting_id)) == posting
+        assert await session.scalar(select(func.count(LedgerPosting.id))) == 2
+        balance = await ledger.balance(session, USER)
+        assert (balance.posted_kop, balance.held_kop) == (3_000, 0)
+        assert await check_invariants(session) == []
+
+
+async def test_a_wallet_twice_in_one_posting_moves_by_its_sum(
+    database: Database, ledger: Ledger
+) -> None:
+    await top_up(database, ledger, 1_000)
+    async with database.unit_of_work() as session:
+        wallet = await ledger.wallet(session, USER)
+        adjustments = await ledger.account(session, ADJUSTMENTS)
+        await ledger.post(
+            session,
+            kind="adjust",
+            idempotency_key="twice",
+            entries=[(wallet, -400), (wallet, 100), (adjustments, 300)],
+        )
+    async with database.unit_of_work(readonly=True) as session:
+        assert (await ledger.balance(session, USER)).posted_kop == 700
+        assert await check_invariants(session) == []
