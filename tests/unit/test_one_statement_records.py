@@ -11,9 +11,9 @@ from sqlalchemy.dialects import postgresql
 
 from trt.billing.ledger import Ledger
 from trt.db.models import Job, Outbox
-from trt.jobs.engine import ENDING_NOTICE
 from trt.jobs.outbox import recorded_alone
-from trt.jobs.transitions import JobTransitions, _callback_update
+from trt.jobs.state import JobStatus
+from trt.jobs.transitions import JobTransitions, _callback_update, _ending_with
 
 
 def sets(sql: str) -> dict[str, set[str]]:
@@ -56,13 +56,28 @@ def test_a_callbacks_record_sets_only_its_own_columns() -> None:
     assert inserted.group(1).split(", ") == ["job_id", "task_id", "payload", "received_at"]
 
 
-def test_an_endings_message_and_the_notes_skip_set_only_their_own_columns() -> None:
+def test_an_endings_move_message_and_notes_skip_set_only_their_own_columns() -> None:
+    transitions = JobTransitions(Ledger(is_sqlite=False))
     job = Job(id="j1", chat_id=3, cid="c", status_message_id=None)
     fields = Outbox.fields_for_job(job, "result", {"notice": "result"})
     assert tuple(fields) == Outbox.JOB_FIELDS  # the statement binds exactly these
-    params = [f"row_{name}" for name in fields] + ["of_job", "now"]
-    sql = str(ENDING_NOTICE.compile(dialect=postgresql.asyncpg.dialect(), column_keys=params))
-    assert sets(sql) == {"outbox": {"sent_at", "outcome", "lease_until"}}
+    move, move_params = transitions.move_statement(
+        job, JobStatus.SUCCEEDED, owner="w", result_urls=["u"]
+    )
+    params = [*move_params, *(f"row_{name}" for name in fields), "of_job"]
+    statement = _ending_with(move)
+    sql = str(statement.compile(dialect=postgresql.asyncpg.dialect(), column_keys=params))
+    assert sets(sql) == {
+        "jobs": {
+            "status",
+            "lease_owner",
+            "lease_until",
+            "result_urls",
+            "updated_at",
+            "finished_at",
+        },
+        "outbox": {"sent_at", "outcome", "lease_until"},
+    }
     inserted = re.search(r"INSERT INTO outbox \((.*?)\)", sql)
     assert inserted is not None
     assert tuple(inserted.group(1).split(", ")) == Outbox.JOB_FIELDS

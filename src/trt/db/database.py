@@ -11,21 +11,24 @@ instead of in SQLite's busy handler, which sleeps (up to 100 ms a turn) and wake
 from __future__ import annotations
 
 import asyncio
+import re
 import sqlite3
 import time
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
-from typing import Any, NamedTuple, TypeVar
+from typing import Any, Generic, NamedTuple, TypeVar
 
 from sqlalchemy import (
     ColumnElement,
     Insert,
     Row,
+    String,
     any_,
     bindparam,
     event,
     exists,
     insert,
+    literal_column,
     select,
     text,
 )
@@ -55,6 +58,8 @@ SQLITE_BUSY_TIMEOUT_MS = 10_000
 RETRY_ATTEMPTS = 5
 RETRY_STEP_S = 0.2  # the n-th retry waits n × this
 T = TypeVar("T")
+S = TypeVar("S")
+D = TypeVar("D")
 # What a statement runs on: an ORM session or a Core connection (the hot paths use the latter).
 Executor = AsyncSession | AsyncConnection
 log = get_logger(__name__)
@@ -227,6 +232,43 @@ class Database:
 
     async def dispose(self) -> None:
         await self.engine.dispose()
+
+
+def constants_in(
+    column: QueryableAttribute[Any] | ColumnElement[Any], values: Iterable[str]
+) -> ColumnElement[bool]:
+    """`column IN ('a', 'b')` for a fixed set of the code's own names (job states, say): the
+    names written into the statement's text, so a statement built once runs without the
+    per-execution rewrite an IN list of parameters takes (`expanding` parameters are
+    rendered again at every execution: ~4 % of the bot's CPU in the engine benchmark,
+    docs/performance.md item 30)."""
+    names = sorted(set(values))
+    if not names or not all(_NAME.fullmatch(name) for name in names):
+        raise ValueError(f"not names to write into SQL: {names}")
+    return column.in_([literal_column(f"'{name}'", String) for name in names])
+
+
+_NAME = re.compile(r"[a-z][a-z0-9_]*")
+
+
+class Derived(Generic[S, D]):
+    """Statements derived from others built once (a cached move with a WITH around it, say):
+    one per base statement, built on its first use. Building and keying a statement costs
+    more CPU than running it (docs/performance.md). Each base is held by its entry, so its
+    id names no other statement while the entry is there."""
+
+    def __init__(self, build: Callable[[S], D], *, size: int = 64) -> None:
+        self._build = build
+        self._size = size
+        self._made: dict[int, tuple[S, D]] = {}
+
+    def __call__(self, base: S) -> D:
+        made = self._made.get(id(base))
+        if made is None or made[0] is not base:
+            if len(self._made) >= self._size:
+                self._made.clear()  # bases replaced (a new leader's fence): start again
+            made = self._made[id(base)] = (base, self._build(base))
+        return made[1]
 
 
 def row_parameters(

@@ -16,23 +16,40 @@ from datetime import timedelta
 from typing import Any
 
 import structlog
-from sqlalchemy import ColumnElement, bindparam, case, delete, insert, select, true, update
+from sqlalchemy import (
+    ColumnElement,
+    Insert,
+    bindparam,
+    case,
+    delete,
+    select,
+    true,
+    update,
+)
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from trt.billing.ledger import Ledger
 from trt.catalog.rules import is_telegram_file
 from trt.catalog.schema import Family
 from trt.concurrency import LeasedLoop, MemoryBudget
 from trt.config import EngineSettings
-from trt.db.database import Database, core, insert_after, row_parameters, row_values
-from trt.db.models import Job, JobResult, KieCallback, Outbox, User, utcnow
+from trt.db.database import (
+    Database,
+    Derived,
+    constants_in,
+    core,
+    insert_after,
+    row_values,
+)
+from trt.db.models import Job, JobResult, KieCallback, Outbox, User, UtcDateTime, utcnow
 from trt.errors import MediaFetchError
 from trt.faults import failpoint
 from trt.i18n import normalize_lang
 from trt.jobs.media import TelegramFiles, upload_media
 from trt.jobs.policy import backoff_s, poll_delay_s
 from trt.jobs.state import ACTIVE, JobStatus
-from trt.jobs.transitions import JobTransitions
+from trt.jobs.transitions import INSERT_OUTBOX, JobTransitions
 from trt.kie.client import KieClient, TaskStatus, echoed_callback_url, parse_callback
 from trt.kie.errors import KieError, kind_of
 from trt.logs import get_logger, scrub
@@ -53,23 +70,14 @@ PARALLEL_DOWNLOADS = 4
 # shows its result alone (its ending settles the note as skipped), not an edit the result
 # overtakes a moment later.
 PROGRESS_NOTE_AFTER_S = 1.0
-INSERT_OUTBOX = insert(Outbox)  # with a row's fields as parameters: compiled once
-SKIP_NOTE = (
-    update(Outbox)
-    .where(
-        Outbox.job_id == bindparam("of_job"),
-        Outbox.kind == "running",
-        Outbox.sent_at.is_(None),
-        (Outbox.lease_until.is_(None)) | (Outbox.lease_until < bindparam("now")),
-    )
-    .values(sent_at=bindparam("now"), outcome="skipped", lease_until=None)
-)
 UNSENT = {"telegram_file_id": None, "sent_as": None, "duration_s": None}  # a fresh result
-# An ending's message and the note's skip in one statement (Postgres; `row_parameters`).
-ENDING_NOTICE = (
-    insert(Outbox)
-    .values(row_parameters(Outbox, Outbox.JOB_FIELDS))
-    .add_cte(SKIP_NOTE.cte("note_skipped"))
+# A task id is stored once (never over another's) ...
+TASK_UNSET = (Job.kie_task_id.is_(None),)
+# ... and the job is due at its first poll, or at once when a fast task's callback came before
+# createTask's answer (parameters `first_poll_at` and `due_at`: named after no column).
+FIRST_POLL_OR_NOW = case(
+    (Job.callback_payload.is_(None), bindparam("first_poll_at", type_=UtcDateTime)),
+    else_=bindparam("due_at", type_=UtcDateTime),
 )
 
 
@@ -112,6 +120,10 @@ class JobEngine:
             set_={**{name: stored.excluded[name] for name in fields}, **UNSENT},
         )
         self.transitions = JobTransitions(self.ledger, fence=self.fence)
+        # The task id's move with its progress note (Postgres), built once per move statement.
+        self._with_note: Derived[ReturningUpdate[tuple[str]], Insert] = Derived(
+            lambda moved: insert_after(moved, Outbox, Outbox.JOB_FIELDS)
+        )
         # A failing step must not stop the engine; the job is retried shortly (every
         # transition is idempotent), and if even the release fails, when the lease lapses.
         self.loop: LeasedLoop[str] = LeasedLoop(
@@ -231,7 +243,7 @@ class JobEngine:
             candidates = (
                 select(Job.id, Job.status)
                 .where(
-                    Job.status.in_(due),
+                    constants_in(Job.status, due),
                     Job.next_run_at <= now,
                     (Job.lease_until.is_(None)) | (Job.lease_until < now),
                     self.fence(),
@@ -386,26 +398,19 @@ class JobEngine:
                 job,
                 JobStatus.SUBMITTED,
                 sources=(JobStatus.SUBMITTING, JobStatus.RECONCILING),
-                where=(Job.kie_task_id.is_(None),),
+                where=TASK_UNSET,
+                shape="task_id",
                 kie_task_id=task_id,
-                # A fast task's callback can arrive before createTask's answer: then the job
-                # is due at once, not at the first poll.
-                next_run_at=case(
-                    (
-                        Job.callback_payload.is_(None),
-                        utcnow() + timedelta(seconds=self._first_poll_s()),
-                    ),
-                    else_=utcnow(),
-                ),
+                next_run_at=FIRST_POLL_OR_NOW,
             )
+            now = utcnow()
+            params.update(first_poll_at=now + timedelta(seconds=self._first_poll_s()), due_at=now)
             # The progress note goes with the move, only if the job moved.
             note = self._outbox_fields(
                 job, "running", {"notice": "running"}, after_s=PROGRESS_NOTE_AFTER_S
             )
             if not self.database.is_sqlite:  # one statement (docs/performance.md, item 25)
-                await self.database.write(
-                    insert_after(moved, Outbox, note), {**params, **row_values(note)}
-                )
+                await self.database.write(self._with_note(moved), {**params, **row_values(note)})
                 return
             async with self.database.transaction() as connection:
                 if (await connection.execute(moved, params)).first() is not None:
@@ -619,21 +624,21 @@ class JobEngine:
                 await self._fail(job, JobStatus.FAILED, "download", error.message)
             return
         bonus = None
+        # Data, not words: bot/notices.py says it in the user's language at send time.
+        notice = {"notice": "result", "free": job.is_free, "model": self._title(job)}
         async with self.database.unit_of_work() as session:
             if not await self.transitions.succeed(
                 session,
                 job,
                 owner=self.owner,
                 memo=self._title(job),
+                ending=self._outbox_fields(job, "result", notice),
                 result_urls=list(status.result_urls),
             ):
                 return
             if job.hold_id is not None:
                 bonus = await self._referral_bonus(session, job)
             failpoint("job.captured")
-            # Data, not words: bot/notices.py says it in the user's language at send time.
-            notice = {"notice": "result", "free": job.is_free, "model": self._title(job)}
-            await self._ending_notice(session, job, "result", notice)
         self.told.set()
         if bonus is not None:
             telemetry.emit(
@@ -660,18 +665,23 @@ class JobEngine:
     async def _fail(self, job: Job, to: JobStatus, code: str, detail: str) -> None:
         kind = kind_of(code)
         detail = scrub(detail)  # stored on the job and shown in /debug: no secret in it
+        notice = {
+            "notice": "failed",
+            "reason": kind.code,  # kie_reasons.<code> in the locales
+            "refund_kop": job.price_kop,
+            "free": job.is_free,
+        }
         async with self.database.unit_of_work() as session:
             if not await self.transitions.fail(
-                session, job, to, owner=self.owner, code=code, detail=detail
+                session,
+                job,
+                to,
+                owner=self.owner,
+                code=code,
+                detail=detail,
+                ending=self._outbox_fields(job, "failure", notice),
             ):
                 return
-            notice = {
-                "notice": "failed",
-                "reason": kind.code,  # kie_reasons.<code> in the locales
-                "refund_kop": job.price_kop,
-                "free": job.is_free,
-            }
-            await self._ending_notice(session, job, "failure", notice)
         self.told.set()
         failed = to is JobStatus.FAILED
         telemetry.emit(
@@ -710,22 +720,6 @@ class JobEngine:
     def _title(self, job: Job) -> str:
         model = self.pipeline.catalog.get(job.model_slug)
         return model.title.get(job.lang) if model else job.model_slug
-
-    async def _ending_notice(
-        self, session: AsyncSession, job: Job, kind: str, payload: dict[str, Any]
-    ) -> None:
-        """The job's ending message (a result or a failure), and its "running" note, when no
-        sender has taken it yet, settled as skipped: the ending makes it moot (the relay would
-        skip it anyway, a send and a transaction later); one being sent goes out as it would
-        have. One statement on Postgres (docs/performance.md, item 28)."""
-        fields = self._outbox_fields(job, kind, payload)
-        skip = {"of_job": job.id, "now": utcnow()}
-        connection = await core(session)
-        if self.database.is_sqlite:
-            await connection.execute(INSERT_OUTBOX, fields)
-            await connection.execute(SKIP_NOTE, skip)
-            return
-        await connection.execute(ENDING_NOTICE, {**row_values(fields), **skip})
 
     @staticmethod
     def _outbox_fields(

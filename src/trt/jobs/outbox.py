@@ -21,10 +21,11 @@ from typing import Any, Protocol
 import structlog
 from sqlalchemy import ColumnElement, Executable, bindparam, exists, select, true, update
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.dml import ReturningUpdate
 
 from trt.billing.ledger import Ledger
 from trt.concurrency import LeasedLoop
-from trt.db.database import Database, core
+from trt.db.database import Database, Derived, core
 from trt.db.models import Job, JobResult, Outbox, utcnow
 from trt.faults import failpoint
 from trt.jobs.policy import outbox_gives_up, outbox_retry_s
@@ -72,6 +73,14 @@ RESULT_SENT_PART = RESULT_SENT.cte("result_sent")
 MARKED_PART = MARK_SENT.cte("marked")
 
 
+# `recorded_alone`'s statement, built once per move statement (the move's is cached).
+_RECORDED: Derived[ReturningUpdate[tuple[str]], Executable] = Derived(
+    lambda delivered: delivered.where(exists(select(MARKED_PART))).add_cte(
+        RESULT_SENT_PART, MARKED_PART
+    )
+)
+
+
 def recorded_alone(
     transitions: JobTransitions, job: Job, file: dict[str, Any], mark: dict[str, Any]
 ) -> tuple[Executable, dict[str, Any]]:
@@ -79,8 +88,7 @@ def recorded_alone(
     Telegram id (RESULT_SENT's parameters), the row's mark (MARK_SENT's) and, only if this
     mark was the one, the job delivered."""
     delivered, params = transitions.delivered_statement(job)
-    statement = delivered.where(exists(select(MARKED_PART))).add_cte(RESULT_SENT_PART, MARKED_PART)
-    return statement, {**params, **file, **mark}
+    return _RECORDED(delivered), {**params, **file, **mark}
 
 
 # (lang, job id, model slug): the buttons under a result or a failure notice

@@ -26,10 +26,12 @@ from typing import Any
 
 from sqlalchemy import (
     ColumnElement,
+    Insert,
     and_,
     bindparam,
     case,
     delete,
+    exists,
     insert,
     select,
     true,
@@ -43,8 +45,23 @@ from sqlalchemy.sql.elements import ClauseElement
 
 from trt.billing.ledger import REVENUE, Ledger, hold_id_for
 from trt.catalog.schema import Family
-from trt.db.database import Database, core
-from trt.db.models import FreeUsage, HoldResolution, Job, JobResult, KieCallback, utcnow
+from trt.db.database import (
+    Database,
+    Derived,
+    constants_in,
+    core,
+    row_parameters,
+    row_values,
+)
+from trt.db.models import (
+    FreeUsage,
+    HoldResolution,
+    Job,
+    JobResult,
+    KieCallback,
+    Outbox,
+    utcnow,
+)
 from trt.jobs.state import ACTIVE, TRANSITIONS, JobStatus, sources_of
 from trt.kie.callbacks import callback_task_id
 from trt.kie.client import parse_callback
@@ -68,6 +85,36 @@ INSERT_CALLBACK = insert(KieCallback).values(
 # The job's columns a callback may set, each bound as v_<column>.
 CALLBACK_SETS = ("callback_payload", "next_run_at")
 MOVE_SHAPES = 256  # cached move statements (a handful of shapes per epoch in practice)
+INSERT_OUTBOX = insert(Outbox)  # with a row's fields as parameters: compiled once
+# A job's "running" note no sender has taken yet, settled as skipped: its ending makes it moot
+# (the relay would skip it anyway, a send and a transaction later); one being sent goes out.
+SKIP_NOTE = (
+    update(Outbox)
+    .where(
+        Outbox.job_id == bindparam("of_job"),
+        Outbox.kind == "running",
+        Outbox.sent_at.is_(None),
+        (Outbox.lease_until.is_(None)) | (Outbox.lease_until < bindparam("now")),
+    )
+    .values(sent_at=bindparam("now"), outcome="skipped", lease_until=None)
+)
+# An ending's message as row_<column> parameters (`row_parameters`).
+ENDING_ROW = row_parameters(Outbox, Outbox.JOB_FIELDS)
+
+
+def _ending_with(move: ReturningUpdate[tuple[str]]) -> Insert:
+    """Postgres: a job's ending move, its message and its note's skip as one statement; the
+    message is written and the note skipped only when the job moved, and the message's id
+    returned then (docs/performance.md, item 31)."""
+    done = move.cte("ending_move")
+    moved = exists(select(done.c.id))
+    skipped = SKIP_NOTE.where(moved).cte("note_skipped")
+    return (
+        insert(Outbox)
+        .from_select(list(ENDING_ROW), select(*ENDING_ROW.values()).where(moved))
+        .add_cte(done, skipped)
+        .returning(Outbox.id)
+    )
 
 
 def _is_sql(value: Any) -> bool:
@@ -96,6 +143,7 @@ class JobTransitions:
         # already sending (the relay's writes after a send pass `fenced=False`).
         self.fence = fence or true
         self._moves: dict[tuple[Any, ...], ReturningUpdate[tuple[str]]] = {}  # by shape
+        self._ending: Derived[ReturningUpdate[tuple[str]], Insert] = Derived(_ending_with)
 
     # -- state ------------------------------------------------------------------------------
     async def move(
@@ -136,11 +184,14 @@ class JobTransitions:
         keep_lease: bool = False,
         fenced: bool = True,
         where: tuple[ColumnElement[bool], ...] = (),
+        shape: str | None = None,
         **values: Any,
     ) -> tuple[ReturningUpdate[tuple[str]], dict[str, Any]]:
         """`move`'s compare-and-set as a statement and its parameters, not run: for a caller
         that runs it with more in the same statement (`insert_after`). It returns the job's
-        id when the job moved."""
+        id when the job moved. `shape`: the caller's name for a move whose extra conditions
+        and SQL values are the same every time (module constants, their parameters given by
+        the caller): built once under that name, as every move without them is."""
         sources = sources or sources_of(to)
         illegal = [s.value for s in sources if to not in TRANSITIONS[s]]
         if illegal:
@@ -157,7 +208,7 @@ class JobTransitions:
             params["owner"] = owner
         bound = {f"v_{k}": v for k, v in values.items() if not _is_sql(v)}
         params.update(bound)
-        if where or len(bound) < len(values):
+        if shape is None and (where or len(bound) < len(values)):
             # Extra conditions or SQL among the values: built for this move alone.
             statement = self._move_statement(sources, owner is not None, fence, values, where)
         else:
@@ -165,13 +216,13 @@ class JobTransitions:
             # costs more CPU than running it (docs/performance.md). The fence by identity (a
             # clause's == builds SQL); the statement cached keeps it alive, so its id names
             # no other clause while the entry is there.
-            shape = (sources, owner is not None, id(fence), tuple(sorted(values)))
-            cached = self._moves.get(shape)
+            key = (shape, sources, owner is not None, id(fence), tuple(sorted(values)))
+            cached = self._moves.get(key)
             if cached is None:
                 if len(self._moves) >= MOVE_SHAPES:
                     self._moves.clear()  # an epoch change leaves old shapes behind
-                cached = self._move_statement(sources, owner is not None, fence, values, ())
-                self._moves[shape] = cached
+                cached = self._move_statement(sources, owner is not None, fence, values, where)
+                self._moves[key] = cached
             statement = cached
         return statement, params
 
@@ -188,7 +239,7 @@ class JobTransitions:
         (SQL expressions among `values` are built in)."""
         conditions = [
             Job.id == bindparam("moving"),
-            Job.status.in_([s.value for s in sources]),
+            constants_in(Job.status, [s.value for s in sources]),
             *where,
         ]
         if owned:
@@ -265,23 +316,40 @@ class JobTransitions:
         return taken.scalar_one_or_none() is not None
 
     async def succeed(
-        self, session: AsyncSession, job: Job, *, owner: str, memo: str, **values: Any
+        self,
+        session: AsyncSession,
+        job: Job,
+        *,
+        owner: str,
+        memo: str,
+        ending: dict[str, Any] | None = None,
+        **values: Any,
     ) -> bool:
-        """→ SUCCEEDED with the hold captured; False when the job was not ours to move."""
-        if not await self.move(session, job, JobStatus.SUCCEEDED, owner=owner, **values):
+        """→ SUCCEEDED with the hold captured and the ending's message written (`ending`: its
+        outbox row's fields, `_end`); False when the job was not ours to move."""
+        if not await self._end(session, job, JobStatus.SUCCEEDED, ending, owner=owner, **values):
             return False
         if job.hold_id is not None:
             await self.ledger.capture(session, job.hold_id, memo=memo, cid=job.cid)
         return True
 
     async def fail(
-        self, session: AsyncSession, job: Job, to: JobStatus, *, owner: str, code: str, detail: str
+        self,
+        session: AsyncSession,
+        job: Job,
+        to: JobStatus,
+        *,
+        owner: str,
+        code: str,
+        detail: str,
+        ending: dict[str, Any] | None = None,
     ) -> bool:
-        """→ FAILED / TIMED_OUT with the hold released (a free run given back) and the files an
-        earlier attempt stored dropped; False when the job was not ours to move."""
+        """→ FAILED / TIMED_OUT with the hold released (a free run given back), the files an
+        earlier attempt stored dropped and the ending's message written (`ending`, `_end`);
+        False when the job was not ours to move."""
         assert to in (JobStatus.FAILED, JobStatus.TIMED_OUT), to
-        if not await self.move(
-            session, job, to, owner=owner, error_code=code[:32], error_message=detail[:512]
+        if not await self._end(
+            session, job, to, ending, owner=owner, error_code=code[:32], error_message=detail[:512]
         ):
             return False
         if job.hold_id is not None:
@@ -290,6 +358,32 @@ class JobTransitions:
             await self._return_free_slot(session, job)
         await (await core(session)).execute(delete(JobResult).where(JobResult.job_id == job.id))
         return True
+
+    async def _end(
+        self,
+        session: AsyncSession,
+        job: Job,
+        to: JobStatus,
+        ending: dict[str, Any] | None,
+        **move: Any,
+    ) -> bool:
+        """The ending's move and, only when the job moved, its message to the user (`ending`:
+        the outbox row's fields) with the job's "running" note settled as skipped. On Postgres
+        one statement (`_ending_with`), on SQLite three in the caller's transaction."""
+        if ending is None:
+            return await self.move(session, job, to, **move)
+        connection = await core(session)
+        if connection.dialect.name == "sqlite":  # no data-modifying WITH
+            if not await self.move(session, job, to, **move):
+                return False
+            await connection.execute(INSERT_OUTBOX, ending)
+            await connection.execute(SKIP_NOTE, {"of_job": job.id, "now": utcnow()})
+            return True
+        statement, params = self.move_statement(job, to, **move)
+        written = await connection.execute(
+            self._ending(statement), {**params, **row_values(ending), "of_job": job.id}
+        )
+        return written.first() is not None
 
     async def delivered(self, session: AsyncSession, job: Job) -> bool:
         """SUCCEEDED → DELIVERED (after a send: unfenced, the send happened either way)."""
