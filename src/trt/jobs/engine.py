@@ -63,8 +63,9 @@ SWEEP_INTERVAL_S = 60.0
 CALLBACKS_KEEP_DAYS = 14  # received KIE callbacks are kept this long, for support
 CRASH_RETRY_S = 1.0  # a step that crashed (say, its database connection was cut) runs again
 DOWNLOAD_ATTEMPTS = 3  # a result whose download fails this often is refunded
-# Result files in memory at once, counted at the download cap: while a file downloads it may
-# be that large; once read it holds its own size until it is stored.
+# Result files in memory at once, counted at the download cap (the budget's worst case): a file
+# holds the size its server announces (the cap when it announces none) while it downloads, and
+# its own size until it is stored (`KieClient.download_held`).
 PARALLEL_DOWNLOADS = 4
 # The "generating…" note is due this long after KIE took the task: a job that ends sooner
 # shows its result alone (its ending settles the note as skipped), not an edit the result
@@ -138,8 +139,7 @@ class JobEngine:
             crash_retry_s=CRASH_RETRY_S,
             name="job",
         )
-        self._download_cap = kie.limits.max_download_bytes
-        self._memory = MemoryBudget(PARALLEL_DOWNLOADS * self._download_cap)
+        self._memory = MemoryBudget(PARALLEL_DOWNLOADS * kie.limits.max_download_bytes)
         self._leased: dict[str, Job] = {}  # claimed, as the lease's UPDATE returned them
         self._started: set[str] = set()  # claimed CONFIRMED and moved to SUBMITTING in the claim
 
@@ -590,9 +590,8 @@ class JobEngine:
     async def _store_results(self, job: Job, urls: tuple[str, ...]) -> int:
         """Download each result and store it on its own (one file in memory at a time)."""
         for position, url in enumerate(urls):
-            async with self._memory.reserve(self._download_cap) as held:
-                item = await self.kie.download(url)
-                held.keep(0 if item.data is None else len(item.data))
+            # The file's bytes held in the budget until its row is written.
+            async with self.kie.download_held(url, self._memory) as item:
                 # A retried download replaces what an earlier attempt stored.
                 await self.database.write(
                     self._store_result,

@@ -13,6 +13,7 @@ import json
 import tempfile
 import time
 from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
@@ -29,6 +30,7 @@ from aiohttp import (
 )
 
 from trt.catalog.schema import Family
+from trt.concurrency import MemoryBudget
 from trt.kie.errors import KieError
 
 CREATE_PATHS = {
@@ -283,7 +285,22 @@ class KieClient:
         return url
 
     async def download(self, url: str) -> Download:
-        """A result file, read to its end; only from KIE's hosts.
+        """A result file, read to its end; only from KIE's hosts (`download_held`)."""
+        async with self.download_held(url) as item:
+            return item
+
+    @asynccontextmanager
+    async def download_held(
+        self, url: str, budget: MemoryBudget | None = None
+    ) -> AsyncIterator[Download]:
+        """A result file, read to its end; only from KIE's hosts; with `budget`, its bytes
+        held there until the caller's block ends (the caller stores the file meanwhile).
+
+        The share is reserved once the answer's headers are in: the size the server
+        announces, or the download cap when it announces none, then only the size received
+        is kept. Reserving the cap for every file before asking let four downloads at a time
+        through, whatever their size (docs/performance.md, item 32); the worst case is the
+        same budget.
 
         A body over `max_download_bytes` is not kept: the result is sent as a link (the
         download stops there, nothing more is read). A body cut short (the connection closed
@@ -291,6 +308,12 @@ class KieClient:
         retries, and never charges for a part of a file. The bytes go through a spooled
         temporary file, so a large body does not sit in the connection's buffers twice.
         """
+        async with contextlib.AsyncExitStack() as held:
+            yield await self._download(url, budget, held)
+
+    async def _download(
+        self, url: str, budget: MemoryBudget | None, held: contextlib.AsyncExitStack
+    ) -> Download:
         parts = urlsplit(url)
         host = parts.hostname or ""
         if host not in self.allowed_hosts:
@@ -306,17 +329,25 @@ class KieClient:
                 declared = response.content_length
                 if declared is not None and declared > limit:
                     return Download(url, mime_type, declared, None)
+                share = None
+                if budget is not None:
+                    need = limit if declared is None else declared
+                    share = await held.enter_async_context(budget.reserve(need))
                 with tempfile.SpooledTemporaryFile(max_size=SPOOL_IN_MEMORY_BYTES) as spool:
                     size = 0
                     async for chunk in response.content.iter_chunked(DOWNLOAD_CHUNK_BYTES):
                         size += len(chunk)
                         if size > limit:
+                            if share is not None:
+                                share.keep(0)
                             return Download(url, mime_type, size, None)
                         spool.write(chunk)
                     if declared is not None and size != declared:
                         raise KieError("download", f"truncated: {size} of {declared} bytes")
                     if size == 0:
                         raise KieError("download", "an empty result file")
+                    if share is not None:
+                        share.keep(size)
                     spool.seek(0)
                     return Download(url, mime_type, size, spool.read())
         except KieError:
