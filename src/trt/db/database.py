@@ -21,7 +21,6 @@ from typing import Any, Generic, NamedTuple, TypeVar
 from sqlalchemy import (
     ColumnElement,
     Insert,
-    Row,
     String,
     any_,
     bindparam,
@@ -52,6 +51,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util.concurrency import await_
 
 from trt.db import sqlite_inline
+from trt.db.direct import Directs
 from trt.logs import get_logger
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -70,8 +70,18 @@ _READONLY = "trt_readonly"
 class Written(NamedTuple):
     """What one statement run on its own (`Database.write`) returned."""
 
-    rows: list[Row[Any]]  # what it RETURNING-ed, read before its connection went back
+    # What it RETURNING-ed (SELECT-ed), read before its connection went back: rows with
+    # attribute and index access (SQLAlchemy's, or `trt.db.direct`'s).
+    rows: list[Any]
     rowcount: int
+
+
+async def _executed(
+    connection: AsyncConnection, statement: Executable, parameters: dict[str, Any] | None
+) -> Written:
+    result = await connection.execute(statement, parameters)
+    rows = list(result.all()) if result.returns_rows else []
+    return Written(rows, int(result.rowcount or 0))
 
 
 class Database:
@@ -110,6 +120,8 @@ class Database:
         # One statement on its own needs no BEGIN and COMMIT on Postgres: the statement is its
         # own transaction (two round trips less; `write`).
         self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
+        # ... and runs on the driver itself once seen twice (`trt.db.direct`).
+        self._directs = Directs(self.engine.dialect)
         self._writer = asyncio.Lock()  # SQLite: this process's write transactions, in turn
         self._writing: asyncio.Task[Any] | None = None
         self._readonly_sessions = async_sessionmaker(self._readonly_engine, expire_on_commit=False)
@@ -181,7 +193,7 @@ class Database:
 
     async def read(
         self, statement: Executable, parameters: dict[str, Any] | None = None
-    ) -> list[Row[Any]]:
+    ) -> list[Any]:
         """The rows of one query that stands alone (`write`'s reading twin: one round trip on
         Postgres; SQLite reads in a read transaction, outside the write turn)."""
         return (await self._alone(statement, parameters, readonly=True)).rows
@@ -189,15 +201,14 @@ class Database:
     async def _alone(
         self, statement: Executable, parameters: dict[str, Any] | None, *, readonly: bool
     ) -> Written:
-        alone = (
-            self.transaction(readonly=readonly)
-            if self.is_sqlite
-            else self._autocommit_engine.connect()
-        )
-        async with alone as connection:
-            result = await connection.execute(statement, parameters)
-            rows = list(result.all()) if result.returns_rows else []
-            return Written(rows, int(result.rowcount or 0))
+        if self.is_sqlite:
+            async with self.transaction(readonly=readonly) as connection:
+                return await _executed(connection, statement, parameters)
+        direct = self._directs.get(statement, parameters)
+        async with self._autocommit_engine.connect() as connection:
+            if direct is None:
+                return await _executed(connection, statement, parameters)
+            return Written(*await direct.run(connection, parameters))
 
     def among(
         self, column: QueryableAttribute[Any] | ColumnElement[Any], values: Iterable[Any]
