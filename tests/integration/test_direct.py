@@ -15,7 +15,7 @@ from sqlalchemy.exc import DBAPIError, IntegrityError
 from sqlalchemy.sql.base import Executable
 
 from tests.conftest import _asyncpg_dsn
-from trt.db.database import Database, connection_lost
+from trt.db.database import Database, connection_lost, core
 from trt.db.models import KieCallback, User
 
 RECORD = (
@@ -110,3 +110,32 @@ async def test_a_connection_cut_under_a_direct_statement_is_lost_and_the_pool_dr
     assert connection_lost(lost.value)  # what `Database.retrying` retries
     assert lost.value.connection_invalidated
     assert await database.read(ask, {"above": 0}) == [(0,)]  # the pool opened a fresh one
+
+
+async def test_a_unit_of_works_direct_statements_land_together_or_not_at_all(
+    database: Database,
+) -> None:
+    """In a unit of work (`core(session)`) a statement seen before runs directly: it opens
+    the transaction when it is the first, and SQLAlchemy's COMMIT or ROLLBACK takes it."""
+    await database.write(insert(User), {"id": 1})
+    rename = update(User).where(User.id == bindparam("uid")).values(language=bindparam("lang"))
+    for language in ("en", "de"):  # seen twice: from here on run directly on Postgres
+        async with database.unit_of_work() as session:
+            assert (
+                await (await core(session)).execute(rename, {"uid": 1, "lang": language})
+            ).rowcount == 1
+    assert ran_directly(database, rename, {"uid": 1, "lang": "xx"})
+
+    class Undone(Exception):
+        pass
+
+    with pytest.raises(Undone):
+        async with database.unit_of_work() as session:
+            connection = await core(session)
+            await connection.execute(rename, {"uid": 1, "lang": "fr"})  # the first statement
+            assert await connection.scalar(select(User.language).where(User.id == 1)) == "fr"
+            raise Undone
+    assert await database.read(select(User.language).where(User.id == 1)) == [("de",)]
+    async with database.unit_of_work() as session:
+        await (await core(session)).execute(rename, {"uid": 1, "lang": "fr"})
+    assert await database.read(select(User.language).where(User.id == 1)) == [("fr",)]

@@ -14,6 +14,7 @@ import asyncio
 import re
 import sqlite3
 import time
+import weakref
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
 from contextlib import asynccontextmanager
 from typing import Any, Generic, NamedTuple, TypeVar
@@ -51,7 +52,7 @@ from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util.concurrency import await_
 
 from trt.db import sqlite_inline
-from trt.db.direct import Directs
+from trt.db.direct import DirectConnection, Directs
 from trt.logs import get_logger
 
 SQLITE_BUSY_TIMEOUT_MS = 10_000
@@ -120,8 +121,11 @@ class Database:
         # One statement on its own needs no BEGIN and COMMIT on Postgres: the statement is its
         # own transaction (two round trips less; `write`).
         self._autocommit_engine = self.engine.execution_options(isolation_level="AUTOCOMMIT")
-        # ... and runs on the driver itself once seen twice (`trt.db.direct`).
+        # ... and runs on the driver itself once seen twice (`trt.db.direct`), as do the
+        # plain statements of a unit of work (`core`).
         self._directs = Directs(self.engine.dialect)
+        if not self.is_sqlite:
+            _DIRECTS[self.engine.dialect] = self._directs
         self._writer = asyncio.Lock()  # SQLite: this process's write transactions, in turn
         self._writing: asyncio.Task[Any] | None = None
         self._readonly_sessions = async_sessionmaker(self._readonly_engine, expire_on_commit=False)
@@ -208,7 +212,8 @@ class Database:
         async with self._autocommit_engine.connect() as connection:
             if direct is None:
                 return await _executed(connection, statement, parameters)
-            return Written(*await direct.run(connection, parameters))
+            ran = await direct.run(connection, parameters)
+            return Written(ran.rows, ran.rowcount)
 
     def among(
         self, column: QueryableAttribute[Any] | ColumnElement[Any], values: Iterable[Any]
@@ -312,27 +317,32 @@ def insert_after(
 
 
 _CORE = "trt_core_connection"
+# Postgres databases' directly run statements, by dialect (an engine's execution-option copies
+# share it), for `core`.
+_DIRECTS: weakref.WeakKeyDictionary[Any, Directs] = weakref.WeakKeyDictionary()
 
 
-async def core(session: AsyncSession) -> AsyncConnection:
+async def core(session: AsyncSession) -> DirectConnection:
     """The Core connection under `session`'s transaction, for DML and column reads.
 
     A statement there skips the ORM's per-statement work (the ORM compile step and, for an
     UPDATE, evaluating its WHERE against every object the session holds): about 0.2 ms of CPU
-    a statement (docs/performance.md). It is the same transaction, so what lands together
-    still lands together; objects the session has pending are flushed first, so a statement
-    here sees them. What it changes is not reflected in objects the session already holds:
-    use it where the caller does not read those objects back."""
+    a statement (docs/performance.md); on Postgres a plain statement seen before runs on the
+    driver itself (`trt.db.direct`, item 35). It is the same transaction, so what lands
+    together still lands together; objects the session has pending are flushed first, so a
+    statement here sees them. What it changes is not reflected in objects the session already
+    holds: use it where the caller does not read those objects back."""
     sync = session.sync_session
     if sync._new or sync._deleted or sync.dirty:  # the private maps: cheap, no copies
         await session.flush()
     transaction = sync.get_transaction()
-    held: tuple[object, AsyncConnection] | None = session.info.get(_CORE)
+    held: tuple[object, DirectConnection] | None = session.info.get(_CORE)
     if held is not None and held[0] is transaction:
         return held[1]
     connection = await session.connection()
-    session.info[_CORE] = (sync.get_transaction(), connection)  # this transaction's
-    return connection
+    direct = DirectConnection(connection, _DIRECTS.get(connection.dialect))
+    session.info[_CORE] = (sync.get_transaction(), direct)  # this transaction's
+    return direct
 
 
 def connection_lost(error: BaseException) -> bool:

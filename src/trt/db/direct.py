@@ -1,16 +1,20 @@
-"""Statements that stand alone, run on the Postgres driver itself (`Database.write` / `read`).
+"""Plain statements run on the Postgres driver itself: those that stand alone
+(`Database.write` / `read`) and those of a unit of work (`core(session)`, `DirectConnection`).
 
-SQLAlchemy's execution of one compiled statement costs about 165 µs of CPU on top of the
-driver's 51 µs (`bench`-style micro measurement, docs/performance.md item 34): the execution
-context, the adapter's cursor, the result's metadata, a greenlet switch each way. A statement
-the engine runs for every job (a callback's record, a stored file, a send's mark) pays it six
-times a job. Here such a statement is compiled once, by SQLAlchemy for the dialect, and each
-run binds its parameters with SQLAlchemy's own bind processors, prepares through the adapter's
-statement cache (the one SQLAlchemy's own executions use, so no statement is prepared twice
-on a connection) and fetches on the asyncpg connection. What is not SQLAlchemy's to skip
-stays SQLAlchemy's: the connection comes from its pool (the idle ping, the reset), and a
-failure goes through its translation and disconnect handling, so callers see the same
-`DBAPIError`s and a broken connection is dropped from the pool just the same.
+SQLAlchemy's execution of one compiled statement costs about 165 µs of CPU where the driver
+alone takes 51 µs (a micro measurement, docs/performance.md item 34): the execution context,
+the adapter's cursor, the result's metadata, a greenlet switch each way. The engine runs about
+six statements that stand alone a job, and the confirm and the success transaction about five
+more. Here such a statement is compiled once, by SQLAlchemy for the dialect, and each run binds
+its parameters with SQLAlchemy's own bind processors, prepares through the adapter's statement
+cache (the one SQLAlchemy's own executions use, so no statement is prepared twice on a
+connection) and fetches on the asyncpg connection; in a transaction it sends the BEGIN when it
+is the transaction's first statement, as the adapter's cursor does, and the COMMIT or ROLLBACK
+stays SQLAlchemy's. What is not SQLAlchemy's to skip stays SQLAlchemy's: the connection comes
+from its pool (the idle ping, the reset), and a failure goes through its translation and
+disconnect handling, so callers see the same `DBAPIError`s and a broken connection is dropped
+from the pool just the same. Statement hooks (`before_cursor_execute`) do not see a statement
+run here.
 
 Only statements seen twice are compiled here (a statement built for one call runs through
 SQLAlchemy, whose cache keys it), and only plain ones: no parameter rendered at execution
@@ -21,11 +25,12 @@ from __future__ import annotations
 
 import re
 from collections import namedtuple
-from collections.abc import Callable
-from typing import Any, NamedTuple, cast
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any, Protocol, cast
 
 from sqlalchemy import Delete, Insert, Numeric, Select, Update
 from sqlalchemy.engine import Connection, Dialect
+from sqlalchemy.exc import MultipleResultsFound, NoResultFound
 from sqlalchemy.ext.asyncio import AsyncConnection
 from sqlalchemy.sql.base import Executable
 from sqlalchemy.sql.compiler import SQLCompiler
@@ -34,11 +39,67 @@ CACHED = 256  # statements kept (compiled or found not eligible); more are forgo
 _STATUS = re.compile(r"(?:SELECT|UPDATE|DELETE|INSERT \d+) (\d+)")
 
 
-class Ran(NamedTuple):
-    """What a statement run directly returned."""
+class Answer(Protocol):
+    """What a statement's run answers, SQLAlchemy's result or `Ran`: the calls TRT makes."""
 
-    rows: list[Any]  # its rows (RETURNING / SELECT) with attribute and index access
-    rowcount: int
+    @property
+    def rowcount(self) -> int: ...
+
+    def __iter__(self) -> Iterator[Any]: ...
+
+    def all(self) -> Sequence[Any]: ...
+
+    def first(self) -> Any: ...
+
+    def one_or_none(self) -> Any: ...
+
+    def one(self) -> Any: ...
+
+    def scalar(self) -> Any: ...
+
+    def scalar_one_or_none(self) -> Any: ...
+
+    def scalar_one(self) -> Any: ...
+
+
+class Ran:
+    """What a statement run directly returned, answering as SQLAlchemy's result does for the
+    calls TRT makes on one (`first`, `one_or_none`, `scalar`, `rowcount`, …)."""
+
+    __slots__ = ("rowcount", "rows")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self.rows = rows  # its rows (RETURNING / SELECT) with attribute and index access
+        self.rowcount = rowcount
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.rows)
+
+    def all(self) -> list[Any]:
+        return list(self.rows)
+
+    def first(self) -> Any | None:
+        return self.rows[0] if self.rows else None
+
+    def one_or_none(self) -> Any | None:
+        if len(self.rows) > 1:
+            raise MultipleResultsFound("Multiple rows were found when one or none was required")
+        return self.first()
+
+    def one(self) -> Any:
+        if not self.rows:
+            raise NoResultFound("No row was found when one was required")
+        return self.one_or_none()
+
+    def scalar(self) -> Any | None:
+        return self.rows[0][0] if self.rows else None
+
+    def scalar_one_or_none(self) -> Any | None:
+        row = self.one_or_none()
+        return None if row is None else row[0]
+
+    def scalar_one(self) -> Any:
+        return self.one()[0]
 
 
 class Direct:
@@ -73,14 +134,17 @@ class Direct:
         args = [values[name] for name in self.names]
         for index, process in self.processors:
             args[index] = process(args[index])
-        adapted = (await connection.get_raw_connection()).dbapi_connection
+        adapted: Any = (await connection.get_raw_connection()).dbapi_connection
         try:
-            prepared, _attributes = await adapted._prepare(  # type: ignore[union-attr]
-                self.sql,
-                self.compiled.dialect._invalidate_schema_cache_asof,  # type: ignore[attr-defined]
-            )
-            records = await prepared.fetch(*args)
-            status = prepared.get_statusmsg()
+            # As the adapter's cursor does: the transaction's BEGIN before its first statement
+            # (none on an autocommit connection), one statement at a time on the connection.
+            async with adapted._execute_mutex:
+                if adapted._transaction is None:
+                    await adapted._start_transaction()
+                asof = self.compiled.dialect._invalidate_schema_cache_asof  # type: ignore[attr-defined]
+                prepared, _attributes = await adapted._prepare(self.sql, asof)
+                records = await prepared.fetch(*args)
+                status = prepared.get_statusmsg()
         except Exception as error:
             await connection.run_sync(_translated, error, self.sql, args, adapted)
             raise  # not reached: _translated raises
@@ -162,3 +226,34 @@ def _compile(statement: Executable, names: tuple[str, ...], dialect: Dialect) ->
         return None  # its result processor depends on the driver's column type
     returns = isinstance(statement, Select) or bool(statement._returning)
     return Direct(compiled, returns)
+
+
+class DirectConnection:
+    """SQLAlchemy's connection under a unit of work (`core(session)`), whose plain statements
+    run directly (`directs`; None: every statement through SQLAlchemy, as on SQLite). The
+    same connection and transaction either way: a statement run directly starts the
+    transaction's BEGIN if it is the first, and SQLAlchemy commits or rolls back as ever."""
+
+    __slots__ = ("connection", "directs")
+
+    def __init__(self, connection: AsyncConnection, directs: Directs | None) -> None:
+        self.connection = connection
+        self.directs = directs
+
+    async def execute(
+        self,
+        statement: Executable,
+        parameters: dict[str, Any] | list[dict[str, Any]] | None = None,
+    ) -> Answer:
+        if self.directs is not None and not isinstance(parameters, list):
+            direct = self.directs.get(statement, parameters)
+            if direct is not None:
+                return await direct.run(self.connection, parameters)
+        return await self.connection.execute(statement, parameters)
+
+    @property
+    def dialect(self) -> Dialect:
+        return self.connection.dialect
+
+    async def scalar(self, statement: Executable, parameters: dict[str, Any] | None = None) -> Any:
+        return (await self.execute(statement, parameters)).scalar()
