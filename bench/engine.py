@@ -14,6 +14,7 @@ import argparse
 import asyncio
 import os
 import signal
+import statistics
 import sys
 import tempfile
 import time
@@ -28,9 +29,11 @@ from tests.processes import TrtProcess, trt_env
 
 from bench.common import (
     Row,
+    cpu_s,
     drop_database,
     free_port,
     fresh_database,
+    machine_busy_s,
     peak_rss_mb,
     print_table,
     profiler_prefix,
@@ -176,17 +179,27 @@ class Bench:
         return time.monotonic() - started
 
 
-async def throughput_run(backend: str, jobs: int, workdir: Path) -> float:
+async def throughput_run(backend: str, jobs: int, workdir: Path) -> tuple[float, dict[str, float]]:
+    """Jobs/s from the first confirm to the last delivery, and the CPU a job each part took:
+    the bot, this process (the confirms and the sandbox servers), the rest of the machine
+    (the database, with anything else running)."""
     bench = Bench(backend, workdir)
     await bench.setup()
     process: TrtProcess | None = None
     try:
         users = await bench.users(jobs)
         process = await bench.start_bot(KIE_CREATES_PER_10S="100000", KIE_RECORDS_PER_S="100000")
+        pid, me = process.proc.pid, os.getpid()
+        before = (cpu_s(pid), cpu_s(me), machine_busy_s())
         started = time.monotonic()
         await bench.create_jobs(users, jobs, confirming=CONFIRMING)
         await bench.until_count((JobStatus.DELIVERED,), jobs, timeout_s=600)
-        return jobs / (time.monotonic() - started)
+        elapsed = time.monotonic() - started
+        bot, own, machine = (
+            (after - first) * 1000 / jobs
+            for after, first in zip((cpu_s(pid), cpu_s(me), machine_busy_s()), before, strict=True)
+        )
+        return jobs / elapsed, {"bot": bot, "benchmark": own, "rest": machine - bot - own}
     finally:
         await bench.close(process, grace_s=60)
 
@@ -252,14 +265,24 @@ async def measure(args: argparse.Namespace) -> tuple[list[Row], dict[str, Any]]:
     with tempfile.TemporaryDirectory() as tmp:
         workdir = Path(tmp)
         for backend in args.backends if args.jobs else ():
-            rates = [await throughput_run(backend, args.jobs, workdir) for _ in range(args.runs)]
-            stats = summary(rates)
+            runs = [await throughput_run(backend, args.jobs, workdir) for _ in range(args.runs)]
+            stats = summary([rate for rate, _cpu in runs])
             figures[f"jobs_per_s_{backend}"] = stats
+            cpu = {part: statistics.median(c[part] for _r, c in runs) for part in runs[0][1]}
+            figures[f"cpu_ms_per_job_{backend}"] = cpu
             rows.append(
                 (
                     f"jobs/s confirm→delivery ({backend}, {args.jobs} jobs)",
                     f"{stats['median']:.1f} (min {stats['min']:.1f}, max {stats['max']:.1f})",
                     "≥ 100" if backend == "postgres" else "≥ 60",
+                )
+            )
+            rows.append(
+                (
+                    f"  CPU a job ({backend}, medians)",
+                    f"bot {cpu['bot']:.1f} ms, benchmark process {cpu['benchmark']:.1f} ms, "
+                    f"rest of the machine {cpu['rest']:.1f} ms",
+                    "",
                 )
             )
         if args.inflight:
