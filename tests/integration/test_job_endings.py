@@ -55,17 +55,21 @@ async def outbox(database: Database) -> dict[str, str | None]:
         return {str(row.kind): row.outcome for row in rows}
 
 
+async def succeeds(database: Database, transitions: JobTransitions, job: Job, owner: str) -> bool:
+    """The job's success with its result message, as `owner` would end it."""
+    ending = Outbox.fields_for_job(job, "result", {"notice": "result"})
+    async with database.unit_of_work() as session:
+        return await transitions.succeed(
+            session, job, owner=owner, memo="m", ending=ending, result_urls=["u"]
+        )
+
+
 async def test_an_ending_that_is_not_ours_writes_no_message_and_skips_no_note(
     database: Database,
 ) -> None:
     job = await running_job(database)
     transitions = JobTransitions(Ledger(is_sqlite=database.is_sqlite))
-    ending = Outbox.fields_for_job(job, "result", {"notice": "result"})
-    async with database.unit_of_work() as session:
-        moved = await transitions.succeed(
-            session, job, owner="someone else", memo="m", ending=ending, result_urls=["u"]
-        )
-    assert not moved
+    assert not await succeeds(database, transitions, job, "someone else")
     assert await outbox(database) == {"running": None}
     async with database.unit_of_work(readonly=True) as session:
         stored = await session.get(Job, job.id)
@@ -79,12 +83,7 @@ async def test_an_ending_moves_writes_its_message_and_skips_the_note_together(
 ) -> None:
     job = await running_job(database)
     transitions = JobTransitions(Ledger(is_sqlite=database.is_sqlite))
-    ending = Outbox.fields_for_job(job, "result", {"notice": "result"})
-    async with database.unit_of_work() as session:
-        moved = await transitions.succeed(
-            session, job, owner="me", memo="m", ending=ending, result_urls=["u"]
-        )
-    assert moved
+    assert await succeeds(database, transitions, job, "me")
     assert await outbox(database) == {"running": "skipped", "result": None}
     async with database.unit_of_work(readonly=True) as session:
         stored = await session.get(Job, job.id)

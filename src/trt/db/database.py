@@ -47,7 +47,7 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase, QueryableAttribute
 from sqlalchemy.pool import ConnectionPoolEntry
 from sqlalchemy.sql.base import Executable
-from sqlalchemy.sql.dml import ReturningUpdate
+from sqlalchemy.sql.dml import ReturningUpdate, Update
 from sqlalchemy.sql.elements import BindParameter
 from sqlalchemy.util.concurrency import await_
 
@@ -304,16 +304,22 @@ def row_values(fields: dict[str, Any]) -> dict[str, Any]:
 
 
 def insert_after(
-    first: ReturningUpdate[Any], model: type[DeclarativeBase], names: Iterable[str]
+    first: ReturningUpdate[Any],
+    model: type[DeclarativeBase],
+    names: Iterable[str],
+    *,
+    along: tuple[Update, ...] = (),
 ) -> Insert:
     """One statement for Postgres (`Database.write`): `first`, an UPDATE … RETURNING, in a
     WITH, and one row of `model` (its columns `names`, given as `row_values`) inserted only
-    when `first` changed a row. SQLite has no data-modifying WITH: there the two statements
-    run in one transaction."""
+    when `first` changed a row; so are the UPDATEs `along` made (WITH-parts too). SQLite has
+    no data-modifying WITH: there the statements run one by one in one transaction."""
     done = first.cte("first_done")
+    moved = exists(select(done))
     row = row_parameters(model, names)
-    chosen = select(*row.values()).where(exists(select(done)))
-    return insert(model).from_select(list(row), chosen).add_cte(done)
+    chosen = select(*row.values()).where(moved)
+    parts = [write.where(moved).cte(f"along_{n}") for n, write in enumerate(along)]
+    return insert(model).from_select(list(row), chosen).add_cte(done, *parts)
 
 
 _CORE = "trt_core_connection"

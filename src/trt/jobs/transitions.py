@@ -31,7 +31,6 @@ from sqlalchemy import (
     bindparam,
     case,
     delete,
-    exists,
     insert,
     select,
     true,
@@ -50,7 +49,7 @@ from trt.db.database import (
     Derived,
     constants_in,
     core,
-    row_parameters,
+    insert_after,
     row_values,
 )
 from trt.db.models import (
@@ -98,23 +97,13 @@ SKIP_NOTE = (
     )
     .values(sent_at=bindparam("now"), outcome="skipped", lease_until=None)
 )
-# An ending's message as row_<column> parameters (`row_parameters`).
-ENDING_ROW = row_parameters(Outbox, Outbox.JOB_FIELDS)
 
 
 def _ending_with(move: ReturningUpdate[tuple[str]]) -> Insert:
     """Postgres: a job's ending move, its message and its note's skip as one statement; the
     message is written and the note skipped only when the job moved, and the message's id
     returned then (docs/performance.md, item 31)."""
-    done = move.cte("ending_move")
-    moved = exists(select(done.c.id))
-    skipped = SKIP_NOTE.where(moved).cte("note_skipped")
-    return (
-        insert(Outbox)
-        .from_select(list(ENDING_ROW), select(*ENDING_ROW.values()).where(moved))
-        .add_cte(done, skipped)
-        .returning(Outbox.id)
-    )
+    return insert_after(move, Outbox, Outbox.JOB_FIELDS, along=(SKIP_NOTE,)).returning(Outbox.id)
 
 
 def _is_sql(value: Any) -> bool:
@@ -322,7 +311,7 @@ class JobTransitions:
         *,
         owner: str,
         memo: str,
-        ending: dict[str, Any] | None = None,
+        ending: dict[str, Any],
         **values: Any,
     ) -> bool:
         """→ SUCCEEDED with the hold captured and the ending's message written (`ending`: its
@@ -342,7 +331,7 @@ class JobTransitions:
         owner: str,
         code: str,
         detail: str,
-        ending: dict[str, Any] | None = None,
+        ending: dict[str, Any],
     ) -> bool:
         """→ FAILED / TIMED_OUT with the hold released (a free run given back), the files an
         earlier attempt stored dropped and the ending's message written (`ending`, `_end`);
@@ -364,14 +353,12 @@ class JobTransitions:
         session: AsyncSession,
         job: Job,
         to: JobStatus,
-        ending: dict[str, Any] | None,
+        ending: dict[str, Any],
         **move: Any,
     ) -> bool:
         """The ending's move and, only when the job moved, its message to the user (`ending`:
         the outbox row's fields) with the job's "running" note settled as skipped. On Postgres
         one statement (`_ending_with`), on SQLite three in the caller's transaction."""
-        if ending is None:
-            return await self.move(session, job, to, **move)
         connection = await core(session)
         if connection.dialect.name == "sqlite":  # no data-modifying WITH
             if not await self.move(session, job, to, **move):

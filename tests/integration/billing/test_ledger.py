@@ -48,6 +48,13 @@ async def top_up(database: Database, ledger: Ledger, amount: int, key: str = "t1
         )
 
 
+async def hold(database: Database, ledger: Ledger, amount: int, hold_id: str = "h") -> None:
+    async with database.unit_of_work() as session:
+        await ledger.place_hold(
+            session, user_id=USER, amount_kop=amount, hold_id=hold_id, reason="job", ttl_s=60
+        )
+
+
 async def test_top_up_and_balance(database: Database, ledger: Ledger) -> None:
     await top_up(database, ledger, 50_000)
     async with database.unit_of_work(readonly=True) as session:
@@ -147,10 +154,7 @@ async def test_placing_the_same_hold_twice_reserves_once(
 
 async def test_a_debit_cannot_spend_held_money(database: Database, ledger: Ledger) -> None:
     await top_up(database, ledger, 5_000)
-    async with database.unit_of_work() as session:
-        await ledger.place_hold(
-            session, user_id=USER, amount_kop=4_000, hold_id="h", reason="job", ttl_s=60
-        )
+    await hold(database, ledger, 4_000)
     with pytest.raises(InsufficientFundsError):
         async with database.unit_of_work() as session:
             wallet = await ledger.wallet(session, USER)
@@ -208,10 +212,7 @@ async def test_a_refused_debit_says_what_it_needs_and_what_is_available(
     # The figures reach the user (the refund screen shows both): on Postgres the posting is
     # one statement (item 29) and the refused wallet is read back after it.
     await top_up(database, ledger, 5_000)
-    async with database.unit_of_work() as session:
-        await ledger.place_hold(
-            session, user_id=USER, amount_kop=4_000, hold_id="h", reason="job", ttl_s=60
-        )
+    await hold(database, ledger, 4_000)
     with pytest.raises(InsufficientFundsError) as caught:
         async with database.unit_of_work() as session:
             await ledger.transfer(
@@ -232,13 +233,10 @@ async def test_a_capture_names_its_posting_on_its_resolution_also_when_replayed(
     database: Database, ledger: Ledger
 ) -> None:
     await top_up(database, ledger, 5_000)
-    async with database.unit_of_work() as session:
-        await ledger.place_hold(
-            session, user_id=USER, amount_kop=3_000, hold_id="h", reason="job", ttl_s=60
-        )
-        await ledger.account(session, REVENUE)
-    async with database.unit_of_work() as session:  # its id read back is remembered
-        await ledger.account(session, REVENUE)
+    await hold(database, ledger, 3_000)
+    for _ in range(2):  # created, then its id read back: remembered from here on
+        async with database.unit_of_work() as session:
+            await ledger.account(session, REVENUE)
     statements: list[str] = []
 
     def seen(_c: object, _cu: object, statement: str, *_rest: object) -> None:
