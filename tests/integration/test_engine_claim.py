@@ -67,3 +67,48 @@ async def test_a_claim_starts_new_jobs_in_its_lease_and_leaves_the_rest_as_they_
     assert {row.lease_owner for row in rows.values()} == {"me"}
     # Only the job this claim moved is submitted by its step; the lost one is reconciled.
     assert engine._started == {fresh}
+
+
+async def test_jobs_already_at_kie_are_claimed_before_new_ones_due_earlier(
+    database: Database,
+) -> None:
+    """A burst of confirms must not queue the jobs KIE already works on (their callbacks and
+    polls) behind its own submits: started jobs first, each group by due time."""
+    pipeline = UnifiedModelPipeline(default_catalog(), Rates(Decimal(95), Decimal(2)))
+    settings = EngineSettings(max_active_per_user=10, max_in_flight=10)
+    jobs = JobService(database, pipeline, settings, free_daily_quota=0)
+    await WalletService(database).credit(7, 100_000, source="topup:test", idempotency_key="t:7")
+    ids = []
+    for n in range(3):
+        created = await jobs.create(
+            user_id=7,
+            chat_id=7,
+            lang="ru",
+            model_slug="nb2",
+            params={"prompt": f"fox {n}"},
+            draft_key=uuid.uuid4().hex,
+        )
+        ids.append(created.job.id)
+    new_early, new_late, at_kie = ids
+    now = utcnow()
+    async with database.transaction() as connection:
+        for job_id, due in ((new_early, now - timedelta(seconds=30)), (new_late, now)):
+            await connection.execute(update(Job).where(Job.id == job_id).values(next_run_at=due))
+        # Its callback came after the first new job was due.
+        await connection.execute(
+            update(Job)
+            .where(Job.id == at_kie)
+            .values(
+                status=JobStatus.SUBMITTED.value,
+                kie_task_id="task-1",
+                attempts=1,
+                next_run_at=now - timedelta(seconds=10),
+            )
+        )
+    kie = KieClient("key", "http://127.0.0.1:9", "http://127.0.0.1:9")  # never called here
+    engine = JobEngine(database, pipeline, kie, settings, owner="me", public_base_url=None)
+
+    assert await engine.claim(1) == [at_kie]
+    assert await engine.claim(1) == [new_early]
+    assert await engine.claim(1) == [new_late]
+    assert await engine.claim(1) == []

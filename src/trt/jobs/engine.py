@@ -72,6 +72,12 @@ PARALLEL_DOWNLOADS = 4
 # overtakes a moment later.
 PROGRESS_NOTE_AFTER_S = 1.0
 UNSENT = {"telegram_file_id": None, "sent_as": None, "duration_s": None}  # a fresh result
+# Due jobs are claimed started ones first, then new ones, each by due time: a burst of confirms
+# no longer queues the callbacks and polls of the jobs already at KIE behind their own submits
+# (which made every job wait for the whole burst, sent "generating…" notes a result then had to
+# wait a second behind, and kept KIE's finished results waiting; docs/performance.md, item 36).
+# A new job still waits only for what is due: a polled job is due again only at its next poll.
+CLAIM_ORDER = (Job.status == JobStatus.CONFIRMED.value, Job.next_run_at)
 # A task id is stored once (never over another's) ...
 TASK_UNSET = (Job.kie_task_id.is_(None),)
 # ... and the job is due at its first poll, or at once when a fast task's callback came before
@@ -248,7 +254,7 @@ class JobEngine:
                     (Job.lease_until.is_(None)) | (Job.lease_until < now),
                     self.fence(),
                 )
-                .order_by(Job.next_run_at)
+                .order_by(*CLAIM_ORDER)
                 .limit(limit)
                 .with_for_update(skip_locked=True)
             )
