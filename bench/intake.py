@@ -33,6 +33,7 @@ from tests.processes import trt_env
 
 from bench.common import (
     Row,
+    cpu_s,
     drop_database,
     free_port,
     fresh_database,
@@ -285,12 +286,6 @@ async def burst(load: Load, count: int, pid: int) -> dict[str, float]:
         "bot_cpu_pct": (cpu_s(pid) - bot_cpu) / elapsed * 100,
         "generator_cpu_pct": (time.process_time() - own_cpu) / elapsed * 100,
     }
-
-
-def cpu_s(pid: int) -> float:
-    """User + system CPU seconds of a process, from /proc."""
-    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
 async def one_run(name: str, workdir: Path, seconds: float) -> dict[str, Any]:

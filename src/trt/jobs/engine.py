@@ -77,6 +77,7 @@ UNSENT = {"telegram_file_id": None, "sent_as": None, "duration_s": None}  # a fr
 # (which made every job wait for the whole burst, sent "generating…" notes a result then had to
 # wait a second behind, and kept KIE's finished results waiting; docs/performance.md, item 36).
 # A new job still waits only for what is due: a polled job is due again only at its next poll.
+# The sort covers the due jobs alone, at most JOB_MAX_IN_FLIGHT (200 by default) active ones.
 CLAIM_ORDER = (Job.status == JobStatus.CONFIRMED.value, Job.next_run_at)
 # A task id is stored once (never over another's) ...
 TASK_UNSET = (Job.kie_task_id.is_(None),)
