@@ -20,8 +20,9 @@ class Upload:
 def part_names(disposition: str | None) -> tuple[str | None, str | None]:
     """(name, filename) of a part's Content-Disposition, as aiohttp's `BodyPartReader.name` and
     `.filename` read them. aiohttp parses the header anew for each (and rebuilds a 128-character
-    escape table on every parse): in the engine benchmark that was a sixth of the sandbox's CPU.
-    A client sends the same few headers again and again, so each is parsed once."""
+    escape table on every parse): a sixth of the engine benchmark's own process, which serves
+    the sandbox (docs/performance.md, item 37). A client sends the same few headers again and
+    again, so each is parsed once."""
     _kind, params = parse_content_disposition(disposition)
     return content_disposition_filename(params, "name"), content_disposition_filename(
         params, "filename"
