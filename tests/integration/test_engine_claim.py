@@ -20,13 +20,13 @@ from trt.jobs.state import JobStatus
 from trt.kie.client import KieClient
 from trt.pipeline import UnifiedModelPipeline
 
+PIPELINE = UnifiedModelPipeline(default_catalog(), Rates(Decimal(95), Decimal(2)))
+SETTINGS = EngineSettings(max_active_per_user=10, max_in_flight=10)
 
-async def test_a_claim_starts_new_jobs_in_its_lease_and_leaves_the_rest_as_they_were(
-    database: Database,
-) -> None:
-    pipeline = UnifiedModelPipeline(default_catalog(), Rates(Decimal(95), Decimal(2)))
-    settings = EngineSettings(max_active_per_user=10, max_in_flight=10)
-    jobs = JobService(database, pipeline, settings, free_daily_quota=0)
+
+async def three_confirmed_jobs(database: Database) -> list[str]:
+    """Three jobs of one paying user, CONFIRMED, as the confirm button makes them."""
+    jobs = JobService(database, PIPELINE, SETTINGS, free_daily_quota=0)
     await WalletService(database).credit(7, 100_000, source="topup:test", idempotency_key="t:7")
     ids = []
     for n in range(3):
@@ -39,6 +39,18 @@ async def test_a_claim_starts_new_jobs_in_its_lease_and_leaves_the_rest_as_they_
             draft_key=uuid.uuid4().hex,
         )
         ids.append(created.job.id)
+    return ids
+
+
+def engine_of(database: Database) -> JobEngine:
+    kie = KieClient("key", "http://127.0.0.1:9", "http://127.0.0.1:9")  # never called here
+    return JobEngine(database, PIPELINE, kie, SETTINGS, owner="me", public_base_url=None)
+
+
+async def test_a_claim_starts_new_jobs_in_its_lease_and_leaves_the_rest_as_they_were(
+    database: Database,
+) -> None:
+    ids = await three_confirmed_jobs(database)
     fresh, late, lost = ids
     async with database.transaction() as connection:
         # One past its deadline before any worker took it; one a dead worker left in
@@ -49,8 +61,7 @@ async def test_a_claim_starts_new_jobs_in_its_lease_and_leaves_the_rest_as_they_
         await connection.execute(
             update(Job).where(Job.id == lost).values(status=JobStatus.SUBMITTING.value, attempts=1)
         )
-    kie = KieClient("key", "http://127.0.0.1:9", "http://127.0.0.1:9")  # never called here
-    engine = JobEngine(database, pipeline, kie, settings, owner="me", public_base_url=None)
+    engine = engine_of(database)
 
     assert sorted(await engine.claim(10)) == sorted(ids)
 
@@ -74,21 +85,7 @@ async def test_jobs_already_at_kie_are_claimed_before_new_ones_due_earlier(
 ) -> None:
     """A burst of confirms must not queue the jobs KIE already works on (their callbacks and
     polls) behind its own submits: started jobs first, each group by due time."""
-    pipeline = UnifiedModelPipeline(default_catalog(), Rates(Decimal(95), Decimal(2)))
-    settings = EngineSettings(max_active_per_user=10, max_in_flight=10)
-    jobs = JobService(database, pipeline, settings, free_daily_quota=0)
-    await WalletService(database).credit(7, 100_000, source="topup:test", idempotency_key="t:7")
-    ids = []
-    for n in range(3):
-        created = await jobs.create(
-            user_id=7,
-            chat_id=7,
-            lang="ru",
-            model_slug="nb2",
-            params={"prompt": f"fox {n}"},
-            draft_key=uuid.uuid4().hex,
-        )
-        ids.append(created.job.id)
+    ids = await three_confirmed_jobs(database)
     new_early, new_late, at_kie = ids
     now = utcnow()
     async with database.transaction() as connection:
@@ -105,8 +102,7 @@ async def test_jobs_already_at_kie_are_claimed_before_new_ones_due_earlier(
                 next_run_at=now - timedelta(seconds=10),
             )
         )
-    kie = KieClient("key", "http://127.0.0.1:9", "http://127.0.0.1:9")  # never called here
-    engine = JobEngine(database, pipeline, kie, settings, owner="me", public_base_url=None)
+    engine = engine_of(database)
 
     assert await engine.claim(1) == [at_kie]
     assert await engine.claim(1) == [new_early]
